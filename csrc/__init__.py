@@ -1,0 +1,1 @@
+"""CUDA C++ sources of fastdepth, shipped as package data (``fastdepth.csrc``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from fastdepth.cli import main
+
+sys.exit(main())

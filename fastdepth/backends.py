@@ -1,0 +1,88 @@
+"""Which implementation of an op runs: ``"auto" | "torch" | "triton" | "cuda"``.
+
+* ``torch``: the plain-PyTorch reference (:mod:`fastdepth.reference`); any device, float64 too.
+* ``triton``: the fused Triton kernels; CUDA tensors, or CPU tensors when ``TRITON_INTERPRET=1``
+  (Triton's interpreter: slow, for tests).
+* ``cuda``: the fused CUDA C++ kernels (``csrc/``), compiled on first use.
+* ``auto`` (the default; the environment variable ``FASTDEPTH_BACKEND`` overrides it): CUDA
+  tensors with float32 geometry use the fused Triton kernels; everything else uses the reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+ENV_VAR = "FASTDEPTH_BACKEND"
+NAMES = ("auto", "torch", "triton", "cuda")
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def requested(backend: str | None) -> str:
+    """The backend asked for: the argument, else ``$FASTDEPTH_BACKEND``, else ``"auto"``."""
+    name = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
+    if name not in NAMES:
+        source = "backend" if backend is not None else f"${ENV_VAR}"
+        raise ValueError(f"{source} must be one of {NAMES}, got {name!r}")
+    return name
+
+
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
+def triton_importable() -> bool:
+    return _TRITON_INSTALLED
+
+
+def triton_interpreted() -> bool:
+    """True when Triton kernels run in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def triton_usable_on(device: torch.device) -> str | None:
+    """None if the Triton kernels can run on tensors of ``device``, else the reason why not."""
+    if not triton_importable():
+        return "Triton is not installed (it comes with the CUDA builds of PyTorch)"
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu":
+        if triton_interpreted():
+            return None
+        return "backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (Triton's slow interpreter)"
+    return f"Triton kernels do not run on {device.type} tensors"
+
+
+def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype, ...]) -> str:
+    """The implementation that will run: ``"torch"``, ``"triton"`` or ``"cuda"``.
+
+    Args:
+        backend: the caller's choice (None: the environment variable, else ``"auto"``).
+        device: the device of the op's tensors.
+        dtypes: (image dtype, geometry dtype) or, for image-only ops, the image dtypes.
+
+    Raises:
+        RuntimeError: an explicitly requested fused backend cannot run here.
+        TypeError: an explicitly requested fused backend does not support these dtypes.
+    """
+    name = requested(backend)
+    fused_ok = all(dt in FUSED_DTYPES for dt in dtypes) and (len(dtypes) < 2 or dtypes[-1] == torch.float32)
+    if name == "auto":
+        if device.type == "cuda" and fused_ok and triton_usable_on(device) is None:
+            return "triton"
+        return "torch"
+    if name == "torch":
+        return name
+    if name == "cuda":
+        raise RuntimeError("backend='cuda' is not available yet: the CUDA C++ extension is not built")
+    reason = triton_usable_on(device)
+    if reason is not None:
+        raise RuntimeError(reason)
+    if not fused_ok:
+        raise TypeError(
+            f"backend={name!r} computes in float32: images must be float32, float16 or bfloat16 and "
+            f"depth, pose and intrinsics float32; got {', '.join(str(d) for d in dtypes)} "
+            "(use backend='torch' for float64)"
+        )
+    return name

@@ -1,0 +1,121 @@
+"""Compile every kernel for real GPU targets without a GPU and report registers and spills.
+
+Triton kernels: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))``, then
+``ptxas -v`` on the PTX it returns (without a GPU Triton leaves n_regs / n_spills unset).
+Run as ``python -m fastdepth.compile_report [--json]``; it must run without ``TRITON_INTERPRET``
+(the interpreter replaces the kernels by Python functions), so tests call it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ARCHS = (80, 90)
+KERNEL_MODULES = ("fastdepth.kernels.warp",)
+
+
+def ptxas_path() -> str | None:
+    """Triton's bundled ptxas (it understands the PTX Triton emits), else the one on PATH."""
+    try:
+        import triton
+
+        bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    return shutil.which("ptxas")
+
+
+def parse_ptxas(text: str) -> dict[str, int]:
+    """Registers, spill bytes and local (stack) bytes from ``ptxas -v`` output (summed over functions)."""
+    found = {"registers": 0, "spill_stores": 0, "spill_loads": 0, "stack": 0}
+    for m in re.finditer(r"Used (\d+) registers", text):
+        found["registers"] = max(found["registers"], int(m.group(1)))
+    for m in re.finditer(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text):
+        found["spill_stores"] += int(m.group(1))
+        found["spill_loads"] += int(m.group(2))
+    for m in re.finditer(r"(\d+) bytes stack frame", text):
+        found["stack"] += int(m.group(1))
+    return found
+
+
+def ptxas_arch(arch: int) -> str:
+    return f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+
+
+def compile_triton(arch: int) -> list[dict]:
+    """Compile every Triton kernel variant for ``sm_<arch>`` and read its resources."""
+    import importlib
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise RuntimeError("compile_report needs TRITON_INTERPRET unset (the interpreter has no compiler)")
+    ptxas = ptxas_path()
+    if ptxas is None:
+        raise RuntimeError("ptxas not found (neither bundled with Triton nor on PATH)")
+    rows = []
+    target = GPUTarget("cuda", arch, 32)
+    with tempfile.TemporaryDirectory() as tmp:
+        for module_name in KERNEL_MODULES:
+            module = importlib.import_module(module_name)
+            for label, kernel, signature, constexprs, num_warps in module.aot_variants():
+                for name in constexprs:
+                    signature = {**signature, name: "constexpr"}
+                src = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+                compiled = triton.compile(src, target=target, options={"num_warps": num_warps})
+                ptx_file = Path(tmp) / f"{kernel.__name__}.ptx"
+                ptx_file.write_text(compiled.asm["ptx"])
+                result = subprocess.run(
+                    [ptxas, f"-arch={ptxas_arch(arch)}", "-v", str(ptx_file), "-o", os.devnull],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rows.append(
+                    {"kind": "triton", "kernel": label, "arch": f"sm_{arch}", "num_warps": num_warps}
+                    | parse_ptxas(result.stdout + result.stderr)
+                )
+    return rows
+
+
+def report() -> list[dict]:
+    rows = []
+    for arch in ARCHS:
+        rows += compile_triton(arch)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'kind':7} {'kernel':34} {'arch':6} {'regs':>5} {'spill st':>8} {'spill ld':>8} {'stack':>6}"]
+    for r in rows:
+        lines.append(
+            f"{r['kind']:7} {r['kernel']:34} {r['arch']:6} {r['registers']:5d} "
+            f"{r['spill_stores']:8d} {r['spill_loads']:8d} {r['stack']:6d}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    args = parser.parse_args(argv)
+    rows = report()
+    print(json.dumps(rows) if args.json else format_table(rows))
+    spilled = [r for r in rows if r["spill_stores"] or r["spill_loads"]]
+    return 1 if spilled else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Small random scenes for self-checks, tests and benchmarks (deterministic from a seed).
+
+A scene is a dict of the warp's inputs: ``image`` (B, S, C, H, W), ``depth`` (B, 1, H, W),
+``pose`` (B, S, 4, 4) rigid destination -> source transforms and ``K`` (B, 3, 3) with
+Monodepth2's KITTI intrinsics scaled to the image size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Monodepth2's KITTI intrinsics, normalised by image width (fx, cx) and height (fy, cy).
+KITTI_INTRINSICS = (0.58, 1.92, 0.5, 0.5)
+
+
+def intrinsics(batch: int, height: int, width: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """(B, 3, 3) pinhole intrinsics: Monodepth2's KITTI K scaled to ``height`` x ``width``."""
+    fx, fy, cx, cy = KITTI_INTRINSICS
+    k = torch.tensor([[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]])
+    return k.to(dtype=dtype, device=device).expand(batch, 3, 3).clone()
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula: (..., 3) axis-angle -> (..., 3, 3) rotation."""
+    theta = axis_angle.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = axis_angle / theta
+    kx, ky, kz = k.unbind(-1)
+    zero = torch.zeros_like(kx)
+    cross = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], dim=-1).reshape(*k.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
+    return eye + s * cross + (1 - c) * (cross @ cross)
+
+
+def rigid_pose(axis_angle: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 4) transform from (..., 3) axis-angle and (..., 3) translation."""
+    pose = torch.zeros(*axis_angle.shape[:-1], 4, 4, dtype=axis_angle.dtype, device=axis_angle.device)
+    pose[..., :3, :3] = axis_angle_to_matrix(axis_angle)
+    pose[..., :3, 3] = translation
+    pose[..., 3, 3] = 1.0
+    return pose
+
+
+def warp_scene(
+    batch: int = 2,
+    sources: int = 2,
+    channels: int = 3,
+    height: int = 12,
+    width: int = 16,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    image_dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    rotation: float = 0.05,
+    translation: float = 0.2,
+    depth_range: tuple[float, float] = (1.0, 10.0),
+) -> dict[str, torch.Tensor]:
+    """A random warp problem: uniform images, depth in ``depth_range``, small random rigid motions."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = depth_range
+    image = torch.rand(batch, sources, channels, height, width, generator=gen, dtype=torch.float64)
+    depth = lo + (hi - lo) * torch.rand(batch, 1, height, width, generator=gen, dtype=torch.float64)
+    aa = rotation * torch.randn(batch, sources, 3, generator=gen, dtype=torch.float64)
+    t = translation * torch.randn(batch, sources, 3, generator=gen, dtype=torch.float64)
+    scene = {
+        "image": image.to(image_dtype or dtype),
+        "depth": depth.to(dtype),
+        "pose": rigid_pose(aa, t).to(dtype),
+        "K": intrinsics(batch, height, width, dtype=dtype),
+    }
+    return {name: value.to(device) for name, value in scene.items()}

@@ -1,0 +1,235 @@
+"""The depth warp (view synthesis): ``warp_frame_depth`` (Kornia drop-in) and the general ``warp``.
+
+Conventions (Kornia 0.9's ``kornia.geometry.depth.warp_frame_depth``):
+
+* unproject: ``X = depth * [(u - cx) / fx, (v - cy) / fy, 1]`` at integer pixel centres (u column,
+  v row); only fx, fy, cx, cy of K are read (skew and the last row get a zero gradient). With
+  ``normalize_points=True`` the ray is scaled to unit length first (depth = ray length).
+* transform: the full 4x4 ``src_trans_dst`` on ``(X, 1)``, then division by w; where
+  ``|w| <= 1e-8`` the point is left undivided.
+* project: division by z with the same ``|z| <= 1e-8`` rule, then ``u' = fx x + cx``,
+  ``v' = fy y + cy``. (Monodepth2 divides by ``z + 1e-7``; fastdepth uses Kornia's rule everywhere.)
+* sample: ``grid_sample(image, grid, "bilinear", padding_mode, align_corners)`` with ``grid`` the
+  projected pixels normalised by ``(W - 1, H - 1)`` (a singleton axis: scale 1, offset 0), as Kornia
+  and Monodepth2 build it. ``align_corners=False, padding_mode="border"`` is Monodepth2's sampling.
+* a pixel whose depth is NaN or inf (or whose projection overflows) is 0 in the output, whatever
+  the padding mode, and contributes no gradient. Zero and negative depths are ordinary values.
+  NaN in the image reaches only the pixels that sample it.
+* the validity mask is true where the depth is finite, the point lies in front of the source camera
+  (``z > 1e-8``) and all four bilinear taps lie inside the source image (no padding was used).
+
+Dtypes: images float16, bfloat16, float32 (and float64 with ``backend="torch"``); depth, pose and
+intrinsics float32 (or all float64 with ``backend="torch"``). Fused kernels compute in float32 and
+return the image dtype. Gradients flow to all four tensors; pose and intrinsics gradients of the
+fused kernels are deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastdepth import backends, reference, validation
+
+PADDING_MODES = ("zeros", "border")
+
+
+@torch.library.custom_op("fastdepth::warp", mutates_args=())
+def _warp_op(
+    image: torch.Tensor,
+    depth: torch.Tensor,
+    pose: torch.Tensor,
+    camera_matrix: torch.Tensor,
+    normalize_points: bool,
+    padding_mode: str,
+    align_corners: bool,
+    want_mask: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _fused(backend).warp_forward(
+        image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask
+    )
+
+
+@_warp_op.register_fake
+def _warp_fake(image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask, backend):
+    B, S, C, H, W = image.shape
+    mask_shape = (B, S, 1, H, W) if want_mask else (0,)
+    return torch.empty_like(image, memory_format=torch.contiguous_format), image.new_empty(mask_shape, dtype=torch.bool)
+
+
+@torch.library.custom_op("fastdepth::warp_backward", mutates_args=())
+def _warp_backward_op(
+    grad_out: torch.Tensor,
+    image: torch.Tensor,
+    depth: torch.Tensor,
+    pose: torch.Tensor,
+    camera_matrix: torch.Tensor,
+    normalize_points: bool,
+    padding_mode: str,
+    align_corners: bool,
+    needs: list[bool],
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _fused(backend).warp_backward(
+        grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, tuple(needs)
+    )
+
+
+@_warp_backward_op.register_fake
+def _warp_backward_fake(
+    grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, needs, backend
+):
+    shapes = [t.shape if need else (0,) for t, need in zip((image, depth, pose, camera_matrix), needs, strict=True)]
+    return (
+        image.new_empty(shapes[0]),
+        depth.new_empty(shapes[1]),
+        pose.new_empty(shapes[2]),
+        camera_matrix.new_empty(shapes[3]),
+    )
+
+
+def _warp_setup_context(ctx, inputs, output) -> None:
+    image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, _, backend = inputs
+    ctx.save_for_backward(image, depth, pose, camera_matrix)
+    ctx.options = (normalize_points, padding_mode, align_corners)
+    ctx.backend = backend
+
+
+def _warp_backward(ctx, grad_out, grad_mask):
+    image, depth, pose, camera_matrix = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:4])
+    grads = _warp_backward_op(grad_out, image, depth, pose, camera_matrix, *ctx.options, needs, ctx.backend)
+    return *(g if need else None for g, need in zip(grads, needs, strict=True)), None, None, None, None, None
+
+
+_warp_op.register_autograd(_warp_backward, setup_context=_warp_setup_context)
+
+
+def _fused(backend: str):
+    if backend == "triton":
+        from fastdepth.kernels import warp as triton_warp
+
+        return triton_warp
+    raise ValueError(f"no fused warp for backend {backend!r}")
+
+
+def _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, align_corners) -> bool:
+    """Check every argument; returns whether the call is multi-source (5-D image)."""
+    named = {
+        "image_src": image_src,
+        "depth_dst": depth_dst,
+        "src_trans_dst": src_trans_dst,
+        "camera_matrix": camera_matrix,
+    }
+    for name, t in named.items():
+        validation.check_tensor(name, t)
+    multi = image_src.dim() == 5
+    if multi:
+        validation.check_shape("image_src", image_src, ("B", "S", "C", "H", "W"))
+        B, S, _, H, W = image_src.shape
+        validation.check_shape("src_trans_dst", src_trans_dst, (B, S, 4, 4))
+    else:
+        validation.check_shape("image_src", image_src, ("B", "C", "H", "W"))
+        B, _, H, W = image_src.shape
+        validation.check_shape("src_trans_dst", src_trans_dst, (B, 4, 4))
+    validation.check_shape("depth_dst", depth_dst, (B, 1, H, W))
+    validation.check_shape("camera_matrix", camera_matrix, (B, 3, 3))
+    validation.check_dtype("image_src", image_src, validation.FLOAT_DTYPES)
+    for name in ("depth_dst", "src_trans_dst", "camera_matrix"):
+        validation.check_dtype(name, named[name], validation.GEOMETRY_DTYPES)
+    validation.check_same_dtype({k: named[k] for k in ("depth_dst", "src_trans_dst", "camera_matrix")})
+    validation.check_same_device(named)
+    validation.check_index_range("image_src", image_src)
+    validation.check_choice("padding_mode", padding_mode, PADDING_MODES)
+    validation.check_choice("align_corners", align_corners, (True, False))
+    if B > 0:
+        focal = camera_matrix[:, :2, :2].diagonal(dim1=-2, dim2=-1)
+        validation.check_values(
+            {
+                "src_trans_dst must be finite, but holds NaN or inf": torch.isfinite(src_trans_dst).all(),
+                "camera_matrix must be finite, but holds NaN or inf": torch.isfinite(camera_matrix).all(),
+                "camera_matrix: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": (focal != 0).all(),
+            }
+        )
+    return multi
+
+
+def warp(
+    image_src: torch.Tensor,
+    depth_dst: torch.Tensor,
+    src_trans_dst: torch.Tensor,
+    camera_matrix: torch.Tensor,
+    normalize_points: bool = False,
+    padding_mode: str = "zeros",
+    align_corners: bool = True,
+    return_mask: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Warp source images onto the destination view with the destination depth and relative poses.
+
+    See the module docstring for the conventions. With the defaults it equals
+    :func:`warp_frame_depth` (Kornia); ``padding_mode="border", align_corners=False`` is
+    Monodepth2's sampling.
+
+    Args:
+        image_src: (B, C, H, W) one source image, or (B, S, C, H, W) S sources sharing one depth.
+        depth_dst: (B, 1, H, W) depth of the destination view.
+        src_trans_dst: (B, 4, 4) or (B, S, 4, 4): destination -> source transform of each source.
+        camera_matrix: (B, 3, 3) intrinsics shared by both views.
+        normalize_points: read depth as the Euclidean length of the ray instead of z.
+        padding_mode: ``"zeros"`` or ``"border"``.
+        align_corners: grid_sample's align_corners.
+        return_mask: also return the validity mask, bool, (B, 1, H, W) or (B, S, 1, H, W).
+        backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"`` (see :mod:`fastdepth.backends`).
+
+    Returns:
+        The warped images, shaped like ``image_src`` in its dtype; and the mask if asked for.
+
+    Raises:
+        TypeError: a non-tensor argument or an unsupported dtype.
+        ValueError: wrong shapes, mismatched devices, non-finite pose or intrinsics, zero focal
+            length, an unknown padding mode.
+    """
+    multi = _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, align_corners)
+    image = image_src if multi else image_src.unsqueeze(1)
+    pose = src_trans_dst if multi else src_trans_dst.unsqueeze(1)
+    name = backends.resolve(backend, image.device, (image.dtype, depth_dst.dtype))
+    if name == "torch":
+        out, mask = reference.warp(image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners)
+    else:
+        out, mask = _warp_op(
+            image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners, return_mask, name
+        )
+    if not multi:
+        out = out.squeeze(1)
+        mask = mask.squeeze(1) if return_mask else mask
+    return (out, mask) if return_mask else out
+
+
+def warp_frame_depth(
+    image_src: torch.Tensor,
+    depth_dst: torch.Tensor,
+    src_trans_dst: torch.Tensor,
+    camera_matrix: torch.Tensor,
+    normalize_points: bool = False,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Drop-in for ``kornia.geometry.depth.warp_frame_depth``: same signature, shapes and numbers.
+
+    Args:
+        image_src: (B, C, H, W) image in the source frame.
+        depth_dst: (B, 1, H, W) depth in the destination frame.
+        src_trans_dst: (B, 4, 4) transform from destination to source.
+        camera_matrix: (B, 3, 3) intrinsics.
+        normalize_points: read depth as the Euclidean ray length (Kornia's flag).
+        backend: keyword only, fastdepth's addition (see :func:`warp`).
+
+    Returns:
+        (B, C, H, W) ``image_src`` resampled onto the destination pixel grid (bilinear,
+        ``align_corners=True``, zeros padding).
+    """
+    validation.check_tensor("image_src", image_src)
+    if image_src.dim() != 4:
+        raise ValueError(f"image_src must have shape (B, C, H, W), got {tuple(image_src.shape)}")
+    return warp(image_src, depth_dst, src_trans_dst, camera_matrix, normalize_points, backend=backend)

@@ -1,0 +1,1 @@
+"""Triton kernels of fastdepth, one module per op (installed as ``fastdepth.kernels``)."""

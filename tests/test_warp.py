@@ -1,0 +1,219 @@
+"""The fused warp kernels against the reference: forward, backward, edge cases, determinism,
+opcheck and torch.compile. Triton runs under TRITON_INTERPRET=1 on CPU tensors without a GPU."""
+
+import pytest
+import torch
+from conftest import FUSED, INTERPRETED
+from helpers import grads, leaves, max_abs, max_rel, non_contiguous
+
+import fastdepth
+from fastdepth import reference
+from fastdepth.scenes import warp_scene
+
+NAMES = ("image", "depth", "pose", "K")
+
+
+def fused_vs_reference(scene, backend, device, **options):
+    """Outputs, masks and gradients of the fused op and of the float64 reference on the same inputs."""
+    tensors = [scene[n].to(device) for n in NAMES]
+    ours_in = leaves(*tensors)
+    ref_in = leaves(*tensors, dtype=torch.float64)
+    out, mask = fastdepth.warp(*ours_in, **options, return_mask=True, backend=backend)
+    ref, ref_mask = fastdepth.warp(*ref_in, **options, return_mask=True, backend="torch")
+    g = torch.randn(out.shape, dtype=torch.float64, device=device).to(out.dtype)
+    near_edge = _near_mask_edge(ref_in[1:], options.get("normalize_points", False), options.get("align_corners", True))
+    # float32 rounding may put a sample that lies exactly on the image edge on either side of it
+    mask_ok = torch.equal(mask | near_edge, ref_mask | near_edge)
+    return out, ref, mask_ok, grads(out, ours_in, g), grads(ref, ref_in, g)
+
+
+def _near_mask_edge(geometry, normalize_points, align_corners, tol=1e-4):
+    """(B, S, 1, H, W): pixels whose float64 sample position lies within tol of the image edge."""
+    depth, pose, K = (t.detach() for t in geometry)
+    H, W = depth.shape[-2:]
+    u, v, z, _ = reference.project(depth, pose, K, normalize_points)
+    iu = reference.sample_position(u, W, align_corners)
+    iv = reference.sample_position(v, H, align_corners)
+    near = torch.zeros_like(u, dtype=torch.bool)
+    for pos, edge in ((iu, 0), (iu, W - 1), (iv, 0), (iv, H - 1), (z, 1e-8)):
+        near |= (pos - edge).abs() <= tol
+    return near[:, :, None]
+
+
+OPTIONS = [
+    dict(padding_mode="zeros", align_corners=True, normalize_points=False),
+    dict(padding_mode="zeros", align_corners=True, normalize_points=True),
+    dict(padding_mode="border", align_corners=False, normalize_points=False),
+    dict(padding_mode="border", align_corners=True, normalize_points=True),
+    dict(padding_mode="zeros", align_corners=False, normalize_points=False),
+]
+SHAPES = [(2, 2, 3, 9, 13), (1, 1, 1, 5, 6), (2, 1, 5, 1, 7), (1, 3, 2, 6, 1), (2, 2, 3, 16, 40)]
+
+
+def check_against_reference(result, fwd_tol, grad_tol, unchecked=()):
+    out, ref, mask_ok, g_ours, g_ref = result
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert max_abs(out, ref) <= fwd_tol
+    assert mask_ok
+    for name, a, b in zip(NAMES, g_ours, g_ref, strict=True):
+        assert a.shape == b.shape, name
+        if name in unchecked:
+            continue
+        assert max_rel(a, b, floor=0.1) <= grad_tol, name
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{v}" for v in o.values()))
+def test_float32_matches_reference(backend, device, shape, options, seed):
+    # measured over 3 seeds per case: forward <= 7.8e-6 abs, gradients <= 1e-5 relative
+    scene = warp_scene(*shape, seed=seed, rotation=0.1, translation=0.5)
+    check_against_reference(fused_vs_reference(scene, backend, device, **options), 2e-5, 1e-4)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("image_dtype", [torch.float16, torch.bfloat16])
+def test_half_images_match_reference(backend, device, image_dtype, seed):
+    if image_dtype == torch.bfloat16 and INTERPRETED:
+        pytest.skip("Triton's interpreter has no bfloat16 (3.8); bf16 is covered by the AOT compile and GPU runs")
+    scene = warp_scene(2, 2, 3, 10, 12, seed=seed, image_dtype=image_dtype, translation=0.5)
+    result = fused_vs_reference(scene, backend, device, padding_mode="border", align_corners=False)
+    out, ref = result[0], result[1]
+    assert out.dtype == image_dtype and result[3][0].dtype == image_dtype
+    rounding = torch.finfo(image_dtype).eps
+    assert max_abs(out, ref) <= rounding
+    for name, a, b in zip(NAMES, result[3], result[4], strict=True):
+        # image gradients are rounded to the image dtype; the rest are float32
+        assert max_rel(a, b) <= (rounding if name == "image" else 1e-4), name
+
+
+EDGE_CASES = {
+    "behind_camera": lambda s: s["pose"][..., :3, :3].copy_(torch.diag(torch.tensor([-1.0, 1.0, -1.0]))),
+    "off_image": lambda s: s["pose"][..., 0, 3].fill_(6.0),
+    "on_border": lambda s: s["pose"].copy_(torch.eye(4)),
+    "depth_zero": lambda s: s["depth"][:, :, ::2].fill_(0.0),
+    "negative_depth": lambda s: s["depth"][:, :, 1::2].mul_(-1),
+    "w_near_zero": lambda s: s["pose"][..., 3, :].copy_(torch.tensor([0.0, 0.0, 0.0, 1e-9])),
+}
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_edge_cases_match_reference(backend, device, case, padding_mode, seed):
+    scene = warp_scene(2, 2, 3, 8, 10, seed=seed)
+    EDGE_CASES[case](scene)
+    result = fused_vs_reference(scene, backend, device, padding_mode=padding_mode)
+    # Exactly on pixel centres bilinear sampling has a kink: float32 rounding picks the one-sided
+    # derivative from either side, so the pose gradient is not comparable there (depth and K
+    # gradients are analytically zero for the identity pose and still are compared).
+    check_against_reference(result, 2e-5, 1e-4, unchecked=("pose",) if case == "on_border" else ())
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_non_contiguous_inputs(backend, device, seed):
+    scene = warp_scene(2, 2, 3, 7, 9, seed=seed)
+    scene = {k: non_contiguous(v) for k, v in scene.items()}
+    check_against_reference(fused_vs_reference(scene, backend, device), 2e-5, 1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch"] + [b for b, _ in FUSED])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_non_finite_depth_is_zero_and_contained(backend, bad, padding_mode, seed):
+    device = dict(FUSED).get(backend, "cpu")
+    scene = warp_scene(2, 2, 3, 8, 10, seed=seed, device=device)
+    bad_pixels = torch.zeros_like(scene["depth"], dtype=torch.bool)
+    bad_pixels[0, 0, 2, 3] = bad_pixels[1, 0, 0, 0] = bad_pixels[1, 0, 7, 9] = True
+    scene["depth"][bad_pixels] = bad
+    inputs = leaves(*(scene[n] for n in NAMES))
+    out, mask = fastdepth.warp(*inputs, padding_mode=padding_mode, return_mask=True, backend=backend)
+    chosen = bad_pixels[:, None].expand_as(out)
+    assert torch.all(out[chosen] == 0) and torch.isfinite(out).all()
+    assert not mask[bad_pixels[:, None].expand_as(mask)].any()
+    gradients = grads(out, inputs, torch.randn_like(out))
+    for name, g in zip(NAMES, gradients, strict=True):
+        assert torch.isfinite(g).all(), name
+    assert torch.all(gradients[1][bad_pixels] == 0)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_backward_is_deterministic(backend, device, seed):
+    scene = warp_scene(2, 2, 3, 24, 32, seed=seed, device=device, translation=0.5)
+    inputs = leaves(*(scene[n] for n in NAMES))
+    out = fastdepth.warp(*inputs, backend=backend)
+    g = torch.randn_like(out)
+    first = grads(out, inputs, g)
+    second = grads(fastdepth.warp(*inputs, backend=backend), inputs, g)
+    for name, a, b in zip(NAMES[1:], first[1:], second[1:], strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize(
+    "wanted", [(True, False, False, False), (False, True, True, False), (False, False, False, True)]
+)
+def test_only_requested_gradients(backend, device, wanted, seed):
+    scene = warp_scene(1, 2, 3, 6, 8, seed=seed, device=device)
+    inputs = [scene[n].clone().requires_grad_(w) for n, w in zip(NAMES, wanted, strict=True)]
+    ref_inputs = leaves(*(scene[n] for n in NAMES), dtype=torch.float64)
+    out = fastdepth.warp(*inputs, backend=backend)
+    g = torch.randn_like(out)
+    ours = torch.autograd.grad(out, [t for t in inputs if t.requires_grad], g)
+    ref = grads(fastdepth.warp(*ref_inputs, backend="torch"), ref_inputs, g.double())
+    for a, b in zip(ours, [r for r, w in zip(ref, wanted, strict=True) if w], strict=True):
+        assert max_rel(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_warp_frame_depth_single_source(backend, device, seed):
+    scene = warp_scene(2, 1, 3, 7, 9, seed=seed, device=device)
+    image, depth, pose, K = scene["image"][:, 0], scene["depth"], scene["pose"][:, 0], scene["K"]
+    out = fastdepth.warp_frame_depth(image, depth, pose, K, backend=backend)
+    out_mask = fastdepth.warp(image, depth, pose, K, return_mask=True, backend=backend)
+    ref = fastdepth.warp_frame_depth(image, depth, pose, K, backend="torch")
+    assert out.shape == image.shape and max_abs(out, ref) <= 2e-5
+    assert out_mask[1].shape == depth.shape and out_mask[1].dtype == torch.bool
+
+
+@pytest.mark.parametrize("backend", ["torch"] + [b for b, _ in FUSED])
+def test_empty_batch(backend):
+    device = dict(FUSED).get(backend, "cpu")
+    scene = warp_scene(0, 2, 3, 5, 6, device=device)
+    inputs = leaves(*(scene[n] for n in NAMES))
+    out, mask = fastdepth.warp(*inputs, return_mask=True, backend=backend)
+    assert out.shape == (0, 2, 3, 5, 6) and mask.shape == (0, 2, 1, 5, 6)
+    out.sum().backward()
+    assert inputs[1].grad.shape == inputs[1].shape
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("want_mask", [False, True])
+def test_opcheck(backend, device, want_mask, seed):
+    scene = warp_scene(1, 2, 2, 5, 6, seed=seed, device=device)
+    args = leaves(*(scene[n] for n in NAMES))
+    torch.library.opcheck(torch.ops.fastdepth.warp.default, (*args, False, "border", False, want_mask, backend))
+    grad_out = torch.randn_like(scene["image"])
+    torch.library.opcheck(
+        torch.ops.fastdepth.warp_backward.default,
+        (grad_out, *[a.detach() for a in args], True, "zeros", True, [True, False, True, True], backend),
+    )
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_torch_compile_fullgraph(backend, device, seed):
+    scene = warp_scene(1, 2, 3, 6, 8, seed=seed, device=device)
+
+    def step(image, depth, pose, K):
+        warped = fastdepth.warp(image, depth, pose, K, padding_mode="border", align_corners=False, backend=backend)
+        return (warped - image).abs().mean()
+
+    eager_in = leaves(*(scene[n] for n in NAMES))
+    compiled_in = leaves(*(scene[n] for n in NAMES))
+    eager = step(*eager_in)
+    compiled = torch.compile(step, fullgraph=True)(*compiled_in)
+    eager.backward()
+    compiled.backward()
+    assert max_abs(compiled, eager) <= 1e-6
+    for a, b in zip(compiled_in, eager_in, strict=True):
+        assert max_rel(a.grad, b.grad) <= 1e-5

@@ -1,0 +1,117 @@
+"""Every bad input to the warp raises a clear exception naming the argument."""
+
+import re
+
+import pytest
+import torch
+from conftest import FUSED
+
+import fastdepth
+from fastdepth.scenes import warp_scene
+
+
+def single_source_inputs(**changes):
+    scene = warp_scene(2, 1, 3, 6, 8)
+    args = {
+        "image_src": scene["image"][:, 0],
+        "depth_dst": scene["depth"],
+        "src_trans_dst": scene["pose"][:, 0],
+        "camera_matrix": scene["K"],
+    }
+    for name, change in changes.items():
+        args[name] = change(args[name]) if callable(change) else change
+    return args
+
+
+def with_nan(t):
+    t = t.clone()
+    t.view(-1)[0] = float("nan")
+    return t
+
+
+def with_inf(t):
+    t = t.clone()
+    t.view(-1)[-1] = float("inf")
+    return t
+
+
+def zero_fx(k):
+    k = k.clone()
+    k[1, 0, 0] = 0.0
+    return k
+
+
+BAD_INPUTS = [
+    # (changes, exception, message pattern)
+    (dict(image_src=lambda t: t[0]), ValueError, r"image_src must have shape \(B, C, H, W\)"),
+    (dict(image_src=lambda t: t[:, :, :5]), ValueError, r"depth_dst must have shape \(2, 1, 5, 8\)"),
+    (dict(depth_dst=lambda t: t.expand(2, 2, 6, 8)), ValueError, r"depth_dst must have shape \(2, 1, 6, 8\)"),
+    (dict(depth_dst=lambda t: t[:1]), ValueError, r"depth_dst must have shape \(2, 1, 6, 8\), got \(1, 1, 6, 8\)"),
+    (dict(src_trans_dst=lambda t: t[:, :3]), ValueError, r"src_trans_dst must have shape \(2, 4, 4\)"),
+    (dict(camera_matrix=lambda t: t[:, :2]), ValueError, r"camera_matrix must have shape \(2, 3, 3\)"),
+    (dict(camera_matrix=lambda t: t[0]), ValueError, r"camera_matrix must have shape \(2, 3, 3\)"),
+    (dict(image_src=lambda t: (t * 255).to(torch.uint8)), TypeError, r"image_src must have dtype in"),
+    (dict(depth_dst=lambda t: t.half()), TypeError, r"depth_dst must have dtype in \(float32, float64\)"),
+    (dict(camera_matrix=lambda t: t.double()), TypeError, r"camera_matrix has dtype torch.float64 but depth_dst"),
+    (dict(depth_dst=lambda t: t.to("meta")), ValueError, r"depth_dst is on meta but image_src is on cpu"),
+    (dict(src_trans_dst=with_nan), ValueError, r"src_trans_dst must be finite"),
+    (dict(camera_matrix=with_inf), ValueError, r"camera_matrix must be finite"),
+    (dict(camera_matrix=zero_fx), ValueError, r"fx and fy .* must be non-zero"),
+    (dict(depth_dst=[1.0, 2.0]), TypeError, r"depth_dst must be a torch.Tensor, got list"),
+]
+
+
+@pytest.mark.parametrize("backend", ["torch"] + [b for b, _ in FUSED])
+@pytest.mark.parametrize("changes,error,pattern", BAD_INPUTS, ids=lambda x: x if isinstance(x, str) else None)
+def test_bad_input_raises(backend, changes, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fastdepth.warp_frame_depth(**single_source_inputs(**changes), backend=backend)
+
+
+def test_multi_source_shapes_must_agree():
+    scene = warp_scene(2, 3, 3, 6, 8)
+    with pytest.raises(ValueError, match=re.escape("src_trans_dst must have shape (2, 3, 4, 4), got (2, 2, 4, 4)")):
+        fastdepth.warp(scene["image"], scene["depth"], scene["pose"][:, :2], scene["K"])
+
+
+@pytest.mark.parametrize(
+    "option,value,pattern",
+    [
+        ("padding_mode", "reflection", r"padding_mode must be one of \('zeros', 'border'\)"),
+        ("align_corners", None, r"align_corners must be one of"),
+        ("backend", "cudnn", r"backend must be one of"),
+    ],
+)
+def test_bad_options_raise(option, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fastdepth.warp(**single_source_inputs(), **{option: value})
+
+
+def test_bad_backend_environment_variable(monkeypatch):
+    monkeypatch.setenv("FASTDEPTH_BACKEND", "fast")
+    with pytest.raises(ValueError, match=r"\$FASTDEPTH_BACKEND must be one of"):
+        fastdepth.warp(**single_source_inputs())
+
+
+def test_value_checks_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("FASTDEPTH_CHECK_VALUES", "0")
+    out = fastdepth.warp(**single_source_inputs(src_trans_dst=with_nan), backend="torch")
+    assert out.shape == (2, 3, 6, 8)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_fused_backend_rejects_float64(backend, device):
+    args = {k: v.double().to(device) for k, v in single_source_inputs().items()}
+    with pytest.raises(TypeError, match=r"computes in float32.*use backend='torch' for float64"):
+        fastdepth.warp(**args, backend=backend)
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match=r"needs TRITON_INTERPRET=1"):
+        fastdepth.warp(**single_source_inputs(), backend="triton")
+
+
+def test_cuda_backend_not_built_yet():
+    with pytest.raises(RuntimeError, match=r"backend='cuda'"):
+        fastdepth.warp(**single_source_inputs(), backend="cuda")
