@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 ARCHS = (80, 90)
-KERNEL_MODULES = ("fastdepth.kernels.warp",)
+KERNEL_MODULES = ("fastdepth.kernels.warp", "fastdepth.kernels.photometric")
 
 
 def ptxas_path() -> str | None:

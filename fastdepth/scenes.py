@@ -70,3 +70,34 @@ def warp_scene(
         "K": intrinsics(batch, height, width, dtype=dtype),
     }
     return {name: value.to(device) for name, value in scene.items()}
+
+
+def natural_images(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    contrast: float = 1.0,
+) -> torch.Tensor:
+    """(B, C, H, W) images in [0, 1] with natural-image statistics: smooth shapes, edges and grain.
+
+    ``contrast`` scales the deviation from mid-grey: small values give the low-contrast patches on
+    which SSIM's ``E[x²] - E[x]²`` cancels in float32.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, height, dtype=torch.float64).view(1, 1, height, 1)
+    xs = torch.linspace(0, 1, width, dtype=torch.float64).view(1, 1, 1, width)
+    image = torch.zeros(batch, channels, height, width, dtype=torch.float64)
+    for _ in range(4):
+        fy, fx = 1 + 6 * torch.rand(2, generator=gen, dtype=torch.float64)
+        phase = 6.3 * torch.rand(batch, channels, 1, 1, generator=gen, dtype=torch.float64)
+        image += 0.15 * torch.sin(6.3 * (fy * ys + fx * xs) + phase)
+    edges = (torch.rand(batch, 1, 1, 1, generator=gen, dtype=torch.float64) * 0.8 + 0.1) < xs
+    image += 0.2 * edges
+    image += 0.03 * torch.randn(batch, channels, height, width, generator=gen, dtype=torch.float64)
+    image = 0.5 + contrast * (image - image.mean())
+    return image.clamp(0, 1).to(dtype=dtype, device=device)

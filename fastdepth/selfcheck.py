@@ -88,7 +88,24 @@ def check_warp(backend: str, device: str, seed: int = 0) -> CheckResult:
     return CheckResult("warp", backend, device, _max_abs(out, expected), grad_error)
 
 
-CHECKS = (check_warp,)
+def check_min_reprojection(backend: str, device: str, seed: int = 0) -> CheckResult:
+    import fastdepth
+    from fastdepth.scenes import natural_images
+
+    target = natural_images(2, 3, 8, 12, seed=seed, device=device)
+    gen = torch.Generator().manual_seed(seed + 1)
+    sources = (target[:, None] + 0.1 * torch.randn(2, 3, 3, 8, 12, generator=gen).to(device)).clamp(0, 1)
+    ours = [t.clone().requires_grad_(True) for t in (target, sources[:, :2], sources[:, 2:])]
+    ref = [t.double().clone().requires_grad_(True) for t in (target, sources[:, :2], sources[:, 2:])]
+    loss = fastdepth.min_reprojection_loss(*ours, backend=backend)[0]
+    expected = fastdepth.min_reprojection_loss(*ref, backend="torch")[0]
+    g_ours = torch.autograd.grad(loss.sum(), ours)
+    g_ref = torch.autograd.grad(expected.sum(), ref)
+    grad_error = max(_max_abs(a, b) / max(b.abs().max().item(), 1e-12) for a, b in zip(g_ours, g_ref, strict=True))
+    return CheckResult("min_reproj", backend, device, _max_abs(loss, expected), grad_error)
+
+
+CHECKS = (check_warp, check_min_reprojection)
 
 
 def run_checks(status: dict[str, tuple[str | None, str]]) -> list[CheckResult]:

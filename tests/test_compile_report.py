@@ -23,7 +23,7 @@ def rows():
 
 def test_every_triton_kernel_compiles_for_each_arch(rows):
     triton_rows = {(r["kernel"], r["arch"]) for r in rows if r["kind"] == "triton"}
-    for kernel in ("warp_fwd_kernel", "warp_bwd_kernel"):
+    for kernel in ("warp_fwd_kernel", "warp_bwd_kernel", "photometric_fwd_kernel", "photometric_bwd_kernel"):
         for dtype in ("fp32", "fp16", "bf16"):
             for arch in ("sm_80", "sm_90"):
                 assert (f"{kernel}[{dtype}]", arch) in triton_rows

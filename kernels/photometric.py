@@ -1,0 +1,342 @@
+"""Triton kernels of the SSIM + L1 photometric loss and of the min-reprojection objective.
+
+Both ops share one forward and one backward kernel. A *candidate* is an image compared with the
+target: ``photometric_loss(pred, target)`` has one (pred); ``min_reprojection_loss`` has the
+identity sources followed by the warped sources, and keeps per pixel the candidate with the lowest
+loss (strictly lower replaces: ties go to the lowest index).
+
+One program handles a BH x BW tile of one batch element, loops over channels and candidates, and
+reads the 3x3 reflected neighbourhoods straight from memory (L1/L2 serve the overlaps). The
+forward writes only the loss map (and the winner index). The backward recomputes the window
+statistics of every output pixel whose window touches the tile (the 3x3 neighbours of each input
+pixel) instead of storing them, and applies the adjoint of the reflected box filter: an input
+pixel next to the border appears twice in its neighbour's window. The CUDA twin is
+csrc/photometric.cu.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+BH = 8
+BW = 32
+NUM_WARPS = 4
+
+SSIM_C1 = tl.constexpr(0.01**2)
+SSIM_C2 = tl.constexpr(0.03**2)
+
+
+@triton.jit
+def _reflect(i, n):
+    """ReflectionPad index map (i in [-1, n]); clamped so that any i stays a valid address."""
+    i = tl.where(i < 0, -i, i)
+    i = tl.where(i > n - 1, 2 * (n - 1) - i, i)
+    return tl.minimum(tl.maximum(i, 0), n - 1)
+
+
+@triton.jit
+def _window_moments(x_ptr, y_ptr, rows, cols, H, W):
+    """Sums over the reflected 3x3 window centred on (rows, cols): x, y, x², y², xy."""
+    sx = tl.zeros([rows.shape[0], cols.shape[1]], tl.float32)
+    sy = tl.zeros_like(sx)
+    sxx = tl.zeros_like(sx)
+    syy = tl.zeros_like(sx)
+    sxy = tl.zeros_like(sx)
+    for dy in tl.static_range(3):
+        r = _reflect(rows + (dy - 1), H) * W
+        for dx in tl.static_range(3):
+            off = r + _reflect(cols + (dx - 1), W)
+            xv = tl.load(x_ptr + off).to(tl.float32)
+            yv = tl.load(y_ptr + off).to(tl.float32)
+            sx += xv
+            sy += yv
+            sxx += xv * xv
+            syy += yv * yv
+            sxy += xv * yv
+    return sx, sy, sxx, syy, sxy
+
+
+@triton.jit
+def _ssim_terms(x_ptr, y_ptr, rows, cols, H, W):
+    """Monodepth2's SSIM pieces at (rows, cols): box means and the four factors of n / d."""
+    sx, sy, sxx, syy, sxy = _window_moments(x_ptr, y_ptr, rows, cols, H, W)
+    mx = sx / 9.0
+    my = sy / 9.0
+    a = 2.0 * mx * my + SSIM_C1
+    b = 2.0 * (sxy / 9.0 - mx * my) + SSIM_C2
+    c = mx * mx + my * my + SSIM_C1
+    d = (sxx / 9.0 - mx * mx) + (syy / 9.0 - my * my) + SSIM_C2
+    return mx, my, a, b, c, d
+
+
+@triton.jit
+def _candidate_loss(x_ptr, y_ptr, plane_stride, rows, cols, off, C, H, W, alpha):
+    """Per-pixel loss map of one candidate x against the target y, averaged over the C planes."""
+    ssim = tl.zeros([rows.shape[0], cols.shape[1]], tl.float32)
+    l1 = tl.zeros_like(ssim)
+    for c in range(C):
+        xc = x_ptr + c * plane_stride
+        yc = y_ptr + c * plane_stride
+        mx, my, a, b, cc, d = _ssim_terms(xc, yc, rows, cols, H, W)
+        ssim += tl.minimum(tl.maximum((1.0 - (a * b) / (cc * d)) * 0.5, 0.0), 1.0)
+        l1 += tl.abs(tl.load(yc + off).to(tl.float32) - tl.load(xc + off).to(tl.float32))
+    return (alpha * ssim + (1.0 - alpha) * l1) / C
+
+
+@triton.jit
+def _tile(H, W, BH: tl.constexpr, BW: tl.constexpr):
+    rows = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]
+    cols = tl.program_id(0) * BW + tl.arange(0, BW)[None, :]
+    inside = (rows < H) & (cols < W)
+    # out-of-image lanes read a clamped address and are never stored
+    off = tl.minimum(rows, H - 1) * W + tl.minimum(cols, W - 1)
+    return rows, cols, inside, off
+
+
+@triton.jit
+def photometric_fwd_kernel(
+    target_ptr,  # (B, C, H, W)
+    identity_ptr,  # (B, S_ID, C, H, W), unused when S_ID == 0
+    warped_ptr,  # (B, S_W, C, H, W)
+    loss_ptr,  # (B, 1, H, W) in the image dtype
+    index_ptr,  # (B, 1, H, W) int64, written when WRITE_INDEX
+    S_ID,
+    S_W,
+    C,
+    H,
+    W,
+    alpha,
+    WRITE_INDEX: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+):
+    b = tl.program_id(2).to(tl.int64)
+    HW = H * W
+    rows, cols, inside, off = _tile(H, W, BH, BW)
+    y_ptr = target_ptr + b * C * HW
+    best = tl.full([BH, BW], float("inf"), tl.float32)
+    best_k = tl.zeros([BH, BW], tl.int32)
+    for k in range(S_ID + S_W):
+        if k < S_ID:
+            x_ptr = identity_ptr + (b * S_ID + k) * C * HW
+        else:
+            x_ptr = warped_ptr + (b * S_W + (k - S_ID)) * C * HW
+        loss = _candidate_loss(x_ptr, y_ptr, HW, rows, cols, off, C, H, W, alpha)
+        # strictly lower wins (ties: lowest index); a NaN wins once and stays, as in torch.min
+        take = (loss < best) | ((loss != loss) & (best == best))
+        best = tl.where(take, loss, best)
+        best_k = tl.where(take, k, best_k)
+    tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=inside)
+    if WRITE_INDEX:
+        tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=inside)
+
+
+@triton.jit
+def _reflect_count(r, o, n):
+    """How often input index r appears in the reflected 3-window of output index r + o (o in -1..1)."""
+    p = r + o
+    valid = (p >= 0) & (p < n)
+    twice = ((o == -1) & (r == 1)) | ((o == 1) & (r == n - 2))
+    return tl.where(valid, tl.where(twice, 2.0, 1.0), 0.0)
+
+
+@triton.jit
+def _candidate_grads(x_ptr, y_ptr, grad_ptr, index_ptr, k, rows, cols, off, H, W, alpha_c, USE_INDEX: tl.constexpr):
+    """Gradients of the loss map w.r.t. one plane of candidate x and of the target y at the tile.
+
+    Sums, over the output pixels p whose reflected window holds the tile's pixels, the chain rule
+    through the box means (count * d loss(p) / d mean / 9), then adds the L1 term.
+    """
+    g_mx = tl.zeros([rows.shape[0], cols.shape[1]], tl.float32)
+    g_my = tl.zeros_like(g_mx)
+    g_var = tl.zeros_like(g_mx)  # d/d E[x²] (= d/d E[y²])
+    g_cov = tl.zeros_like(g_mx)  # d/d E[xy]
+    # a runtime loop: unrolling the 9 neighbours makes the compiler hoist 162 loads and spill
+    for o in range(9):
+        oy = o // 3 - 1
+        ox = o % 3 - 1
+        count = _reflect_count(rows, oy, H) * _reflect_count(cols, ox, W)
+        p_rows = tl.minimum(tl.maximum(rows + oy, 0), H - 1)
+        p_cols = tl.minimum(tl.maximum(cols + ox, 0), W - 1)
+        p_off = p_rows * W + p_cols
+        g = tl.load(grad_ptr + p_off).to(tl.float32)
+        if USE_INDEX:
+            g = tl.where(tl.load(index_ptr + p_off) == k, g, 0.0)
+        mx, my, a, b, c, d = _ssim_terms(x_ptr, y_ptr, p_rows, p_cols, H, W)
+        s = (a * b) / (c * d)
+        half = (1.0 - s) * 0.5
+        # clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
+        g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) * count / 9.0
+        g_a = g_s * b / (c * d)
+        g_b = g_s * a / (c * d)
+        g_c = -g_s * s / c
+        g_d = -g_s * s / d
+        g_mx += 2.0 * (my * (g_a - g_b) + mx * (g_c - g_d))
+        g_my += 2.0 * (mx * (g_a - g_b) + my * (g_c - g_d))
+        g_var += g_d
+        g_cov += 2.0 * g_b
+    xv = tl.load(x_ptr + off).to(tl.float32)
+    yv = tl.load(y_ptr + off).to(tl.float32)
+    return g_mx, g_my, g_var, g_cov, xv, yv
+
+
+@triton.jit
+def photometric_bwd_kernel(
+    grad_ptr,  # (B, 1, H, W) gradient of the loss map
+    index_ptr,  # (B, 1, H, W) int64 winner, read when USE_INDEX
+    target_ptr,
+    identity_ptr,
+    warped_ptr,
+    grad_target_ptr,  # (B, C, H, W), when NEED_TARGET
+    grad_identity_ptr,  # (B, S_ID, C, H, W), when NEED_IDENTITY
+    grad_warped_ptr,  # (B, S_W, C, H, W), when NEED_WARPED
+    S_ID,
+    S_W,
+    C,
+    H,
+    W,
+    alpha,
+    USE_INDEX: tl.constexpr,
+    NEED_TARGET: tl.constexpr,
+    NEED_IDENTITY: tl.constexpr,
+    NEED_WARPED: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+):
+    b = tl.program_id(2).to(tl.int64)
+    HW = H * W
+    rows, cols, inside, off = _tile(H, W, BH, BW)
+    g_map = grad_ptr + b * HW
+    i_map = index_ptr + b * HW
+    alpha_c = alpha / C
+    g_here = tl.load(g_map + off).to(tl.float32)
+    for c in range(C):
+        y_ptr = target_ptr + (b * C + c) * HW
+        g_target = tl.zeros([BH, BW], tl.float32)
+        for k in range(S_ID + S_W):
+            is_identity = k < S_ID
+            if is_identity:
+                x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW
+                gx_ptr = grad_identity_ptr + ((b * S_ID + k) * C + c) * HW
+            else:
+                x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+                gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+            needed = tl.where(is_identity, NEED_IDENTITY, NEED_WARPED)
+            g_mx, g_my, g_var, g_cov, xv, yv = _candidate_grads(
+                x_ptr, y_ptr, g_map, i_map, k, rows, cols, off, H, W, alpha_c, USE_INDEX
+            )
+            g_l1 = g_here
+            if USE_INDEX:
+                g_l1 = tl.where(tl.load(i_map + off) == k, g_l1, 0.0)
+            # d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
+            g_l1 = g_l1 * (1.0 - alpha) / C * tl.where(yv > xv, 1.0, tl.where(yv < xv, -1.0, 0.0))
+            g_x = g_mx + 2.0 * xv * g_var + yv * g_cov - g_l1
+            tl.store(gx_ptr + off, g_x.to(gx_ptr.dtype.element_ty), mask=inside & needed)
+            if NEED_TARGET:
+                g_target += g_my + 2.0 * yv * g_var + xv * g_cov + g_l1
+        if NEED_TARGET:
+            gt_ptr = grad_target_ptr + (b * C + c) * HW
+            tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=inside)
+
+
+def _device_guard(t: torch.Tensor):
+    """Launch on the tensor's GPU (Triton launches on the current device's current stream)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _grid(B: int, H: int, W: int) -> tuple[int, int, int]:
+    return (triton.cdiv(W, BW), triton.cdiv(H, BH), B)
+
+
+def _candidates(identity: torch.Tensor | None, warped: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The identity tensor to pass (a dummy when absent) and its number of sources."""
+    if identity is None:
+        return warped, 0
+    return identity.contiguous(), identity.shape[1]
+
+
+def min_loss_forward(
+    target: torch.Tensor, warped: torch.Tensor, identity: torch.Tensor | None, alpha: float, want_index: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the forward kernel: (loss (B, 1, H, W) in the image dtype, index int64 or empty)."""
+    target = target.contiguous()
+    warped = warped.contiguous()
+    identity, s_id = _candidates(identity, warped)
+    B, S_W, C, H, W = warped.shape
+    loss = torch.empty((B, 1, H, W), dtype=target.dtype, device=target.device)
+    index = torch.empty((B, 1, H, W) if want_index else (0,), dtype=torch.int64, device=target.device)
+    if loss.numel() > 0:
+        with _device_guard(target):
+            photometric_fwd_kernel[_grid(B, H, W)](
+                target, identity, warped, loss, index, s_id, S_W, C, H, W, float(alpha),
+                WRITE_INDEX=want_index, BH=BH, BW=BW, num_warps=NUM_WARPS,
+            )  # fmt: skip
+    return loss, index
+
+
+def min_loss_backward(
+    grad: torch.Tensor,
+    index: torch.Tensor | None,
+    target: torch.Tensor,
+    warped: torch.Tensor,
+    identity: torch.Tensor | None,
+    alpha: float,
+    needs: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the backward kernel: gradients (target, warped, identity), empty where not needed.
+
+    ``index`` (the forward's winners) routes each pixel's gradient to its winning candidate; None
+    when there is a single candidate.
+    """
+    need_target, need_warped, need_identity = needs
+    grad = grad.contiguous()
+    target = target.contiguous()
+    warped = warped.contiguous()
+    identity_arg, s_id = _candidates(identity, warped)
+    B, S_W, C, H, W = warped.shape
+    g_target = torch.empty_like(target) if need_target else target.new_empty(0)
+    g_warped = torch.empty_like(warped) if need_warped else warped.new_empty(0)
+    g_identity = torch.empty_like(identity_arg) if need_identity and s_id else warped.new_empty(0)
+    use_index = index is not None
+    if target.numel() > 0 and any(needs):
+        with _device_guard(target):
+            photometric_bwd_kernel[_grid(B, H, W)](
+                grad, index.contiguous() if use_index else grad, target, identity_arg, warped,
+                g_target, g_identity, g_warped, s_id, S_W, C, H, W, float(alpha),
+                USE_INDEX=use_index, NEED_TARGET=need_target, NEED_IDENTITY=need_identity and s_id > 0,
+                NEED_WARPED=need_warped, BH=BH, BW=BW, num_warps=NUM_WARPS,
+            )  # fmt: skip
+    return g_target, g_warped, g_identity
+
+
+def aot_variants():
+    """(label, kernel, signature, constexprs, num_warps) for the compile report, per image dtype."""
+    sizes = dict(S_ID="i32", S_W="i32", C="i32", H="i32", W="i32", alpha="fp32")
+    for img in ("fp32", "fp16", "bf16"):
+        images = dict(target_ptr=f"*{img}", identity_ptr=f"*{img}", warped_ptr=f"*{img}")
+        yield (
+            f"photometric_fwd_kernel[{img}]",
+            photometric_fwd_kernel,
+            dict(**images, loss_ptr=f"*{img}", index_ptr="*i64", **sizes),
+            dict(WRITE_INDEX=True, BH=BH, BW=BW),
+            NUM_WARPS,
+        )
+        yield (
+            f"photometric_bwd_kernel[{img}]",
+            photometric_bwd_kernel,
+            dict(
+                grad_ptr=f"*{img}",
+                index_ptr="*i64",
+                **images,
+                grad_target_ptr=f"*{img}",
+                grad_identity_ptr=f"*{img}",
+                grad_warped_ptr=f"*{img}",
+                **sizes,
+            ),  # fmt: skip
+            dict(USE_INDEX=True, NEED_TARGET=True, NEED_IDENTITY=True, NEED_WARPED=True, BH=BH, BW=BW),
+            NUM_WARPS,
+        )

@@ -1,0 +1,239 @@
+"""The fused photometric loss and min-reprojection kernels against the reference: forward,
+backward, borders, ties, determinism, opcheck, torch.compile, and bad inputs."""
+
+import pytest
+import torch
+from conftest import FUSED, INTERPRETED
+from helpers import grads, leaves, max_abs, max_rel, non_contiguous
+
+import fastdepth
+from fastdepth.scenes import natural_images
+
+FUSED_BACKENDS = [b for b, _ in FUSED]
+
+
+def image_pair(B, C, H, W, seed, dtype=torch.float32, device="cpu"):
+    target = natural_images(B, C, H, W, seed=seed, dtype=dtype, device=device)
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
+    return (target + 0.1 * noise).clamp(0, 1), target
+
+
+# small: the interpreter runs the 3x3-of-3x3 backward stencil in Python
+SHAPES = [(2, 3, 5, 7), (1, 1, 2, 2), (1, 3, 2, 9), (1, 1, 9, 2), (1, 3, 11, 35)]
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_photometric_float32_matches_reference(backend, device, shape, seed):
+    # measured: forward <= 7e-7 abs, gradients <= 2e-6 relative
+    pred, target = image_pair(*shape, seed, device=device)
+    ours_in, ref_in = leaves(pred, target), leaves(pred, target, dtype=torch.float64)
+    ours = fastdepth.photometric_loss(*ours_in, backend=backend)
+    ref = fastdepth.photometric_loss(*ref_in, backend="torch")
+    assert ours.shape == ref.shape == (shape[0], 1, *shape[2:]) and ours.dtype == torch.float32
+    assert max_abs(ours, ref) <= 1e-5
+    g = torch.rand(ours.shape, dtype=torch.float64, device=device)
+    for a, b in zip(grads(ours, ours_in, g), grads(ref, ref_in, g), strict=True):
+        assert max_rel(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 0.3])
+def test_photometric_alpha(backend, device, alpha, seed):
+    pred, target = image_pair(1, 2, 4, 6, seed, device=device)
+    ours = fastdepth.photometric_loss(pred, target, alpha, backend=backend)
+    assert max_abs(ours, fastdepth.photometric_loss(pred.double(), target.double(), alpha, backend="torch")) <= 1e-5
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_photometric_non_contiguous(backend, device, seed):
+    pred, target = image_pair(2, 3, 6, 5, seed, device=device)
+    ours_in = [non_contiguous(t).requires_grad_() for t in (pred, target)]
+    ref_in = leaves(pred, target, dtype=torch.float64)
+    ours = fastdepth.photometric_loss(*ours_in, backend=backend)
+    ref = fastdepth.photometric_loss(*ref_in, backend="torch")
+    assert max_abs(ours, ref) <= 1e-5
+    for a, b in zip(grads(ours, ours_in, torch.ones_like(ours)), grads(ref, ref_in, torch.ones_like(ref)), strict=True):
+        assert max_rel(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_photometric_half(backend, device, dtype, seed):
+    if dtype == torch.bfloat16 and INTERPRETED:
+        pytest.skip("Triton's interpreter has no bfloat16 (3.8); bf16 is covered by the AOT compile and GPU runs")
+    pred, target = image_pair(1, 3, 6, 9, seed, dtype=dtype, device=device)
+    ours_in, ref_in = leaves(pred, target), leaves(pred, target, dtype=torch.float64)
+    ours = fastdepth.photometric_loss(*ours_in, backend=backend)
+    ref = fastdepth.photometric_loss(*ref_in, backend="torch")
+    assert ours.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    assert max_abs(ours, ref) <= eps
+    g = torch.rand(ours.shape, device=device).to(dtype)
+    for a, b in zip(grads(ours, ours_in, g), grads(ref, ref_in, g.double()), strict=True):
+        assert a.dtype == dtype and max_rel(a, b) <= 2 * eps
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_photometric_only_requested_gradient(backend, device, seed):
+    pred, target = image_pair(1, 3, 5, 6, seed, device=device)
+    pred.requires_grad_(True)
+    ours = fastdepth.photometric_loss(pred, target, backend=backend)
+    (g,) = torch.autograd.grad(ours.sum(), [pred])
+    ref_in = leaves(pred, dtype=torch.float64)
+    ref = fastdepth.photometric_loss(ref_in[0], target.double(), backend="torch")
+    assert max_rel(g, torch.autograd.grad(ref.sum(), ref_in)[0]) <= 1e-4
+
+
+def candidate_set(seed, device, B=2, S=2, S_id=2, C=3, H=5, W=6, dtype=torch.float32):
+    target = natural_images(B, C, H, W, seed=seed, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(seed + 1)
+    warped = (target[:, None] + 0.2 * torch.randn(B, S, C, H, W, generator=gen).to(device, dtype)).clamp(0, 1)
+    identity = (target[:, None] + 0.2 * torch.randn(B, S_id, C, H, W, generator=gen).to(device, dtype)).clamp(0, 1)
+    return target, warped, identity
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("with_identity", [True, False])
+def test_min_reprojection_matches_reference(backend, device, with_identity, seed):
+    target, warped, identity = candidate_set(seed, device)
+    ours_in = leaves(target, warped, identity)
+    ref_in = leaves(target, warped, identity, dtype=torch.float64)
+    if not with_identity:
+        ours_in, ref_in = ours_in[:2], ref_in[:2]
+    loss, index, automask = fastdepth.min_reprojection_loss(*ours_in, backend=backend)
+    ref_loss, ref_index, ref_automask = fastdepth.min_reprojection_loss(*ref_in, backend="torch")
+    assert max_abs(loss, ref_loss) <= 1e-5
+    # no ties in random data: the same winners
+    assert torch.equal(index, ref_index) and torch.equal(automask, ref_automask)
+    assert index.dtype == torch.int64 and automask.dtype == torch.bool
+    g = torch.rand(loss.shape, dtype=torch.float64, device=device)
+    for a, b in zip(grads(loss, ours_in, g), grads(ref_loss, ref_in, g), strict=True):
+        assert max_rel(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_min_reprojection_ties_and_gradient_routing(backend, device, seed):
+    target, warped, _ = candidate_set(seed, device)
+    identity = warped.flip(1).clone()  # every warped source ties with an identity source
+    inputs = leaves(target, warped, identity)
+    loss, index, automask = fastdepth.min_reprojection_loss(*inputs, backend=backend)
+    assert index.max() <= 1 and not automask.any()
+    loss.sum().backward()
+    assert torch.all(inputs[1].grad == 0)  # warped sources never won: no gradient
+    assert inputs[2].grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_min_reprojection_is_deterministic(backend, device, seed):
+    target, warped, identity = candidate_set(seed, device, S=1, S_id=1, H=4, W=5)
+    results = []
+    for _ in range(2):
+        inputs = leaves(target, warped, identity)
+        loss, index, _ = fastdepth.min_reprojection_loss(*inputs, backend=backend)
+        results.append([loss, index, *grads(loss, inputs, torch.ones_like(loss))])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_min_reprojection_accepts_lists(backend, device, seed):
+    target, warped, identity = candidate_set(seed, device)
+    as_lists = fastdepth.min_reprojection_loss(
+        target, list(warped.unbind(1)), list(identity.unbind(1)), backend=backend
+    )
+    as_tensors = fastdepth.min_reprojection_loss(target, warped, identity, backend=backend)
+    for a, b in zip(as_lists, as_tensors, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_opcheck(backend, device, seed):
+    # tiny: opcheck runs each op and its backward many times, slow in the interpreter
+    target, warped, identity = candidate_set(seed, device, B=1, S=1, S_id=1, C=2, H=3, W=4)
+    target, warped, identity = leaves(target, warped, identity)
+    op = torch.ops.fastdepth.min_reprojection.default
+    torch.library.opcheck(op, (target, warped, identity, 0.85, True, backend))
+    torch.library.opcheck(op, (target, warped, None, 0.5, False, backend))
+    grad = torch.rand(1, 1, 3, 4, device=device)
+    index = torch.randint(0, 2, (1, 1, 3, 4), device=device)
+    torch.library.opcheck(
+        torch.ops.fastdepth.min_reprojection_backward.default,
+        (grad, index, target.detach(), warped.detach(), identity.detach(), 0.85, [True, True, False], backend),
+    )
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_torch_compile_fullgraph(backend, device, seed):
+    target, warped, identity = candidate_set(seed, device, B=1, S=2, S_id=1, C=2, H=4, W=5)
+
+    def objective(target, warped, identity):
+        loss, _, automask = fastdepth.min_reprojection_loss(target, warped, identity, backend=backend)
+        return loss.mean() + fastdepth.photometric_loss(warped[:, 0], target, backend=backend).mean()
+
+    eager_in, compiled_in = leaves(target, warped, identity), leaves(target, warped, identity)
+    eager = objective(*eager_in)
+    compiled = torch.compile(objective, fullgraph=True)(*compiled_in)
+    eager.backward()
+    compiled.backward()
+    assert max_abs(compiled, eager) <= 1e-6
+    for a, b in zip(compiled_in, eager_in, strict=True):
+        assert max_rel(a.grad, b.grad) <= 1e-5
+
+
+def pair(**changes):
+    args = {"pred": torch.rand(2, 3, 4, 5), "target": torch.rand(2, 3, 4, 5)}
+    args.update(changes)
+    return args
+
+
+BAD_PAIRS = [
+    (pair(pred=torch.rand(2, 3, 4)), ValueError, r"pred must have shape \(B, C, H, W\)"),
+    (pair(target=torch.rand(2, 3, 4, 6)), ValueError, r"target must have shape \(2, 3, 4, 5\), got \(2, 3, 4, 6\)"),
+    (pair(pred=torch.rand(2, 3, 1, 5), target=torch.rand(2, 3, 1, 5)), ValueError, r"H and W must be at least 2"),
+    (pair(pred=torch.rand(2, 3, 4, 1), target=torch.rand(2, 3, 4, 1)), ValueError, r"H and W must be at least 2"),
+    (pair(target=torch.rand(2, 3, 4, 5).double()), TypeError, r"target has dtype torch.float64 but pred"),
+    (pair(pred=torch.randint(0, 255, (2, 3, 4, 5))), TypeError, r"pred must have dtype in"),
+    (pair(target=torch.rand(2, 3, 4, 5, device="meta")), ValueError, r"target is on meta but pred is on cpu"),
+    (pair(target=None), TypeError, r"target must be a torch.Tensor, got NoneType"),
+    (pair(alpha=1.5), ValueError, r"alpha must be a number in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", *FUSED_BACKENDS])
+@pytest.mark.parametrize("args,error,pattern", BAD_PAIRS)
+def test_photometric_bad_inputs(backend, args, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fastdepth.photometric_loss(**args, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "warped,identity,error,pattern",
+    [
+        (torch.rand(2, 0, 3, 4, 5), None, ValueError, r"warped must hold at least one source"),
+        ([], None, ValueError, r"warped must hold at least one source"),
+        (torch.rand(2, 2, 1, 4, 5), None, ValueError, r"warped must have shape \(2, S, 3, 4, 5\)"),
+        (torch.rand(2, 2, 3, 4, 5), torch.rand(1, 2, 3, 4, 5), ValueError, r"identity must have shape \(2, S', 3"),
+        (torch.rand(2, 2, 3, 4, 5), [torch.rand(2, 3, 4, 5), "x"], TypeError, r"identity\[1\] must be a torch.Tensor"),
+        (torch.rand(2, 2, 3, 4, 5).half(), None, TypeError, r"warped has dtype torch.float16 but target"),
+    ],
+)
+def test_min_reprojection_bad_inputs(warped, identity, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fastdepth.min_reprojection_loss(torch.rand(2, 3, 4, 5), warped, identity)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_fused_rejects_float64(backend, device):
+    with pytest.raises(TypeError, match=r"computes in float32"):
+        fastdepth.photometric_loss(torch.rand(1, 1, 3, 3).double(), torch.rand(1, 1, 3, 3).double(), backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["torch", *FUSED_BACKENDS])
+def test_empty_batch(backend):
+    device = dict(FUSED).get(backend, "cpu")
+    pred, target = leaves(torch.rand(0, 3, 4, 5, device=device), torch.rand(0, 3, 4, 5, device=device))
+    loss = fastdepth.photometric_loss(pred, target, backend=backend)
+    assert loss.shape == (0, 1, 4, 5)
+    loss.sum().backward()
+    assert pred.grad.shape == pred.shape
