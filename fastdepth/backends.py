@@ -3,7 +3,8 @@
 * ``torch``: the plain-PyTorch reference (:mod:`fastdepth.reference`); any device, float64 too.
 * ``triton``: the fused Triton kernels; CUDA tensors, or CPU tensors when ``TRITON_INTERPRET=1``
   (Triton's interpreter: slow, for tests).
-* ``cuda``: the fused CUDA C++ kernels (``csrc/``), compiled on first use.
+* ``cuda``: the fused CUDA C++ kernels (``csrc/``), compiled on first use; on CPU tensors their
+  CPU twin (the same per-pixel math in OpenMP loops; float64 too).
 * ``auto`` (the default; the environment variable ``FASTDEPTH_BACKEND`` overrides it): CUDA
   tensors with float32 geometry use the fused Triton kernels; everything else uses the reference.
 """
@@ -75,10 +76,19 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
     if name == "torch":
         return name
     if name == "cuda":
-        raise RuntimeError("backend='cuda' is not available yet: the CUDA C++ extension is not built")
-    reason = triton_usable_on(device)
-    if reason is not None:
-        raise RuntimeError(reason)
+        from fastdepth import _cuda
+
+        reason = _cuda.unavailable_reason(device)
+        if reason is not None:
+            raise RuntimeError(reason)
+        if device.type == "cpu":  # the CPU twin computes in float64 when the geometry is float64
+            if len(dtypes) == 2 and dtypes == (torch.float64, torch.float32):
+                raise TypeError("backend='cuda' on CPU: a float64 image needs float64 depth, pose and intrinsics")
+            return name
+    else:
+        reason = triton_usable_on(device)
+        if reason is not None:
+            raise RuntimeError(reason)
     if not fused_ok:
         raise TypeError(
             f"backend={name!r} computes in float32: images must be float32, float16 or bfloat16 and "

@@ -2,6 +2,8 @@
 
 Triton kernels: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))``, then
 ``ptxas -v`` on the PTX it returns (without a GPU Triton leaves n_regs / n_spills unset).
+CUDA kernels: plain ``nvcc -c -arch=sm_<arch> -Xptxas -v`` on the torch-free ``csrc/*.cu`` (when
+nvcc is on PATH).
 Run as ``python -m fastdepth.compile_report [--json]``; it must run without ``TRITON_INTERPRET``
 (the interpreter replaces the kernels by Python functions), so tests call it in a subprocess.
 """
@@ -90,10 +92,47 @@ def compile_triton(arch: int) -> list[dict]:
     return rows
 
 
-def report() -> list[dict]:
+CUDA_TYPES = {"f": "fp32", "6__half": "fp16", "13__nv_bfloat16": "bf16"}
+
+
+def parse_nvcc(text: str, arch: int) -> list[dict]:
+    """One row per kernel from ``nvcc -Xptxas -v`` output (mangled names shortened to kernel[dtype])."""
+    rows = []
+    for block in re.split(r"Compiling entry function ", text)[1:]:
+        name = re.match(r"'(\w+)'", block)
+        kernel = re.search(r"(?<=\d)([a-z_]+_kernel)I(\w+?)EEv", name.group(1)) if name else None
+        label = f"{kernel.group(1)}[{CUDA_TYPES.get(kernel.group(2), kernel.group(2))}]" if kernel else "?"
+        rows.append({"kind": "cuda", "kernel": label, "arch": f"sm_{arch}", "num_warps": None} | parse_ptxas(block))
+    return rows
+
+
+def compile_cuda(arch: int) -> list[dict]:
+    """Compile every torch-free ``csrc/*.cu`` with plain nvcc for ``sm_<arch>`` and read its resources."""
+    from fastdepth._cuda import CSRC, CUDA_SOURCES
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise RuntimeError("nvcc not found on PATH")
+    rows = []
+    for source in CUDA_SOURCES:
+        result = subprocess.run(
+            [nvcc, "-c", "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", str(CSRC / source), "-o", os.devnull],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"nvcc failed on {source}:\n{result.stderr}")
+        rows += parse_nvcc(result.stdout + result.stderr, arch)
+    return rows
+
+
+def report(cuda: bool = True) -> list[dict]:
     rows = []
     for arch in ARCHS:
         rows += compile_triton(arch)
+    if cuda and shutil.which("nvcc"):
+        for arch in ARCHS:
+            rows += compile_cuda(arch)
     return rows
 
 

@@ -103,6 +103,10 @@ def _fused(backend: str):
         from fastdepth.kernels import photometric as triton_photometric
 
         return triton_photometric
+    if backend == "cuda":
+        from fastdepth import _cuda
+
+        return _cuda
     raise ValueError(f"no fused photometric loss for backend {backend!r}")
 
 

@@ -59,11 +59,15 @@ def backend_status() -> dict[str, tuple[str | None, str]]:
         status["triton"] = ("cpu", "no GPU: Triton's CPU interpreter (TRITON_INTERPRET=1), slow")
     else:
         status["triton"] = (None, "no GPU (set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter)")
-    try:
-        backends.resolve("cuda", torch.device("cpu"), (torch.float32, torch.float32))
-        status["cuda"] = ("cpu", "CUDA C++ extension")
-    except (RuntimeError, TypeError) as error:
-        status["cuda"] = (None, str(error))
+    from fastdepth import _cuda
+
+    if torch.cuda.is_available() and _cuda.unavailable_reason(torch.device("cuda")) is None:
+        status["cuda"] = ("cuda", "fused CUDA C++ kernels (compiled on first use)")
+    elif _cuda.unavailable_reason(torch.device("cpu")) is None:
+        why = _cuda.cuda_build_reason() or "CPU tensors"
+        status["cuda"] = ("cpu", f"CPU twin of the CUDA kernels (compiled on first use; CUDA kernels: {why})")
+    else:
+        status["cuda"] = (None, _cuda.unavailable_reason(torch.device("cpu")))
     return status
 
 
@@ -136,4 +140,13 @@ def report() -> tuple[str, bool]:
             f"  {r.op:12} {r.backend:8} {r.device:5} forward {r.forward_error:.2e}  "
             f"gradients {r.gradient_error:.2e}  {verdict}"
         )
+    from fastdepth import _cuda
+
+    built = _cuda.state()
+    extension = "loaded" if built["loaded"] else "not loaded"
+    if built["cuda"]:
+        extension += ", CUDA kernels compiled in"
+    if built["error"]:
+        extension += f"; last build error: {built['error']}"
+    lines += ["", f"C++/CUDA extension: {extension}"]
     return "\n".join(lines), all(r.passed for r in results)

@@ -110,6 +110,10 @@ def _fused(backend: str):
         from fastdepth.kernels import warp as triton_warp
 
         return triton_warp
+    if backend == "cuda":
+        from fastdepth import _cuda
+
+        return _cuda
     raise ValueError(f"no fused warp for backend {backend!r}")
 
 

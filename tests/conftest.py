@@ -28,9 +28,33 @@ def seed(request) -> int:
 def pytest_report_header(config):
     return (
         f"fastdepth tests: torch {torch.__version__}, devices {DEVICES}, "
-        f"triton on {TRITON_DEVICES or 'nothing'} (interpreter: {INTERPRETED})"
+        f"triton on {TRITON_DEVICES or 'nothing'} (interpreter: {INTERPRETED}), "
+        f"backend='cuda' on {CUDA_BACKEND_DEVICES or 'nothing'}"
     )
 
 
+def _cuda_backend_devices() -> list[str]:
+    """Devices on which backend='cuda' runs here: the CPU twin wherever the extension builds."""
+    from fastdepth import _cuda
+
+    devices = ["cpu"] if _cuda.build_reason() is None else []
+    if HAS_CUDA and _cuda.cuda_build_reason() is None:
+        devices.append("cuda")
+    return devices
+
+
+CUDA_BACKEND_DEVICES = _cuda_backend_devices()
 #: (backend, device) pairs of the fused implementations that can run here
-FUSED = [("triton", d) for d in TRITON_DEVICES]
+FUSED = [("triton", d) for d in TRITON_DEVICES] + [("cuda", d) for d in CUDA_BACKEND_DEVICES]
+#: the CPU twin: the CUDA kernels' math in host loops, float64 included
+TWIN = ("cuda", "cpu") in FUSED
+#: fused implementations that compute in float32 only (all but the CPU twin)
+FLOAT32_ONLY = [pair for pair in FUSED if pair != ("cuda", "cpu")]
+#: every (backend, device) pair that runs here, the reference included
+ALL = [("torch", d) for d in DEVICES] + FUSED
+#: backend names that run here (for tests on CPU inputs that fail before any kernel runs)
+BACKEND_NAMES = sorted({"torch", *(b for b, _ in FUSED)})
+
+
+def fused_id(pair) -> str:
+    return "twin" if pair == ("cuda", "cpu") else f"{pair[0]}-{pair[1]}"

@@ -1,10 +1,13 @@
 """Every bad input to the warp raises a clear exception naming the argument."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import FUSED
+from conftest import BACKEND_NAMES, FLOAT32_ONLY
 
 import fastdepth
 from fastdepth.scenes import warp_scene
@@ -61,7 +64,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["torch"] + [b for b, _ in FUSED])
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
 @pytest.mark.parametrize("changes,error,pattern", BAD_INPUTS, ids=lambda x: x if isinstance(x, str) else None)
 def test_bad_input_raises(backend, changes, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -99,7 +102,7 @@ def test_value_checks_can_be_switched_off(monkeypatch):
     assert out.shape == (2, 3, 6, 8)
 
 
-@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("backend,device", FLOAT32_ONLY)
 def test_fused_backend_rejects_float64(backend, device):
     args = {k: v.double().to(device) for k, v in single_source_inputs().items()}
     with pytest.raises(TypeError, match=r"computes in float32.*use backend='torch' for float64"):
@@ -112,6 +115,25 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
         fastdepth.warp(**single_source_inputs(), backend="triton")
 
 
-def test_cuda_backend_not_built_yet():
-    with pytest.raises(RuntimeError, match=r"backend='cuda'"):
-        fastdepth.warp(**single_source_inputs(), backend="cuda")
+def test_cuda_backend_reports_a_missing_compiler(tmp_path):
+    # a fresh process (nothing loaded yet) whose C++ compiler does not exist
+    code = (
+        "import torch, fastdepth\n"
+        "try:\n"
+        "    fastdepth.photometric_loss(torch.rand(1, 1, 3, 3), torch.rand(1, 1, 3, 3), backend='cuda')\n"
+        "except RuntimeError as e:\n"
+        "    print('ERROR', e)\n"
+    )
+    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "ERROR backend='cuda' is unavailable: C++ compiler '/nonexistent/g++' not found" in result.stdout
+
+
+def test_extension_build_failure_is_reported(monkeypatch):
+    from fastdepth import _cuda
+
+    monkeypatch.setattr(_cuda, "_state", {"loaded": False, "cuda": False, "error": None})
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    with pytest.raises(_cuda.ExtensionUnavailable, match=r"C\+\+ compiler '/nonexistent/g\+\+' not found"):
+        _cuda.load()
+    assert "not found" in _cuda.state()["error"]

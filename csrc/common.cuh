@@ -1,0 +1,68 @@
+// Shared definitions of the fastdepth kernels: the host/device qualifier and loads/stores that
+// convert an image's storage type to the compute type F. No torch, no CUDA runtime calls.
+// (The CPU twin handles float and double; the bindings convert 16-bit images on the CPU.)
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define FD_HD __host__ __device__ __forceinline__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#else
+#define FD_HD inline
+#endif
+
+namespace fastdepth {
+
+// Loads and stores in the compute type F.
+template <typename F>
+FD_HD F load_as(const float* p) {
+  return static_cast<F>(*p);
+}
+template <typename F>
+FD_HD F load_as(const double* p) {
+  return static_cast<F>(*p);
+}
+template <typename F>
+FD_HD void store_as(float* p, F v) {
+  *p = static_cast<float>(v);
+}
+template <typename F>
+FD_HD void store_as(double* p, F v) {
+  *p = static_cast<double>(v);
+}
+#ifdef __CUDACC__
+template <typename F>
+FD_HD F load_as(const __half* p) {
+  return static_cast<F>(__half2float(*p));
+}
+template <typename F>
+FD_HD F load_as(const __nv_bfloat16* p) {
+  return static_cast<F>(__bfloat162float(*p));
+}
+template <typename F>
+FD_HD void store_as(__half* p, F v) {
+  *p = __float2half(static_cast<float>(v));
+}
+template <typename F>
+FD_HD void store_as(__nv_bfloat16* p, F v) {
+  *p = __float2bfloat16(static_cast<float>(v));
+}
+#endif
+
+template <typename F>
+FD_HD F fd_min(F a, F b) {
+  return a < b ? a : b;
+}
+template <typename F>
+FD_HD F fd_max(F a, F b) {
+  return a > b ? a : b;
+}
+template <typename F>
+FD_HD F fd_abs(F a) {
+  return a < F(0) ? -a : a;
+}
+
+}  // namespace fastdepth

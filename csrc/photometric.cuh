@@ -1,0 +1,175 @@
+// Per-pixel math of the SSIM + L1 photometric loss and of the min-reprojection objective, shared
+// by the CUDA kernels (photometric.cu) and the CPU twin (cpu.cpp). Mirrors kernels/photometric.py
+// function by function; conventions in fastdepth/photometric.py. No torch, no CUDA runtime calls.
+#pragma once
+
+#include "common.cuh"
+
+namespace fastdepth {
+namespace photometric {
+
+constexpr double kC1 = 0.01 * 0.01;
+constexpr double kC2 = 0.03 * 0.03;
+
+// A candidate is compared with the target: the identity sources first, then the warped sources.
+struct Shape {
+  int64_t B, S_id, S_w, C;
+  int H, W;
+};
+
+// ReflectionPad index map (i in [-1, n]); clamped so that any i stays a valid address.
+FD_HD int reflect(int i, int n) {
+  i = i < 0 ? -i : i;
+  i = i > n - 1 ? 2 * (n - 1) - i : i;
+  return i < 0 ? 0 : (i > n - 1 ? n - 1 : i);
+}
+
+template <typename F>
+struct SsimTerms {
+  F mx, my, a, b, c, d;  // box means, and SSIM = (a * b) / (c * d)
+};
+
+// Monodepth2's SSIM pieces over the reflected 3x3 window centred on (row, col).
+template <typename F, typename Img>
+FD_HD SsimTerms<F> ssim_terms(const Img* x, const Img* y, int row, int col, int H, int W) {
+  F sx = F(0), sy = F(0), sxx = F(0), syy = F(0), sxy = F(0);
+  for (int dy = -1; dy <= 1; ++dy) {
+    const int64_t r = static_cast<int64_t>(reflect(row + dy, H)) * W;
+    for (int dx = -1; dx <= 1; ++dx) {
+      const int64_t off = r + reflect(col + dx, W);
+      const F xv = load_as<F>(x + off);
+      const F yv = load_as<F>(y + off);
+      sx += xv;
+      sy += yv;
+      sxx += xv * xv;
+      syy += yv * yv;
+      sxy += xv * yv;
+    }
+  }
+  SsimTerms<F> t;
+  t.mx = sx / F(9);
+  t.my = sy / F(9);
+  t.a = F(2) * t.mx * t.my + F(kC1);
+  t.b = F(2) * (sxy / F(9) - t.mx * t.my) + F(kC2);
+  t.c = t.mx * t.mx + t.my * t.my + F(kC1);
+  t.d = (sxx / F(9) - t.mx * t.mx) + (syy / F(9) - t.my * t.my) + F(kC2);
+  return t;
+}
+
+// Loss of one candidate x against the target y at one pixel, averaged over the C planes.
+template <typename F, typename Img>
+FD_HD F candidate_loss(const Img* x, const Img* y, int64_t plane_stride, int row, int col, const Shape& sh,
+                       F alpha) {
+  const int64_t off = static_cast<int64_t>(row) * sh.W + col;
+  F ssim = F(0), l1 = F(0);
+  for (int64_t c = 0; c < sh.C; ++c) {
+    const Img* xc = x + c * plane_stride;
+    const Img* yc = y + c * plane_stride;
+    const SsimTerms<F> t = ssim_terms<F>(xc, yc, row, col, sh.H, sh.W);
+    ssim += fd_min(fd_max((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5), F(0)), F(1));
+    l1 += fd_abs(load_as<F>(yc + off) - load_as<F>(xc + off));
+  }
+  return (alpha * ssim + (F(1) - alpha) * l1) / F(sh.C);
+}
+
+// Forward of one pixel: the minimum over the candidates (strictly lower wins: ties go to the
+// lowest index; a NaN wins once and stays, as in torch.min) and its index.
+template <typename F, typename Img>
+FD_HD void forward_pixel(const Img* target, const Img* identity, const Img* warped, Img* loss, int64_t* index,
+                         int64_t b, int row, int col, const Shape& sh, F alpha) {
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  const Img* y = target + b * sh.C * HW;
+  F best = F(INFINITY);
+  int64_t best_k = 0;
+  for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
+    const Img* x = k < sh.S_id ? identity + (b * sh.S_id + k) * sh.C * HW : warped + (b * sh.S_w + k - sh.S_id) * sh.C * HW;
+    const F l = candidate_loss(x, y, HW, row, col, sh, alpha);
+    if (l < best || (l != l && best == best)) {
+      best = l;
+      best_k = k;
+    }
+  }
+  const int64_t off = b * HW + static_cast<int64_t>(row) * sh.W + col;
+  store_as(loss + off, best);
+  if (index != nullptr) index[off] = best_k;
+}
+
+// How often input index r appears in the reflected 3-window of output index r + o (o in -1..1).
+FD_HD int reflect_count(int r, int o, int n) {
+  const int p = r + o;
+  if (p < 0 || p >= n) return 0;
+  return ((o == -1 && r == 1) || (o == 1 && r == n - 2)) ? 2 : 1;
+}
+
+// Gradients of the loss map w.r.t. one plane of candidate x (returned in *g_x) and of the target
+// y (added to *g_y) at one pixel: the chain rule through the box means of every output pixel
+// whose reflected window holds this pixel, then the L1 term. index == nullptr: single candidate.
+template <typename F, typename Img>
+FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const int64_t* index, int64_t k, int row,
+                           int col, int H, int W, F alpha_c, F l1_c, F* g_x, F* g_y) {
+  F g_mx = F(0), g_my = F(0), g_var = F(0), g_cov = F(0);
+  for (int o = 0; o < 9; ++o) {
+    const int oy = o / 3 - 1, ox = o % 3 - 1;
+    const int count = reflect_count(row, oy, H) * reflect_count(col, ox, W);
+    if (count == 0) continue;
+    const int p_row = row + oy, p_col = col + ox;
+    const int64_t p_off = static_cast<int64_t>(p_row) * W + p_col;
+    if (index != nullptr && index[p_off] != k) continue;
+    const F g = load_as<F>(grad + p_off);
+    const SsimTerms<F> t = ssim_terms<F>(x, y, p_row, p_col, H, W);
+    const F s = (t.a * t.b) / (t.c * t.d);
+    const F half = (F(1) - s) * F(0.5);
+    // clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
+    if (!(half >= F(0) && half <= F(1))) continue;
+    const F g_s = F(-0.5) * alpha_c * g * F(count) / F(9);
+    const F g_a = g_s * t.b / (t.c * t.d);
+    const F g_b = g_s * t.a / (t.c * t.d);
+    const F g_c = -g_s * s / t.c;
+    const F g_d = -g_s * s / t.d;
+    g_mx += F(2) * (t.my * (g_a - g_b) + t.mx * (g_c - g_d));
+    g_my += F(2) * (t.mx * (g_a - g_b) + t.my * (g_c - g_d));
+    g_var += g_d;
+    g_cov += F(2) * g_b;
+  }
+  const int64_t off = static_cast<int64_t>(row) * W + col;
+  const F xv = load_as<F>(x + off);
+  const F yv = load_as<F>(y + off);
+  F g_l1 = F(0);
+  if (index == nullptr || index[off] == k) {
+    // d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
+    g_l1 = load_as<F>(grad + off) * l1_c * (yv > xv ? F(1) : (yv < xv ? F(-1) : F(0)));
+  }
+  *g_x = g_mx + F(2) * xv * g_var + yv * g_cov - g_l1;
+  *g_y += g_my + F(2) * yv * g_var + xv * g_cov + g_l1;
+}
+
+// Backward of one pixel: every channel of every candidate, and the target. A null gradient
+// pointer means that gradient is not needed.
+template <typename F, typename Img, typename GImg>
+FD_HD void backward_pixel(const Img* grad, const int64_t* index, const Img* target, const Img* identity,
+                          const Img* warped, GImg* grad_target, GImg* grad_identity, GImg* grad_warped, int64_t b,
+                          int row, int col, const Shape& sh, F alpha) {
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  const int64_t off = static_cast<int64_t>(row) * sh.W + col;
+  const Img* g_map = grad + b * HW;
+  const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
+  const F alpha_c = alpha / F(sh.C);
+  const F l1_c = (F(1) - alpha) / F(sh.C);
+  for (int64_t c = 0; c < sh.C; ++c) {
+    const int64_t y_plane = (b * sh.C + c) * HW;
+    F g_target = F(0);
+    for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
+      const bool is_identity = k < sh.S_id;
+      const int64_t plane = is_identity ? ((b * sh.S_id + k) * sh.C + c) * HW : ((b * sh.S_w + k - sh.S_id) * sh.C + c) * HW;
+      const Img* x = (is_identity ? identity : warped) + plane;
+      F g_x;
+      candidate_grads(x, target + y_plane, g_map, i_map, k, row, col, sh.H, sh.W, alpha_c, l1_c, &g_x, &g_target);
+      GImg* g_out = is_identity ? grad_identity : grad_warped;
+      if (g_out != nullptr) store_as(g_out + plane + off, g_x);
+    }
+    if (grad_target != nullptr) store_as(grad_target + y_plane + off, g_target);
+  }
+}
+
+}  // namespace photometric
+}  // namespace fastdepth

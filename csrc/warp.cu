@@ -1,0 +1,124 @@
+// CUDA kernels of the depth warp and their launchers, on raw pointers (no torch: plain nvcc
+// compiles this file). Structured like kernels/warp.py: one thread per destination pixel looping
+// over sources and channels; the backward recomputes the geometry, scatters the image gradient
+// with float atomics and reduces pose and intrinsics gradients per block in a fixed order
+// (deterministic partial sums, summed over blocks by the bindings).
+#include <cuda_runtime.h>
+
+#include "kernels.h"
+
+namespace fastdepth {
+namespace {
+
+// Sum of N values over the block in a fixed order (warp shuffles, then warps in order); thread 0..N-1
+// write the N sums to out. Every thread of the block must call it.
+template <int N>
+__device__ void block_sum(const float (&v)[N], float* out, float* smem) {
+  const int lane = threadIdx.x & 31;
+  const int warp_id = threadIdx.x >> 5;
+  for (int i = 0; i < N; ++i) {
+    float x = v[i];
+    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_down_sync(0xffffffffu, x, offset);
+    if (lane == 0) smem[i * 32 + warp_id] = x;
+  }
+  __syncthreads();
+  if (threadIdx.x < N) {
+    float total = 0.f;
+    for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) total += smem[threadIdx.x * 32 + w];
+    out[threadIdx.x] = total;
+  }
+  __syncthreads();
+}
+
+template <typename Img>
+__global__ void __launch_bounds__(kWarpBlock) warp_fwd_kernel(const Img* image, const float* depth, const float* pose,
+                                                              const float* K, Img* out, int8_t* mask, warp::Shape sh,
+                                                              warp::Options opt) {
+  const int64_t b = blockIdx.y;
+  const int64_t pix = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (pix >= static_cast<int64_t>(sh.H) * sh.W) return;
+  const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
+  for (int64_t s = 0; s < sh.S; ++s) warp::forward_source(image, pose, out, mask, p, b * sh.S + s, pix, sh, opt);
+}
+
+template <typename Img>
+__global__ void __launch_bounds__(kWarpBlock)
+    warp_bwd_kernel(const Img* grad_out, const Img* image, const float* depth, const float* pose, const float* K,
+                    float* grad_image, float* grad_depth, float* pose_partials, float* k_partials, warp::Shape sh,
+                    warp::Options opt) {
+  __shared__ float smem[warp::kPosePartials * 32];
+  const int64_t b = blockIdx.y;
+  const int64_t blocks = gridDim.x;
+  const int64_t pix = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool in_range = pix < static_cast<int64_t>(sh.H) * sh.W;
+  const bool need_geometry = grad_depth != nullptr || pose_partials != nullptr || k_partials != nullptr;
+  auto add = [](float* at, float v) { atomicAdd(at, v); };
+  // out-of-range threads take part in the block sums with zeros
+  const warp::Pixel<float> p = warp::make_pixel(depth, K, b, in_range ? pix : 0, sh, opt.normalize);
+  float gK[warp::kIntrinsicsPartials] = {};
+  float gP[3] = {};
+  for (int64_t s = 0; s < sh.S; ++s) {
+    float gT[warp::kPosePartials] = {};
+    if (in_range) {
+      warp::backward_source(grad_out, image, pose, grad_image, p, b * sh.S + s, pix, sh, opt, need_geometry, gT, gK,
+                            gP, add);
+    }
+    if (pose_partials != nullptr) {
+      block_sum(gT, pose_partials + ((b * sh.S + s) * blocks + blockIdx.x) * warp::kPosePartials, smem);
+    }
+  }
+  if (in_range && (grad_depth != nullptr || k_partials != nullptr)) {
+    const float gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
+    if (grad_depth != nullptr) grad_depth[b * sh.H * sh.W + pix] = gd;
+  }
+  if (k_partials != nullptr) block_sum(gK, k_partials + (b * blocks + blockIdx.x) * warp::kIntrinsicsPartials, smem);
+}
+
+template <typename Img>
+void launch_forward(const void* image, const float* depth, const float* pose, const float* K, void* out, int8_t* mask,
+                    const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(warp_blocks(sh.H, sh.W)), static_cast<unsigned>(sh.B));
+  warp_fwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(image), depth, pose, K,
+                                                        static_cast<Img*>(out), mask, sh, opt);
+}
+
+template <typename Img>
+void launch_backward(const void* grad_out, const void* image, const float* depth, const float* pose, const float* K,
+                     float* grad_image, float* grad_depth, float* pose_partials, float* k_partials,
+                     const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(warp_blocks(sh.H, sh.W)), static_cast<unsigned>(sh.B));
+  warp_bwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(grad_out),
+                                                        static_cast<const Img*>(image), depth, pose, K, grad_image,
+                                                        grad_depth, pose_partials, k_partials, sh, opt);
+}
+
+}  // namespace
+
+void warp_forward_cuda(ImageType type, const void* image, const float* depth, const float* pose, const float* K,
+                       void* out, int8_t* mask, const warp::Shape& sh, const warp::Options& opt, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (type) {
+    case ImageType::F32: return launch_forward<float>(image, depth, pose, K, out, mask, sh, opt, s);
+    case ImageType::F16: return launch_forward<__half>(image, depth, pose, K, out, mask, sh, opt, s);
+    case ImageType::BF16: return launch_forward<__nv_bfloat16>(image, depth, pose, K, out, mask, sh, opt, s);
+  }
+}
+
+void warp_backward_cuda(ImageType type, const void* grad_out, const void* image, const float* depth,
+                        const float* pose, const float* K, float* grad_image, float* grad_depth, float* pose_partials,
+                        float* k_partials, const warp::Shape& sh, const warp::Options& opt, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (type) {
+    case ImageType::F32:
+      return launch_backward<float>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials, k_partials,
+                                    sh, opt, s);
+    case ImageType::F16:
+      return launch_backward<__half>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials,
+                                     k_partials, sh, opt, s);
+    case ImageType::BF16:
+      return launch_backward<__nv_bfloat16>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials,
+                                            k_partials, sh, opt, s);
+  }
+}
+
+}  // namespace fastdepth

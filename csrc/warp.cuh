@@ -1,0 +1,290 @@
+// Per-pixel math of the depth warp, shared by the CUDA kernels (warp.cu) and the CPU twin
+// (cpu.cpp). Mirrors kernels/warp.py function by function; conventions in fastdepth/warp.py.
+// No torch, no CUDA runtime calls.
+#pragma once
+
+#include <cmath>
+
+#include "common.cuh"
+
+namespace fastdepth {
+namespace warp {
+
+using std::floor;
+using std::sqrt;
+
+// Kornia's threshold below which w and z are not divided by.
+constexpr double kDivideEps = 1e-8;
+constexpr int kPosePartials = 16;
+constexpr int kIntrinsicsPartials = 4;  // fx, fy, cx, cy
+
+// sample position = scale * projected pixel + offset, one per axis (reference.sample_affine).
+struct AxisMap {
+  double scale;
+  double offset;
+};
+
+template <typename F>
+struct Intrinsics {
+  F fx, fy, cx, cy;
+};
+
+template <typename F>
+FD_HD Intrinsics<F> load_intrinsics(const F* K) {
+  return {K[0], K[4], K[2], K[5]};
+}
+
+// Unnormalised ray (tx, ty, 1) through the pixel centre and the ray actually scaled by depth
+// (unit length when normalize).
+template <typename F>
+struct Ray {
+  F tx, ty, rx, ry, rz;
+};
+
+template <typename F>
+FD_HD Ray<F> make_ray(F col, F row, Intrinsics<F> k, bool normalize) {
+  const F tx = (col - k.cx) / k.fx;
+  const F ty = (row - k.cy) / k.fy;
+  const F inv_n = normalize ? F(1) / sqrt(tx * tx + ty * ty + F(1)) : F(1);
+  return {tx, ty, tx * inv_n, ty * inv_n, inv_n};
+}
+
+template <typename F>
+FD_HD bool is_finite(F v) {
+  return fd_abs(v) <= F(3.4028234663852886e38);
+}
+
+// 1 / den where |den| > 1e-8, else 1 (Kornia's no-divide rule).
+template <typename F>
+FD_HD F safe_inverse(F den, bool* ok) {
+  *ok = fd_abs(den) > F(kDivideEps);
+  return *ok ? F(1) / den : F(1);
+}
+
+// Sampling position on one axis from the projected pixel p, d(position)/dp and whether the
+// unclipped position lies within [0, size - 1]. Far-outside positions are pinned to -2 so that the
+// float -> int conversion stays defined (every tap there is outside the image or was clipped).
+template <typename F>
+FD_HD F sample_coord(F p, int size, AxisMap m, bool border, F* dpos, bool* inside) {
+  F pos = p * F(m.scale) + F(m.offset);
+  const F last = F(size - 1);
+  *inside = pos >= F(0) && pos <= last;
+  *dpos = F(m.scale);
+  if (border) {  // grid_sample's clip: gradient 0 at and beyond the edges
+    if (!(pos > F(0) && pos < last)) *dpos = F(0);
+    pos = fd_min(fd_max(pos, F(0)), last);
+  }
+  return (pos > F(-2) && pos < F(size + 1)) ? pos : F(-2);
+}
+
+// Everything the forward and backward passes need for one pixel and one source, recomputed.
+template <typename F>
+struct Geometry {
+  F X, Y, Z;     // destination point
+  F px, py, pz;  // source-frame point after the division by w
+  F inv_w, inv_z;
+  bool w_ok, z_ok;
+  F x, y;       // normalised camera coordinates in the source
+  bool finite;  // projection finite
+  bool inside;  // unclipped sample inside the image on both axes, and z > eps
+  F iu, iv, du, dv;
+};
+
+template <typename F>
+FD_HD Geometry<F> compute_geometry(F d, const Ray<F>& r, Intrinsics<F> k, const F* T, int W, int H, AxisMap mu,
+                                   AxisMap mv, bool border) {
+  Geometry<F> g;
+  g.X = d * r.rx;
+  g.Y = d * r.ry;
+  g.Z = d * r.rz;
+  const F qx = T[0] * g.X + T[1] * g.Y + T[2] * g.Z + T[3];
+  const F qy = T[4] * g.X + T[5] * g.Y + T[6] * g.Z + T[7];
+  const F qz = T[8] * g.X + T[9] * g.Y + T[10] * g.Z + T[11];
+  const F w = T[12] * g.X + T[13] * g.Y + T[14] * g.Z + T[15];
+  g.inv_w = safe_inverse(w, &g.w_ok);
+  g.px = qx * g.inv_w;
+  g.py = qy * g.inv_w;
+  g.pz = qz * g.inv_w;
+  g.inv_z = safe_inverse(g.pz, &g.z_ok);
+  g.x = g.px * g.inv_z;
+  g.y = g.py * g.inv_z;
+  const F u = k.fx * g.x + k.cx;
+  const F v = k.fy * g.y + k.cy;
+  g.finite = is_finite(u) && is_finite(v);
+  bool u_in, v_in;
+  g.iu = sample_coord(u, W, mu, border, &g.du, &u_in);
+  g.iv = sample_coord(v, H, mv, border, &g.dv, &v_in);
+  g.inside = u_in && v_in && g.pz > F(kDivideEps);
+  return g;
+}
+
+// Bilinear taps: in-plane offsets of the four corners, their in-bounds flags and the fractions.
+template <typename F>
+struct Taps {
+  int64_t o00;
+  bool m00, m01, m10, m11;
+  F fu, fv;
+};
+
+template <typename F>
+FD_HD Taps<F> bilinear_taps(F iu, F iv, int W, int H) {
+  const F u0f = floor(iu);
+  const F v0f = floor(iv);
+  const int u0 = static_cast<int>(u0f);
+  const int v0 = static_cast<int>(v0f);
+  const bool mu0 = u0 >= 0 && u0 < W, mu1 = u0 + 1 >= 0 && u0 + 1 < W;
+  const bool mv0 = v0 >= 0 && v0 < H, mv1 = v0 + 1 >= 0 && v0 + 1 < H;
+  return {static_cast<int64_t>(v0) * W + u0, mu0 && mv0, mu1 && mv0, mu0 && mv1, mu1 && mv1, iu - u0f, iv - v0f};
+}
+
+// Bilinear sample of one plane (out-of-bounds taps read as zero).
+template <typename F, typename Img>
+FD_HD F sample(const Img* plane, const Taps<F>& t, int W) {
+  F val = F(0);
+  if (t.m00) val += (F(1) - t.fu) * (F(1) - t.fv) * load_as<F>(plane + t.o00);
+  if (t.m01) val += t.fu * (F(1) - t.fv) * load_as<F>(plane + t.o00 + 1);
+  if (t.m10) val += (F(1) - t.fu) * t.fv * load_as<F>(plane + t.o00 + W);
+  if (t.m11) val += t.fu * t.fv * load_as<F>(plane + t.o00 + W + 1);
+  return val;
+}
+
+// d sample / d (iu, iv) times the upstream gradient go, accumulated into g_iu, g_iv.
+template <typename F, typename Img>
+FD_HD void sample_position_grad(const Img* plane, const Taps<F>& t, int W, F go, F* g_iu, F* g_iv) {
+  const F v00 = t.m00 ? load_as<F>(plane + t.o00) : F(0);
+  const F v01 = t.m01 ? load_as<F>(plane + t.o00 + 1) : F(0);
+  const F v10 = t.m10 ? load_as<F>(plane + t.o00 + W) : F(0);
+  const F v11 = t.m11 ? load_as<F>(plane + t.o00 + W + 1) : F(0);
+  *g_iu += go * ((v01 - v00) * (F(1) - t.fv) + (v11 - v10) * t.fv);
+  *g_iv += go * ((v10 - v00) * (F(1) - t.fu) + (v11 - v01) * t.fu);
+}
+
+// Chain rule from the sample position back to the pose, the projection intrinsics and the
+// destination point. Adds the pose gradient (16 values) to gT, the projection's share of the
+// intrinsics gradient to gK (fx, fy, cx, cy), and d/d(X, Y, Z) to gP.
+template <typename F>
+FD_HD void geometry_backward(const Geometry<F>& g, F g_iu, F g_iv, Intrinsics<F> k, const F* T, F* gT, F* gK,
+                             F* gP) {
+  // sample position -> projected pixel -> normalised camera coordinates
+  const F gu = g_iu * g.du;
+  const F gv = g_iv * g.dv;
+  gK[0] += gu * g.x;
+  gK[1] += gv * g.y;
+  gK[2] += gu;
+  gK[3] += gv;
+  const F gx = k.fx * gu;
+  const F gy = k.fy * gv;
+  // camera coordinates -> point after /w (Kornia skips the divide where |z| <= eps)
+  const F gpx = gx * g.inv_z;
+  const F gpy = gy * g.inv_z;
+  const F gpz = g.z_ok ? -(gx * g.x + gy * g.y) * g.inv_z : F(0);
+  // point after /w -> homogeneous point q, w
+  const F gq[4] = {gpx * g.inv_w, gpy * g.inv_w, gpz * g.inv_w,
+                   g.w_ok ? -(gpx * g.px + gpy * g.py + gpz * g.pz) * g.inv_w : F(0)};
+  const F point[4] = {g.X, g.Y, g.Z, F(1)};
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) gT[4 * i + j] += gq[i] * point[j];
+  }
+  for (int j = 0; j < 3; ++j) gP[j] += gq[0] * T[j] + gq[1] * T[4 + j] + gq[2] * T[8 + j] + gq[3] * T[12 + j];
+}
+
+// Through the ray (rx, ry, rz) = normalise?((col - cx) / fx, (row - cy) / fy, 1): the depth
+// gradient, and the ray's share of the intrinsics gradient added to gK.
+template <typename F>
+FD_HD F ray_backward(F d, const Ray<F>& r, Intrinsics<F> k, const F* gP, bool normalize, F* gK) {
+  const F grx = d * gP[0];
+  const F gry = d * gP[1];
+  F gtx = grx, gty = gry;
+  if (normalize) {
+    const F radial = r.rx * grx + r.ry * gry + r.rz * d * gP[2];
+    gtx = (grx - r.rx * radial) * r.rz;
+    gty = (gry - r.ry * radial) * r.rz;
+  }
+  gK[0] += -gtx * r.tx / k.fx;
+  gK[1] += -gty * r.ty / k.fy;
+  gK[2] += -gtx / k.fx;
+  gK[3] += -gty / k.fy;
+  return gP[0] * r.rx + gP[1] * r.ry + gP[2] * r.rz;
+}
+
+}  // namespace warp
+}  // namespace fastdepth
+
+namespace fastdepth {
+namespace warp {
+
+struct Shape {
+  int64_t B, S, C;
+  int H, W;
+};
+
+struct Options {
+  AxisMap mu, mv;
+  bool normalize, border;
+};
+
+// Per-pixel state shared by all sources: intrinsics, ray and the sanitised depth.
+template <typename F>
+struct Pixel {
+  Intrinsics<F> k;
+  Ray<F> ray;
+  F d;
+  bool d_ok;
+};
+
+template <typename F>
+FD_HD Pixel<F> make_pixel(const F* depth, const F* K, int64_t b, int64_t pix, const Shape& sh, bool normalize) {
+  Pixel<F> p;
+  p.k = load_intrinsics(K + b * 9);
+  p.ray = make_ray(F(pix % sh.W), F(pix / sh.W), p.k, normalize);
+  p.d = depth[b * sh.H * sh.W + pix];
+  p.d_ok = is_finite(p.d);
+  if (!p.d_ok) p.d = F(0);
+  return p;
+}
+
+// Forward of one destination pixel and one source: all channels, and the mask.
+template <typename F, typename Img>
+FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mask, const Pixel<F>& p, int64_t bs,
+                          int64_t pix, const Shape& sh, const Options& opt) {
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  const bool keep = p.d_ok && g.finite;
+  const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+  for (int64_t c = 0; c < sh.C; ++c) {
+    const int64_t plane = (bs * sh.C + c) * HW;
+    store_as(out + plane + pix, keep ? sample(image + plane, t, sh.W) : F(0));
+  }
+  if (mask != nullptr) mask[bs * HW + pix] = static_cast<int8_t>(keep && g.inside);
+}
+
+// Backward of one destination pixel and one source. Scatters the image gradient through
+// add(pointer, value) (an atomic add on the GPU), adds this source's pose gradient to gT and
+// accumulates gK and gP (d/d destination point) across sources.
+template <typename F, typename Img, typename GI, typename Add>
+FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, GI* grad_image, const Pixel<F>& p,
+                           int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
+                           F* gK, F* gP, Add add) {
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  const F* T = pose + bs * 16;
+  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  if (!(p.d_ok && g.finite)) return;
+  const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+  F g_iu = F(0), g_iv = F(0);
+  for (int64_t c = 0; c < sh.C; ++c) {
+    const int64_t plane = (bs * sh.C + c) * HW;
+    const F go = load_as<F>(grad_out + plane + pix);
+    if (grad_image != nullptr) {
+      GI* gi = grad_image + plane + t.o00;
+      if (t.m00) add(gi, static_cast<GI>((F(1) - t.fu) * (F(1) - t.fv) * go));
+      if (t.m01) add(gi + 1, static_cast<GI>(t.fu * (F(1) - t.fv) * go));
+      if (t.m10) add(gi + sh.W, static_cast<GI>((F(1) - t.fu) * t.fv * go));
+      if (t.m11) add(gi + sh.W + 1, static_cast<GI>(t.fu * t.fv * go));
+    }
+    if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, &g_iu, &g_iv);
+  }
+  if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);
+}
+
+}  // namespace warp
+}  // namespace fastdepth

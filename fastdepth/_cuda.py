@@ -1,0 +1,147 @@
+"""The CUDA C++ backend: builds ``csrc/`` with ``torch.utils.cpp_extension`` on first use, and
+adapts its ops (``torch.ops.fastdepth_ext.*``) to the interface of the Triton launchers.
+
+The build is cached in PyTorch's extensions directory (``TORCH_EXTENSIONS_DIR``); it compiles
+the CUDA kernels when PyTorch is a CUDA build, nvcc is found and a GPU is visible (or
+``TORCH_CUDA_ARCH_LIST`` names the targets), and only the CPU twin otherwise. Set
+``FASTDEPTH_BUILD_EXTENSION=1`` to build when ``fastdepth`` is imported (ahead of time).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+if not CSRC.exists():  # editable install: csrc/ sits beside the package
+    CSRC = Path(__file__).resolve().parent.parent / "csrc"
+CPU_SOURCES = ("bindings.cpp", "cpu.cpp")
+CUDA_SOURCES = ("warp.cu", "photometric.cu")
+BUILD_ENV = "FASTDEPTH_BUILD_EXTENSION"
+
+
+class ExtensionUnavailable(RuntimeError):
+    """The C++/CUDA extension cannot be built or loaded here; the message says what is missing."""
+
+
+_lock = threading.Lock()
+_state: dict[str, object] = {"loaded": False, "cuda": False, "error": None}
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX", "c++")
+
+
+def cuda_build_reason() -> str | None:
+    """None if the CUDA kernels can be compiled here, else why not."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if torch.version.cuda is None:
+        return "PyTorch is a CPU-only build"
+    if CUDA_HOME is None and shutil.which("nvcc") is None:
+        return "nvcc not found (set CUDA_HOME)"
+    if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return "no GPU visible (set TORCH_CUDA_ARCH_LIST to compile the CUDA kernels anyway)"
+    return None
+
+
+def build_reason() -> str | None:
+    """None if the extension (at least its CPU twin) can be built here, else what is missing."""
+    if shutil.which(_compiler()) is None:
+        return f"C++ compiler {_compiler()!r} not found (install g++ or set CXX)"
+    if shutil.which("ninja") is None:
+        return "ninja not found (pip install ninja)"
+    return None
+
+
+def state() -> dict[str, object]:
+    """``loaded`` (bool), ``cuda`` (kernels compiled in), ``error`` (the last build failure)."""
+    return dict(_state)
+
+
+def load() -> None:
+    """Build (once per process; cached across processes) and load the extension.
+
+    Raises:
+        ExtensionUnavailable: a compiler or ninja is missing, or the build failed.
+    """
+    with _lock:
+        if _state["loaded"]:
+            return
+        reason = build_reason()
+        if reason is not None:
+            _state["error"] = reason
+            raise ExtensionUnavailable(f"cannot build the fastdepth C++/CUDA extension: {reason}")
+        from torch.utils import cpp_extension
+
+        with_cuda = cuda_build_reason() is None
+        sources = [str(CSRC / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())]
+        flags = ["-O3", "-fopenmp"] + (["-DFASTDEPTH_WITH_CUDA"] if with_cuda else [])
+        try:
+            cpp_extension.load(
+                name="fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu",
+                sources=sources,
+                extra_cflags=flags,
+                extra_cuda_cflags=["-O3", "-DFASTDEPTH_WITH_CUDA"],
+                extra_ldflags=["-fopenmp"],
+                extra_include_paths=[str(CSRC)],
+                with_cuda=with_cuda,
+                is_python_module=False,
+                verbose=os.environ.get("FASTDEPTH_BUILD_VERBOSE") == "1",
+            )
+        except Exception as error:  # the compiler's output is in the message
+            _state["error"] = str(error)
+            raise ExtensionUnavailable(f"building the fastdepth C++/CUDA extension failed: {error}") from error
+        _state.update(loaded=True, cuda=with_cuda, error=None)
+
+
+def unavailable_reason(device: torch.device) -> str | None:
+    """None if backend='cuda' can run on tensors of ``device`` (building on first use), else why not."""
+    if device.type not in ("cpu", "cuda"):
+        return f"backend='cuda' does not run on {device.type} tensors"
+    if _state["loaded"] and (device.type == "cpu" or _state["cuda"]):
+        return None
+    reason = build_reason()
+    if reason is None and device.type == "cuda":
+        reason = cuda_build_reason()
+    return None if reason is None else f"backend='cuda' is unavailable: {reason}"
+
+
+def _ops():
+    load()
+    return torch.ops.fastdepth_ext
+
+
+# ---- the fused-backend interface (same as fastdepth.kernels.warp / .photometric) ----
+
+
+def warp_forward(image, depth, pose, K, normalize_points, padding_mode, align_corners, want_mask):
+    from fastdepth.reference import sample_affine
+
+    su, ou = sample_affine(image.shape[-1], align_corners)
+    sv, ov = sample_affine(image.shape[-2], align_corners)
+    return _ops().warp_forward(
+        image, depth, pose, K, normalize_points, padding_mode == "border", su, ou, sv, ov, want_mask
+    )
+
+
+def warp_backward(grad_out, image, depth, pose, K, normalize_points, padding_mode, align_corners, needs):
+    from fastdepth.reference import sample_affine
+
+    su, ou = sample_affine(image.shape[-1], align_corners)
+    sv, ov = sample_affine(image.shape[-2], align_corners)
+    return _ops().warp_backward(
+        grad_out, image, depth, pose, K, normalize_points, padding_mode == "border", su, ou, sv, ov, list(needs)
+    )
+
+
+def min_loss_forward(target, warped, identity, alpha, want_index):
+    return _ops().photometric_forward(target, warped, identity, alpha, want_index)
+
+
+def min_loss_backward(grad, index, target, warped, identity, alpha, needs):
+    return _ops().photometric_backward(grad, index, target, warped, identity, alpha, list(needs))

@@ -1,0 +1,68 @@
+"""The CPU twin of the CUDA kernels (backend='cuda' on CPU tensors) in float64: the kernels'
+per-pixel math against the reference at the 1e-10 level, forward and backward."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TWIN
+from helpers import grads, leaves, max_abs
+
+import fastdepth
+from fastdepth.scenes import natural_images, warp_scene
+
+pytestmark = pytest.mark.skipif(not TWIN, reason="the C++ extension cannot be built here (no compiler or ninja)")
+NAMES = ("image", "depth", "pose", "K")
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3, 9, 13), (1, 1, 1, 1, 7), (1, 3, 5, 6, 1), (2, 1, 3, 300, 2)], ids=str)
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(padding_mode="zeros", align_corners=True, normalize_points=False),
+        dict(padding_mode="border", align_corners=False, normalize_points=True),
+    ],
+    ids=["kornia", "monodepth2-normalized"],
+)
+def test_warp_float64_matches_reference(shape, options, seed):
+    # (2, 1, 3, 300, 2) spans three 256-pixel blocks of partial sums
+    scene = warp_scene(*shape, seed=seed, dtype=torch.float64, rotation=0.1, translation=0.5)
+    ours_in, ref_in = leaves(*(scene[n] for n in NAMES)), leaves(*(scene[n] for n in NAMES))
+    out, mask = fastdepth.warp(*ours_in, **options, return_mask=True, backend="cuda")
+    ref, ref_mask = fastdepth.warp(*ref_in, **options, return_mask=True, backend="torch")
+    assert out.dtype == torch.float64 and max_abs(out, ref) <= 1e-10
+    assert torch.equal(mask, ref_mask)
+    g = torch.randn_like(ref)
+    for name, a, b in zip(NAMES, grads(out, ours_in, g), grads(ref, ref_in, g), strict=True):
+        assert max_abs(a, b) <= 1e-10 * max(1.0, b.abs().max().item()), name
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 2, 2), (1, 2, 3, 40)], ids=str)
+def test_min_reprojection_float64_matches_reference(shape, seed):
+    B, C, H, W = shape
+    target = natural_images(B, C, H, W, seed=seed, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    warped = (target[:, None] + 0.2 * torch.randn(B, 2, C, H, W, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    identity = (target[:, None] + 0.2 * torch.randn(B, 1, C, H, W, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    ours_in, ref_in = leaves(target, warped, identity), leaves(target, warped, identity)
+    loss, index, automask = fastdepth.min_reprojection_loss(*ours_in, backend="cuda")
+    ref_loss, ref_index, ref_automask = fastdepth.min_reprojection_loss(*ref_in, backend="torch")
+    assert max_abs(loss, ref_loss) <= 1e-10
+    assert torch.equal(index, ref_index) and torch.equal(automask, ref_automask)
+    g = torch.rand_like(ref_loss)
+    for a, b in zip(grads(loss, ours_in, g), grads(ref_loss, ref_in, g), strict=True):
+        assert max_abs(a, b) <= 1e-10
+
+
+def test_photometric_float64_gradcheck(seed):
+    pred, target = leaves(natural_images(1, 2, 3, 4, seed=seed, dtype=torch.float64), torch.rand(1, 2, 3, 4).double())
+    assert torch.autograd.gradcheck(lambda p, t: fastdepth.photometric_loss(p, t, backend="cuda"), (pred, target))
+
+
+def test_build_ahead_of_time_on_import():
+    code = "import fastdepth; from fastdepth import _cuda; print(_cuda.state()['loaded'])"
+    env = {**os.environ, "FASTDEPTH_BUILD_EXTENSION": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.stdout.strip().endswith("True"), result.stderr
