@@ -20,16 +20,53 @@ def _info(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from fastdepth.benchmarks import run as runner
+
+    options = runner.parse_args(args.runner_args)
+    if options.device == "cpu":
+        print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
+    path = runner.run(
+        options.device,
+        options.sizes,
+        options.dtypes,
+        options.works,
+        options.quick,
+        options.out,
+        progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"),
+    )
+    print(path.with_suffix(".md").read_text())
+    result = json.loads(path.read_text())
+    failed = [r for r in result["rows"] if r["error"]]
+    print(f"results: {path} ({len(result['rows'])} cases, {len(failed)} could not run)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdepth", description="Fused GPU kernels for self-supervised depth.")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, usable backends and a self-check of each")
     info.set_defaults(func=_info)
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark every implementation against its peers (options: --quick --device --sizes --dtypes --works --out)",
+        add_help=False,
+    )
+    bench.set_defaults(func=_bench, passes_through=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passes_through", False):
+        args.runner_args = rest  # the subcommand parses its own options
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

@@ -1,0 +1,233 @@
+"""Turn a runner's JSON into the speed targets, a Markdown table, PNG bar charts and the README section.
+
+python -m fastdepth.benchmarks.report --readme   # rewrite README.md's benchmark section from the newest results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fastdepth.benchmarks import workloads
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN, END = "<!-- benchmark-table:begin -->", "<!-- benchmark-table:end -->"
+FUSED = ("triton", "cuda")
+
+
+def _index(result: dict) -> dict[tuple, dict]:
+    return {(r["work"], r["mode"], r["size"], r["dtype"], r["impl"]): r for r in result["rows"]}
+
+
+def _ms(rows: dict, *key) -> float | None:
+    row = rows.get(key)
+    return row["median_ms"] if row else None
+
+
+def _best_fused(rows: dict, work, mode, size, dtype) -> tuple[str, float] | None:
+    found = [(impl, _ms(rows, work, mode, size, dtype, impl)) for impl in FUSED]
+    found = [(impl, ms) for impl, ms in found if ms]
+    return min(found, key=lambda f: f[1]) if found else None
+
+
+def targets(result: dict) -> list[dict]:
+    """The issue's speed targets, evaluated on this result (they are stated for an H100, fp32)."""
+    rows = _index(result)
+    size, largest = workloads.MAIN_SIZE, workloads.LARGEST_SIZE
+    out = []
+
+    def add(name, value, threshold, kind=">="):
+        met = None if value is None else (value >= threshold if kind == ">=" else value <= threshold)
+        out.append({"target": name, "value": value, "threshold": threshold, "kind": kind, "met": met})
+
+    for work, peer, threshold in (
+        ("warp", "kornia", 10),
+        ("warp", "compile", 2),
+        ("photometric", "monodepth2", 5),
+        ("photometric", "compile", 1.5),
+        ("objective", "monodepth2", 5),
+    ):
+        best = _best_fused(rows, work, "fwd+bwd", size, "fp32")
+        peer_ms = _ms(rows, work, "fwd+bwd", size, "fp32", peer)
+        value = peer_ms / best[1] if best and peer_ms else None
+        add(f"{work} fwd+bwd speed-up over {peer}", value, threshold)
+    for work in ("warp", "photometric"):
+        for mode in workloads.MODES:
+            for impl in FUSED:
+                row = rows.get((work, mode, largest, "fp32", impl))
+                add(f"{impl} {work} {mode}: fraction of copy bandwidth at the largest size",
+                    row["bandwidth_fraction"] if row else None, 0.6)  # fmt: skip
+    eager = rows.get(("objective", "fwd+bwd", size, "fp32", "monodepth2"))
+    best = _best_fused(rows, "objective", "fwd+bwd", size, "fp32")
+    ours = rows.get(("objective", "fwd+bwd", size, "fp32", best[0])) if best else None
+    ratio = ours["peak_mem_mb"] / eager["peak_mem_mb"] if ours and eager and eager["peak_mem_mb"] else None
+    add("objective peak memory / eager", ratio, 0.5, "<=")
+    for work in workloads.WORKS:
+        for impl in FUSED:
+            fp32 = _ms(rows, work, "fwd+bwd", size, "fp32", impl)
+            bf16 = _ms(rows, work, "fwd+bwd", size, "bf16", impl)
+            add(f"{impl} {work} fwd+bwd: bf16 time / fp32 time", bf16 / fp32 if fp32 and bf16 else None, 1.0, "<=")
+    return out
+
+
+def _fmt(value, digits=3) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def markdown(result: dict) -> str:
+    meta, rows = result["meta"], _index(result)
+    lines = [f"# fastdepth benchmarks: {meta['device']}", ""]
+    lines += [
+        f"- date {meta['date']}, git {meta['git_revision']}, torch {meta['torch']}, triton {meta['triton']}, "
+        f"CUDA {meta['cuda']}, driver {meta.get('driver')}, kornia {meta['kornia']}",
+        f"- timing: {meta['timing']}; copy bandwidth {meta['copy_bandwidth_gbps']:.1f} GB/s"
+        + ("; quick run (not a measurement to quote)" if meta["quick"] else ""),
+        "",
+    ]
+    impls_seen: dict[str, list[str]] = {}
+    for r in result["rows"]:
+        impls_seen.setdefault(r["work"], [])
+        if r["impl"] not in impls_seen[r["work"]]:
+            impls_seen[r["work"]].append(r["impl"])
+    sizes = list(dict.fromkeys(r["size"] for r in result["rows"]))
+    dtypes = list(dict.fromkeys(r["dtype"] for r in result["rows"]))
+    for work, impls in impls_seen.items():
+        peers = [i for i in impls if i in workloads.PEERS[work]]
+        ours = [i for i in impls if i not in peers]
+        for mode in workloads.MODES:
+            for dtype in dtypes:
+                lines += [f"## {work} {mode} ({dtype}): median ms, speed-up of fastdepth over each peer", ""]
+                header = ["size", *impls, *(f"{o} vs {p}" for o in ours for p in peers)]
+                lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                for size in sizes:
+                    shape = next((r["shape"] for r in result["rows"] if r["size"] == size), size)
+                    cells = [shape] + [_fmt(_ms(rows, work, mode, size, dtype, i)) for i in impls]
+                    for o in ours:
+                        for p in peers:
+                            a, b = _ms(rows, work, mode, size, dtype, o), _ms(rows, work, mode, size, dtype, p)
+                            cells.append(f"{b / a:.2f}x" if a and b else "–")
+                    lines.append("| " + " | ".join(cells) + " |")
+                lines.append("")
+    lines += ["## peak memory (MB above the inputs) and fraction of copy bandwidth", ""]
+    lines += ["| work | mode | size | dtype | impl | peak MB | bandwidth |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["peak_mem_mb"] is not None or r["bandwidth_fraction"] is not None:
+            lines.append(
+                f"| {r['work']} | {r['mode']} | {r['shape']} | {r['dtype']} | {r['impl']} | "
+                f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} |"
+            )
+    errors = [r for r in result["rows"] if r["error"]]
+    if errors:
+        lines += ["", "## could not run", ""]
+        lines += [f"- {r['work']} {r['mode']} {r['shape']} {r['dtype']} {r['impl']}: {r['error']}" for r in errors]
+    lines += ["", "## targets (stated for an H100 at B=12 3x192x640, fp32)", ""]
+    lines += ["| target | measured | required | met |", "|---|---|---|---|"]
+    for t in result["targets"]:
+        met = "not measured" if t["met"] is None else ("met" if t["met"] else "NOT met")
+        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['kind']} {t['threshold']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_charts(result: dict, stem: Path) -> list[Path]:
+    """One PNG per work: median time of every implementation, per mode, at the first size and dtype."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    rows = result["rows"]
+    size, dtype = rows[0]["size"], rows[0]["dtype"]
+    paths = []
+    for work in dict.fromkeys(r["work"] for r in rows):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        for ax, mode in zip(axes, workloads.MODES, strict=True):
+            chosen = [r for r in rows if (r["work"], r["mode"], r["size"], r["dtype"]) == (work, mode, size, dtype)]
+            chosen = [r for r in chosen if r["median_ms"]]
+            ax.barh([r["impl"] for r in chosen], [r["median_ms"] for r in chosen], color="tab:blue")
+            ax.set_xscale("log")
+            ax.set_xlabel("median ms (log)")
+            ax.set_title(f"{work} {mode}")
+        shape = next(r["shape"] for r in rows if r["size"] == size)
+        fig.suptitle(f"{result['meta']['device']} — {shape} {dtype}", fontsize=9)
+        fig.tight_layout()
+        path = stem.parent / f"{stem.name}-{work}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_reports(result: dict, stem: Path) -> None:
+    stem.with_suffix(".md").write_text(markdown(result))
+    write_charts(result, stem)
+
+
+def newest_result(results_dir: Path = RESULTS_DIR) -> Path | None:
+    """The newest committed full (not quick) result, GPU results first."""
+    found = []
+    for path in results_dir.glob("*.json"):
+        data = json.loads(path.read_text())
+        if data["meta"]["quick"]:
+            continue
+        found.append((data["meta"]["device_type"] == "cuda", data["meta"]["date"], path))
+    return max(found)[2] if found else None
+
+
+def readme_section(path: Path) -> str:
+    result = json.loads(path.read_text())
+    meta, rows = result["meta"], _index(result)
+    size = (
+        workloads.MAIN_SIZE
+        if any(r["size"] == workloads.MAIN_SIZE for r in result["rows"])
+        else result["rows"][0]["size"]
+    )
+    shape = next(r["shape"] for r in result["rows"] if r["size"] == size)
+    impls = list(dict.fromkeys(r["impl"] for r in result["rows"]))
+    lines = [
+        f"Measured on **{meta['device']}** ({meta['date'][:10]}, git {meta['git_revision']}, torch {meta['torch']}), "
+        f"{shape}, fp32, median ms (generated by `python -m fastdepth.benchmarks.report --readme` from "
+        f"`benchmarks/results/{path.name}`; full tables in the `.md` beside it).",
+        "",
+        "| work | " + " | ".join(impls) + " |",
+        "|---|" + "---|" * len(impls),
+    ]
+    for work in workloads.WORKS:
+        for mode in workloads.MODES:
+            cells = [_fmt(_ms(rows, work, mode, size, "fp32", i)) for i in impls]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {work} {mode} | " + " | ".join(cells) + " |")
+    if meta["device_type"] != "cuda":
+        lines += ["", "No GPU measurement is committed yet: these are CPU figures (`torch` is the reference, "
+                  "`cuda` the CPU twin of the CUDA kernels)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path = README, results_dir: Path = RESULTS_DIR) -> bool:
+    path = newest_result(results_dir)
+    if path is None:
+        return False
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + readme_section(path) + "\n" + text[end:])
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's benchmark section")
+    parser.add_argument("result", nargs="?", type=Path, help="a result JSON to render as Markdown")
+    args = parser.parse_args(argv)
+    if args.readme:
+        return 0 if update_readme() else 1
+    if args.result:
+        print(markdown(json.loads(args.result.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

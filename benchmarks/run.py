@@ -1,0 +1,249 @@
+"""The benchmark runner: every implementation of every work on the same inputs, in one process.
+
+Writes ``<out>/<device>-<date>.json`` (device, driver, versions, git revision, date, every
+measurement), a Markdown table and PNG bar charts beside it, and prints each speed target as met
+or not met. Timing: on a GPU ``triton.testing.do_bench`` (CUDA events after warm-up, L2 flushed
+before every run, median); on the CPU the median of wall-clock runs after a warm-up. Peak memory
+(GPU only) is ``torch.cuda.max_memory_allocated`` during one run, above the inputs. Bandwidth is
+the floor traffic of the work (inputs read once, outputs written once) over the median time, as a
+fraction of the device's copy bandwidth measured in the same run.
+
+    python -m fastdepth.benchmarks.run [--quick] [--device cpu|cuda] [--sizes kitti,small] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from fastdepth.benchmarks import workloads
+from fastdepth.benchmarks.report import targets, write_reports
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+        rev = out.stdout.strip() or "unknown"
+        return rev + ("-dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {name} ({torch.get_num_threads()} threads)"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def metadata(device: str, quick: bool) -> dict:
+    meta = {
+        "device": device_name(device),
+        "device_type": device,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "quick": quick,
+    }
+    try:
+        import triton
+
+        meta["triton"] = triton.__version__
+    except ImportError:
+        meta["triton"] = None
+    try:
+        import kornia
+
+        meta["kornia"] = kornia.__version__
+    except ImportError:
+        meta["kornia"] = None
+    if device == "cuda":
+        try:
+            meta["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            meta["driver"] = None
+        meta["timing"] = "triton.testing.do_bench median (CUDA events, L2 flushed before each run)"
+    else:
+        meta["timing"] = "median of wall-clock runs after one warm-up run"
+    return meta
+
+
+def time_ms(fn: Callable, device: str, quick: bool) -> float:
+    if device == "cuda":
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=5 if quick else 25, rep=20 if quick else 100))
+    fn()
+    runs = 1 if quick else 5
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return sorted(samples)[len(samples) // 2]
+
+
+def peak_memory_mb(fn: Callable, device: str) -> float | None:
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def copy_bandwidth(device: str, quick: bool) -> float:
+    """Bytes per second of a large device-to-device copy (read + write)."""
+    n = (64 if quick else 256) * 2**20 // 4
+    src = torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * 4 / (time_ms(lambda: dst.copy_(src), device, quick) * 1e-3)
+
+
+def plan(device: str, sizes: list[str], dtypes: list[str], works: list[str], quick: bool) -> list[tuple]:
+    """Every case to measure. torch.compile is measured at the first size only (each new shape
+    recompiles, which would dominate a campaign) and not at all in a quick run."""
+    jobs = []
+    size_list = [("quick", workloads.QUICK_SIZE)] if quick else [(s, workloads.SIZES[s]) for s in sizes]
+    for work in works:
+        for mode in workloads.MODES:
+            for size_key, size in size_list:
+                for dtype in dtypes:
+                    for impl in workloads.implementations(work, device):
+                        if impl == "compile" and (quick or size_key != size_list[0][0]):
+                            continue
+                        jobs.append((work, mode, size_key, size, dtype, impl))
+    return jobs
+
+
+def measure(job: tuple, device: str, quick: bool, bandwidth: float) -> dict:
+    work, mode, size_key, size, dtype_name, impl = job
+    row = {
+        "work": work,
+        "mode": mode,
+        "size": size_key,
+        "shape": size.label,
+        "dtype": dtype_name,
+        "impl": impl,
+        "median_ms": None,
+        "peak_mem_mb": None,
+        "floor_bytes": workloads.floor_bytes(work, size, DTYPES[dtype_name], mode),
+        "bandwidth_fraction": None,
+        "error": None,
+    }
+    try:
+        inputs = workloads.make_inputs(work, size, DTYPES[dtype_name], device, mode)
+        fn = workloads.make_impl(work, impl, inputs, mode)
+        row["median_ms"] = time_ms(fn, device, quick)
+        row["peak_mem_mb"] = peak_memory_mb(fn, device)
+    except Exception as error:  # an implementation that cannot run this case is reported, not fatal
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    if row["median_ms"] and row["floor_bytes"]:
+        row["bandwidth_fraction"] = row["floor_bytes"] / (row["median_ms"] * 1e-3) / bandwidth
+    return row
+
+
+def run(
+    device: str,
+    sizes: list[str],
+    dtypes: list[str],
+    works: list[str],
+    quick: bool,
+    out: Path,
+    progress: Callable | None = None,
+) -> Path:
+    """Measure, write the JSON (+ Markdown, PNG) and return the JSON's path."""
+    torch.manual_seed(0)
+    meta = metadata(device, quick)
+    bandwidth = copy_bandwidth(device, quick)
+    meta["copy_bandwidth_gbps"] = bandwidth / 1e9
+    jobs = plan(device, sizes, dtypes, works, quick)
+    rows = []
+    iterator = progress(jobs) if progress else jobs
+    for job in iterator:
+        rows.append(measure(job, device, quick, bandwidth))
+    result = {"meta": meta, "rows": rows}
+    result["targets"] = targets(result)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{slug(meta['device'])}-{meta['date'][:10]}" + ("-quick" if quick else "")
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_reports(result, out / stem)
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="fastdepth benchmark runner")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", default=None, help=f"comma-separated, from {','.join(workloads.SIZES)}")
+    parser.add_argument("--dtypes", default=None, help="comma-separated, from fp32,bf16,fp16")
+    parser.add_argument("--works", default=",".join(workloads.WORKS))
+    parser.add_argument("--quick", action="store_true", help="one tiny size, fp32, few runs, no torch.compile")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    on_gpu = args.device == "cuda"
+    args.sizes = (args.sizes or (",".join(workloads.SIZES) if on_gpu else "small")).split(",")
+    args.dtypes = (args.dtypes or ("fp32,bf16" if on_gpu else "fp32")).split(",")
+    args.works = args.works.split(",")
+    for name, chosen, allowed in (("sizes", args.sizes, workloads.SIZES), ("dtypes", args.dtypes, DTYPES)):
+        unknown = [c for c in chosen if c not in allowed]
+        if unknown:
+            parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    if on_gpu and not torch.cuda.is_available():
+        parser.error("--device cuda: no GPU is visible")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
+
+    def progress(jobs):
+        for i, job in enumerate(jobs, 1):
+            print(f"[{i}/{len(jobs)}] {job[0]} {job[1]} {job[3].label} {job[4]} {job[5]}", file=sys.stderr)
+            yield job
+
+    path = run(args.device, args.sizes, args.dtypes, args.works, args.quick, args.out, progress)
+    result = json.loads(path.read_text())
+    print(path.with_suffix(".md").read_text())
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
