@@ -149,8 +149,7 @@ def write_charts(result: dict, stem: Path) -> list[Path]:
             chosen = [r for r in rows if (r["work"], r["mode"], r["size"], r["dtype"]) == (work, mode, size, dtype)]
             chosen = [r for r in chosen if r["median_ms"]]
             ax.barh([r["impl"] for r in chosen], [r["median_ms"] for r in chosen], color="tab:blue")
-            ax.set_xscale("log")
-            ax.set_xlabel("median ms (log)")
+            ax.set_xlabel("median ms")
             ax.set_title(f"{work} {mode}")
         shape = next(r["shape"] for r in rows if r["size"] == size)
         fig.suptitle(f"{result['meta']['device']} — {shape} {dtype}", fontsize=9)

@@ -228,20 +228,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def _log_progress(jobs):
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job[0]} {job[1]} {job[3].label} {job[4]} {job[5]}", file=sys.stderr)
+        yield job
+
+
+def main(argv: list[str] | None = None, progress: Callable | None = None) -> int:
     args = parse_args(argv)
     if args.device == "cpu":
         print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
-
-    def progress(jobs):
-        for i, job in enumerate(jobs, 1):
-            print(f"[{i}/{len(jobs)}] {job[0]} {job[1]} {job[3].label} {job[4]} {job[5]}", file=sys.stderr)
-            yield job
-
-    path = run(args.device, args.sizes, args.dtypes, args.works, args.quick, args.out, progress)
-    result = json.loads(path.read_text())
+    path = run(args.device, args.sizes, args.dtypes, args.works, args.quick, args.out, progress or _log_progress)
     print(path.with_suffix(".md").read_text())
-    print(f"results: {path}")
+    failed = [r for r in json.loads(path.read_text())["rows"] if r["error"]]
+    print(f"results: {path} ({len(failed)} cases could not run)")
     return 0
 
 

@@ -21,29 +21,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import json
-
     from tqdm import tqdm
 
     from fastdepth.benchmarks import run as runner
 
-    options = runner.parse_args(args.runner_args)
-    if options.device == "cpu":
-        print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
-    path = runner.run(
-        options.device,
-        options.sizes,
-        options.dtypes,
-        options.works,
-        options.quick,
-        options.out,
-        progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"),
-    )
-    print(path.with_suffix(".md").read_text())
-    result = json.loads(path.read_text())
-    failed = [r for r in result["rows"] if r["error"]]
-    print(f"results: {path} ({len(result['rows'])} cases, {len(failed)} could not run)")
-    return 0
+    return runner.main(args.runner_args, progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
     bench = sub.add_parser(
         "bench",
-        help="benchmark every implementation against its peers (options: --quick --device --sizes --dtypes --works --out)",
+        help="benchmark every implementation against its peers (--quick --device --sizes --dtypes --works --out)",
         add_help=False,
     )
     bench.set_defaults(func=_bench, passes_through=True)

@@ -58,3 +58,13 @@ BACKEND_NAMES = sorted({"torch", *(b for b, _ in FUSED)})
 
 def fused_id(pair) -> str:
     return "twin" if pair == ("cuda", "cpu") else f"{pair[0]}-{pair[1]}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """FASTDEPTH_GPU_TESTS_ONLY=1 (the sanitizer runs) keeps only tests that run on a CUDA device."""
+    if os.environ.get("FASTDEPTH_GPU_TESTS_ONLY") != "1":
+        return
+    keep = [item for item in items if getattr(item, "callspec", None) and item.callspec.params.get("device") == "cuda"]
+    deselected = [item for item in items if item not in keep]
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = keep

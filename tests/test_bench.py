@@ -1,0 +1,101 @@
+"""The benchmark runner, `fastdepth bench` and the report: a quick smoke run on the CPU (no timing
+asserts), the target logic and the README table generator."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastdepth.benchmarks import report, workloads
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "fastdepth", "bench", "--quick", "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = out.glob("*.json")
+    return path, json.loads(path.read_text()), result.stdout
+
+
+def test_quick_run_writes_json_markdown_and_charts(quick_result):
+    path, data, stdout = quick_result
+    meta = data["meta"]
+    for key in ("device", "date", "git_revision", "torch", "triton", "copy_bandwidth_gbps", "timing"):
+        assert meta[key] is not None, key
+    assert meta["quick"] is True and meta["device_type"] == "cpu"
+    assert path.with_suffix(".md").exists()
+    assert sorted(p.name for p in path.parent.glob("*.png")) == sorted(
+        f"{path.stem}-{work}.png" for work in workloads.WORKS
+    )
+    assert "no GPU: benchmarking the CPU implementations" in stdout
+
+
+def test_quick_run_measures_every_implementation(quick_result):
+    _, data, _ = quick_result
+    measured = {(r["work"], r["mode"], r["impl"]) for r in data["rows"] if r["median_ms"] and not r["error"]}
+    for work in workloads.WORKS:
+        for mode in workloads.MODES:
+            for impl in workloads.implementations(work, "cpu"):
+                if impl != "compile":  # a quick run does not compile
+                    assert (work, mode, impl) in measured
+    assert all(r["bandwidth_fraction"] for r in data["rows"] if r["work"] != "objective")
+
+
+def _fake_result(ours_ms: float, peer_ms: float) -> dict:
+    rows = []
+    for work in workloads.WORKS:
+        for mode in workloads.MODES:
+            for dtype in ("fp32", "bf16"):
+                for impl, ms in (
+                    ("triton", ours_ms),
+                    ("kornia", peer_ms),
+                    ("monodepth2", peer_ms),
+                    ("compile", peer_ms),
+                ):
+                    rows.append(
+                        {"work": work, "mode": mode, "size": workloads.MAIN_SIZE, "shape": "s", "dtype": dtype,
+                         "impl": impl, "median_ms": ms, "peak_mem_mb": ms, "floor_bytes": None,
+                         "bandwidth_fraction": None, "error": None}
+                    )  # fmt: skip
+    return {"rows": rows}
+
+
+def test_targets_met_and_not_met():
+    fast = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 20.0))}
+    slow = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 1.2))}
+    assert fast["warp fwd+bwd speed-up over kornia"] is True
+    assert slow["warp fwd+bwd speed-up over kornia"] is False
+    assert fast["objective peak memory / eager"] is True and slow["objective peak memory / eager"] is False
+    assert fast["triton warp fwd: fraction of copy bandwidth at the largest size"] is None  # not measured
+
+
+def test_readme_section_is_generated_from_results(tmp_path, quick_result):
+    path, data, _ = quick_result
+    data["meta"]["quick"] = False
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
+    assert report.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert "old" not in text and data["meta"]["device"] in text and text.endswith(f"{report.END}\nrest\n")
+
+
+def test_committed_results_are_runner_output():
+    for path in (ROOT / "benchmarks" / "results").glob("*.json"):
+        data = json.loads(path.read_text())
+        assert {"meta", "rows", "targets"} <= set(data), path
+        assert data["meta"]["git_revision"] and data["meta"]["device"], path
+        assert path.with_suffix(".md").read_text() == report.markdown(data), f"{path.name}: .md edited by hand?"
+
+
+def test_gpu_campaign_script_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_campaign.sh")]).returncode == 0
