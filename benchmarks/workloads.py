@@ -19,6 +19,7 @@ from fastdepth.benchmarks import monodepth2
 import fastdepth
 from fastdepth import reference
 from fastdepth.scenes import natural_images, warp_scene
+from fastdepth.train.models import disp_to_depth
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,6 @@ def _photometric_impl(name: str) -> Callable:
 
 
 # ---- the Monodepth2 objective for one step ----
-
-
-def disp_to_depth(disp: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
-    min_disp, max_disp = 1 / max_depth, 1 / min_depth
-    return 1 / (min_disp + (max_disp - min_disp) * disp)
 
 
 def _full_res_depths(disps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:

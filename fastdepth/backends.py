@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -96,3 +97,8 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
             "(use backend='torch' for float64)"
         )
     return name
+
+
+def device_guard(t: torch.Tensor):
+    """Make the tensor's GPU current while launching (Triton launches on the current device's stream)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -28,6 +29,36 @@ def _bench(args: argparse.Namespace) -> int:
     return runner.main(args.runner_args, progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"))
 
 
+def _train(args: argparse.Namespace) -> int:
+    from fastdepth.train import evaluate
+    from fastdepth.train.loop import TrainConfig, train
+
+    fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    summary = train(TrainConfig(**fields))
+    if "metrics_after" not in summary:  # not the main process of a distributed run
+        return 0
+    rows = {"before": summary["metrics_before"]} if "metrics_before" in summary else {}
+    rows["after"] = summary["metrics_after"]
+    losses = summary["losses"]
+    print(f"\n{len(losses)} steps on {summary['device']} (backend {args.backend}, world size {summary['world_size']})")
+    if losses:
+        print(f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f}")
+    if summary["images_per_s"]:
+        print(f"throughput: {summary['images_per_s']:.1f} images/s")
+    if "replicas_equal" in summary:
+        print(f"replicas equal: {summary['replicas_equal']}")
+    print(f"depth metrics on {args.eval_images} held-out synthetic images (median-scaled):")
+    print(evaluate.format_metrics(rows))
+    print(f"PNG: {summary['png']}\ncheckpoint: {args.out}/checkpoint.pt")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from fastdepth.train.evaluate import run_eval
+
+    return run_eval(args.checkpoint, args.device, args.images, args.json, args.png)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdepth", description="Fused GPU kernels for self-supervised depth.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     bench.set_defaults(func=_bench, passes_through=True)
+
+    from fastdepth.train.loop import TrainConfig
+
+    d = TrainConfig()
+    train = sub.add_parser("train", help="self-supervised DepthNet training (synthetic world by default)")
+    train.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (0: write the untrained model)")
+    train.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    train.add_argument("--height", type=int, default=d.height, help="multiple of 32")
+    train.add_argument("--width", type=int, default=d.width, help="multiple of 32")
+    train.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    train.add_argument("--backend", default=d.backend, choices=["kornia", "torch", "triton", "cuda", "auto"])
+    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--out", default=d.out, help="run directory: checkpoint, TensorBoard logs, PNG")
+    train.add_argument("--lr", type=float, default=d.lr)
+    train.add_argument("--amp", default=d.amp, choices=["auto", "none", "bf16", "fp16"])
+    train.add_argument("--data", default=d.data, help="image-sequence folder (default: the synthetic world)")
+    train.add_argument("--scenes", type=int, default=d.scenes, help="synthetic scenes")
+    train.add_argument("--frames", type=int, default=d.frames, help="frames per synthetic scene")
+    train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (downloaded)")
+    train.add_argument(
+        "--monodepth2-sampling", action="store_true", help="warp with border padding, align_corners=False"
+    )
+    train.add_argument("--log-every", type=int, default=d.log_every)
+    train.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    train.add_argument("--eval-images", type=int, default=d.eval_images)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="depth metrics of a checkpoint on held-out synthetic images, and a PNG")
+    ev.add_argument("--checkpoint", required=True, help="a run directory or a checkpoint file")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--images", type=int, default=16)
+    ev.add_argument("--png", type=Path, default=None, help="where to write the PNG (default: beside the checkpoint)")
+    ev.add_argument("--json", action="store_true", help="print one JSON line of metrics")
+    ev.set_defaults(func=_eval)
     return parser
 
 
@@ -49,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         args.runner_args = rest  # the subcommand parses its own options
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as error:  # bad paths, data or options: a message, not a traceback
+        print(f"fastdepth {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
 
 
+def _gradient_error(ours, expected) -> float:
+    """The worst gradient difference, relative to each expected gradient's max-norm."""
+    return max(_max_abs(a, b) / max(b.abs().max().item(), 1e-12) for a, b in zip(ours, expected, strict=True))
+
+
 def check_warp(backend: str, device: str, seed: int = 0) -> CheckResult:
     import fastdepth
 
@@ -88,8 +93,7 @@ def check_warp(backend: str, device: str, seed: int = 0) -> CheckResult:
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     g_ours = torch.autograd.grad(out, ours, g)
     g_ref = torch.autograd.grad(expected, ref, g.double())
-    grad_error = max(_max_abs(a, b) / max(b.abs().max().item(), 1e-12) for a, b in zip(g_ours, g_ref, strict=True))
-    return CheckResult("warp", backend, device, _max_abs(out, expected), grad_error)
+    return CheckResult("warp", backend, device, _max_abs(out, expected), _gradient_error(g_ours, g_ref))
 
 
 def check_min_reprojection(backend: str, device: str, seed: int = 0) -> CheckResult:
@@ -105,8 +109,7 @@ def check_min_reprojection(backend: str, device: str, seed: int = 0) -> CheckRes
     expected = fastdepth.min_reprojection_loss(*ref, backend="torch")[0]
     g_ours = torch.autograd.grad(loss.sum(), ours)
     g_ref = torch.autograd.grad(expected.sum(), ref)
-    grad_error = max(_max_abs(a, b) / max(b.abs().max().item(), 1e-12) for a, b in zip(g_ours, g_ref, strict=True))
-    return CheckResult("min_reproj", backend, device, _max_abs(loss, expected), grad_error)
+    return CheckResult("min_reproj", backend, device, _max_abs(loss, expected), _gradient_error(g_ours, g_ref))
 
 
 CHECKS = (check_warp, check_min_reprojection)

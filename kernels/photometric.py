@@ -16,11 +16,11 @@ csrc/photometric.cu.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from fastdepth.backends import device_guard
 
 BH = 8
 BW = 32
@@ -243,11 +243,6 @@ def photometric_bwd_kernel(
             tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=inside)
 
 
-def _device_guard(t: torch.Tensor):
-    """Launch on the tensor's GPU (Triton launches on the current device's current stream)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
 def _grid(B: int, H: int, W: int) -> tuple[int, int, int]:
     return (triton.cdiv(W, BW), triton.cdiv(H, BH), B)
 
@@ -270,7 +265,7 @@ def min_loss_forward(
     loss = torch.empty((B, 1, H, W), dtype=target.dtype, device=target.device)
     index = torch.empty((B, 1, H, W) if want_index else (0,), dtype=torch.int64, device=target.device)
     if loss.numel() > 0:
-        with _device_guard(target):
+        with device_guard(target):
             photometric_fwd_kernel[_grid(B, H, W)](
                 target, identity, warped, loss, index, s_id, S_W, C, H, W, float(alpha),
                 WRITE_INDEX=want_index, BH=BH, BW=BW, num_warps=NUM_WARPS,
@@ -303,7 +298,7 @@ def min_loss_backward(
     g_identity = torch.empty_like(identity_arg) if need_identity and s_id else warped.new_empty(0)
     use_index = index is not None
     if target.numel() > 0 and any(needs):
-        with _device_guard(target):
+        with device_guard(target):
             photometric_bwd_kernel[_grid(B, H, W)](
                 grad, index.contiguous() if use_index else grad, target, identity_arg, warped,
                 g_target, g_identity, g_warped, s_id, S_W, C, H, W, float(alpha),

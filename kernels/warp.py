@@ -15,11 +15,12 @@ The math follows :mod:`fastdepth.reference` (Kornia's conventions); the CUDA twi
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from fastdepth.backends import device_guard
+from fastdepth.reference import sample_affine
 
 BLOCK = 128
 NUM_WARPS = 4
@@ -120,6 +121,23 @@ def _taps(iu, iv, W, H):
 
 
 @triton.jit
+def _pixels(depth_ptr, k_ptr, b, pid, H, W, NORMALIZE: tl.constexpr, BLOCK: tl.constexpr):
+    """A program's destination pixels: indices, intrinsics, rays and the sanitised depth
+    (NaN/inf -> 0, flagged by d_ok), shared by all sources (csrc/warp.cuh: make_pixel)."""
+    pix = pid * BLOCK + tl.arange(0, BLOCK)
+    in_range = pix < H * W
+    kb = k_ptr + b * 9
+    fx = tl.load(kb + 0)
+    fy = tl.load(kb + 4)
+    cx = tl.load(kb + 2)
+    cy = tl.load(kb + 5)
+    tx, ty, rx, ry, rz = _ray((pix % W).to(tl.float32), (pix // W).to(tl.float32), fx, fy, cx, cy, NORMALIZE)
+    d = tl.load(depth_ptr + b * H * W + pix, mask=in_range, other=0.0)
+    d_ok = tl.abs(d) <= FLOAT_MAX
+    return pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, tl.where(d_ok, d, 0.0), d_ok
+
+
+@triton.jit
 def warp_fwd_kernel(
     image_ptr,  # (B, S, C, H, W) any float
     depth_ptr,  # (B, H, W) float32
@@ -143,20 +161,9 @@ def warp_fwd_kernel(
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     HW = H * W
-    pix = pid * BLOCK + tl.arange(0, BLOCK)
-    in_range = pix < HW
-    col = (pix % W).to(tl.float32)
-    row = (pix // W).to(tl.float32)
-
-    kb = k_ptr + b * 9
-    fx = tl.load(kb + 0)
-    fy = tl.load(kb + 4)
-    cx = tl.load(kb + 2)
-    cy = tl.load(kb + 5)
-    tx, ty, rx, ry, rz = _ray(col, row, fx, fy, cx, cy, NORMALIZE)
-    d = tl.load(depth_ptr + b * HW + pix, mask=in_range, other=0.0)
-    d_ok = tl.abs(d) <= FLOAT_MAX
-    d = tl.where(d_ok, d, 0.0)
+    pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
+        depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
+    )
 
     for s in range(S):
         bs = b * S + s
@@ -213,20 +220,9 @@ def warp_bwd_kernel(
     n_programs = tl.num_programs(0)
     b = tl.program_id(1).to(tl.int64)
     HW = H * W
-    pix = pid * BLOCK + tl.arange(0, BLOCK)
-    in_range = pix < HW
-    col = (pix % W).to(tl.float32)
-    row = (pix // W).to(tl.float32)
-
-    kb = k_ptr + b * 9
-    fx = tl.load(kb + 0)
-    fy = tl.load(kb + 4)
-    cx = tl.load(kb + 2)
-    cy = tl.load(kb + 5)
-    tx, ty, rx, ry, rz = _ray(col, row, fx, fy, cx, cy, NORMALIZE)
-    d = tl.load(depth_ptr + b * HW + pix, mask=in_range, other=0.0)
-    d_ok = tl.abs(d) <= FLOAT_MAX
-    d = tl.where(d_ok, d, 0.0)
+    pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
+        depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
+    )
 
     # gradient w.r.t. the destination point (X, Y, Z), summed over sources
     gX = tl.zeros([BLOCK], tl.float32)
@@ -342,11 +338,6 @@ def warp_bwd_kernel(
         tl.store(part + 3, tl.sum(g_cy, 0))
 
 
-def _device_guard(t: torch.Tensor):
-    """Launch on the tensor's GPU (Triton launches on the current device's current stream)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
 def warp_forward(
     image: torch.Tensor,
     depth: torch.Tensor,
@@ -358,8 +349,6 @@ def warp_forward(
     want_mask: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernel. Shapes as in :func:`fastdepth.reference.warp`; geometry float32."""
-    from fastdepth.reference import sample_affine
-
     B, S, C, H, W = image.shape
     image = image.contiguous()
     depth = depth.contiguous()
@@ -372,7 +361,7 @@ def warp_forward(
     sx, ox = sample_affine(W, align_corners)
     sy, oy = sample_affine(H, align_corners)
     grid = (triton.cdiv(H * W, BLOCK), B)
-    with _device_guard(image):
+    with device_guard(image):
         warp_fwd_kernel[grid](
             image, depth, pose, K, out, mask, S, C, H, W, sx, ox, sy, oy,
             NORMALIZE=normalize_points, BORDER=padding_mode == "border", WRITE_MASK=want_mask,
@@ -396,8 +385,6 @@ def warp_backward(
 
     A gradient that is not needed comes back as an empty tensor.
     """
-    from fastdepth.reference import sample_affine
-
     need_image, need_depth, need_pose, need_k = needs
     B, S, C, H, W = image.shape
     dev = image.device
@@ -415,7 +402,7 @@ def warp_backward(
     if image.numel() > 0 and any(needs):
         sx, ox = sample_affine(W, align_corners)
         sy, oy = sample_affine(H, align_corners)
-        with _device_guard(image):
+        with device_guard(image):
             warp_bwd_kernel[(n_programs, B)](
                 grad_out, image, depth, pose, K, g_image, g_depth, pose_part, k_part,
                 S, C, H, W, sx, ox, sy, oy,

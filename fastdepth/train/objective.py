@@ -29,11 +29,13 @@ MONODEPTH2_SAMPLING = {"padding_mode": "border", "align_corners": False}
 def predict_poses(pose_net, frames: torch.Tensor) -> torch.Tensor:
     """(B, 2, 4, 4) target -> previous and target -> next transforms, as Monodepth2 builds them."""
     prev, target, nxt = frames[:, 0], frames[:, 1], frames[:, 2]
-    poses = []
-    for pair, invert in (((prev, target), True), ((target, nxt), False)):
-        axis_angle, translation = pose_net(torch.cat(pair, 1))
-        poses.append(transformation_from_parameters(axis_angle, translation, invert))
-    return torch.stack(poses, 1)
+    B = frames.shape[0]
+    # both pairs in one forward (DDP allows one forward per backward): (prev, target), (target, next)
+    pairs = torch.cat([torch.cat([prev, target], 1), torch.cat([target, nxt], 1)], 0)
+    axis_angle, translation = pose_net(pairs)
+    to_prev = transformation_from_parameters(axis_angle[:B], translation[:B], invert=True)
+    to_next = transformation_from_parameters(axis_angle[B:], translation[B:], invert=False)
+    return torch.stack([to_prev, to_next], 1)
 
 
 def smoothness_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,12 @@ class Scene:
         return image, depth.reshape(1, height, width).float()
 
 
+def check_size(height: int, width: int) -> None:
+    """DepthNet needs multiples of 32, and at least 64 (its deepest features must be 2 pixels wide)."""
+    if height % 32 or width % 32 or height < 64 or width < 64:
+        raise ValueError(f"height and width must be multiples of 32 and at least 64, got {height}x{width}")
+
+
 class SyntheticWorld(torch.utils.data.Dataset):
     """Frame triplets from ``scenes`` corridor scenes of ``frames`` frames each, rendered on demand.
 
@@ -113,8 +119,7 @@ class SyntheticWorld(torch.utils.data.Dataset):
     """
 
     def __init__(self, seed: int = 0, scenes: int = 8, frames: int = 24, height: int = 64, width: int = 192):
-        if height % 32 or width % 32:
-            raise ValueError(f"height and width must be multiples of 32, got {height}x{width}")
+        check_size(height, width)
         self.scenes = [Scene(seed * 1000 + s, frames) for s in range(scenes)]
         self.frames, self.height, self.width = frames, height, width
         self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}

@@ -1,0 +1,1 @@
+"""Self-supervised monocular depth training on fastdepth: models, data, objective, loop, evaluation."""

@@ -1,0 +1,116 @@
+"""Depth evaluation on the synthetic world's held-out scenes, and the side-by-side PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fastdepth.train.metrics import METRIC_NAMES, evaluate_image
+from fastdepth.train.models import DepthNet, disp_to_depth
+from fastdepth.train.synthetic import SyntheticWorld
+
+#: the eval split's scenes are seeded apart from any training seed
+EVAL_SEED_OFFSET = 10_000
+EVAL_MAX_DEPTH = 80.0
+
+
+def eval_split(seed: int, height: int, width: int, images: int) -> list[dict]:
+    world = SyntheticWorld(seed=seed + EVAL_SEED_OFFSET, scenes=2, frames=images // 2 + 2, height=height, width=width)
+    return [world[i] for i in range(min(images, len(world)))]
+
+
+@torch.no_grad()
+def predict_depth(depth_net: DepthNet, images: torch.Tensor) -> torch.Tensor:
+    disp = depth_net(images)[0]
+    disp = F.interpolate(disp, images.shape[-2:], mode="bilinear", align_corners=False)
+    return disp_to_depth(disp.float())
+
+
+@torch.no_grad()
+def evaluate(depth_net: DepthNet, samples: list[dict], device: torch.device) -> dict[str, float]:
+    """Mean over images of Monodepth2's metrics (per-image median scaling) and the silog loss."""
+    was_training = depth_net.training
+    depth_net.eval()
+    totals: dict[str, float] = {}
+    for sample in samples:
+        pred = predict_depth(depth_net, sample["frames"][1][None].to(device))[0, 0].cpu()
+        for name, value in evaluate_image(sample["depth"][0], pred, max_depth=EVAL_MAX_DEPTH).items():
+            totals[name] = totals.get(name, 0.0) + value / len(samples)
+    depth_net.train(was_training)
+    return totals
+
+
+def write_png(depth_net: DepthNet, samples: list[dict], device: torch.device, path: Path, rows: int = 3) -> Path:
+    """Input, predicted depth (median-scaled) and ground truth side by side, one row per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    was_training = depth_net.training
+    depth_net.eval()
+    chosen = samples[:: max(1, len(samples) // rows)][:rows]
+    fig, axes = plt.subplots(len(chosen), 3, figsize=(12, 1.6 * len(chosen) + 0.4), squeeze=False)
+    for row, sample in zip(axes, chosen, strict=True):
+        gt = sample["depth"][0]
+        pred = predict_depth(depth_net, sample["frames"][1][None].to(device))[0, 0].cpu()
+        pred = pred * gt.median() / pred.median()
+        vmax = min(gt.max().item(), EVAL_MAX_DEPTH)
+        for ax, picture, title in zip(
+            row,
+            (sample["frames"][1].permute(1, 2, 0), 1 / pred.clamp(min=0.1), 1 / gt.clamp(min=0.1)),
+            ("input", "predicted depth (shown as 1/depth)", "ground truth (1/depth)"),
+            strict=True,
+        ):
+            kwargs = {} if title == "input" else {"cmap": "magma", "vmin": 1 / vmax, "vmax": 1 / gt.min().item()}
+            ax.imshow(picture.numpy(), **kwargs)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    depth_net.train(was_training)
+    return path
+
+
+def format_metrics(rows: dict[str, dict[str, float]]) -> str:
+    """A table of metric rows (e.g. before / after) with Monodepth2's names plus silog."""
+    names = (*METRIC_NAMES, "silog")
+    lines = [f"{'':8}" + "".join(f"{n:>10}" for n in names)]
+    for label, metrics in rows.items():
+        lines.append(f"{label:8}" + "".join(f"{metrics[n]:10.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[DepthNet, dict]:
+    """The DepthNet and the training config of a checkpoint file or run directory."""
+    path = Path(path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no checkpoint at {file}")
+    state = torch.load(file, map_location="cpu", weights_only=False)
+    depth_net = DepthNet()
+    depth_net.load_state_dict(state["depth_net"])
+    return depth_net.to(device), state
+
+
+def run_eval(checkpoint: Path, device: str, images: int, as_json: bool, png: Path | None) -> int:
+    """``fastdepth eval``: metrics of a checkpoint on the synthetic eval split, and the PNG."""
+    dev = torch.device(device)
+    depth_net, state = load_checkpoint(Path(checkpoint), dev)
+    cfg = state["config"]
+    samples = eval_split(cfg["seed"], cfg["height"], cfg["width"], images)
+    metrics = evaluate(depth_net, samples, dev)
+    target = png or (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "eval.png"
+    write_png(depth_net, samples, dev, target)
+    if as_json:
+        print(json.dumps({"step": state["step"], **metrics, "png": str(target)}))
+    else:
+        print(f"checkpoint {checkpoint} (step {state['step']}), {len(samples)} synthetic images")
+        print(format_metrics({"eval": metrics}))
+        print(f"PNG: {target}")
+    return 0

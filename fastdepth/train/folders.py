@@ -1,0 +1,138 @@
+"""Image sequences in folders, for training on your own videos (and KITTI raw).
+
+Two layouts are recognised under ``root``:
+
+* generic: ``root/<sequence>/*.png|*.jpg`` (frames in name order) with an intrinsics file
+  ``intrinsics.txt`` in the sequence folder or in ``root``: either a 3x3 matrix K in pixels of
+  the original images (9 numbers) or ``fx fy cx cy`` (4 numbers);
+* KITTI raw: ``root/<date>/<drive>/image_02/data/*.png`` with ``root/<date>/calib_cam_to_cam.txt``
+  (its ``P_rect_02`` gives K).
+
+Frames are resized to (height, width) and K is scaled with them. A sample is a triplet of
+consecutive frames, like :class:`fastdepth.train.synthetic.SyntheticWorld` (without ground truth).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fastdepth.train.synthetic import check_size
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+INTRINSICS_FILE = "intrinsics.txt"
+KITTI_CALIB = "calib_cam_to_cam.txt"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def parse_intrinsics(path: Path) -> torch.Tensor:
+    """K (3, 3) from an intrinsics file (9 numbers: K; or 4: fx fy cx cy); ValueError when malformed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing intrinsics file {path} (a 3x3 K, or 'fx fy cx cy', in pixels)")
+    try:
+        values = [float(v) for v in path.read_text().replace(",", " ").split()]
+    except ValueError as error:
+        raise ValueError(f"bad intrinsics in {path}: {error}") from None
+    if len(values) == 4:
+        fx, fy, cx, cy = values
+        K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    elif len(values) == 9:
+        K = torch.tensor(values).reshape(3, 3)
+    else:
+        raise ValueError(f"bad intrinsics in {path}: expected 9 numbers (K) or 4 (fx fy cx cy), got {len(values)}")
+    return check_intrinsics(K, path)
+
+
+def check_intrinsics(K: torch.Tensor, source: Path) -> torch.Tensor:
+    if not torch.isfinite(K).all():
+        raise ValueError(f"bad intrinsics in {source}: not finite")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"bad intrinsics in {source}: focal lengths must be positive, got {K[0, 0]}, {K[1, 1]}")
+    return K
+
+
+def parse_kitti_calibration(path: Path) -> torch.Tensor:
+    """K (3, 3) of the left colour camera from KITTI's ``calib_cam_to_cam.txt`` (``P_rect_02``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing KITTI calibration {path}")
+    for line in path.read_text().splitlines():
+        if line.startswith("P_rect_02:"):
+            try:
+                values = [float(v) for v in line.split(":", 1)[1].split()]
+            except ValueError as error:
+                raise ValueError(f"bad P_rect_02 in {path}: {error}") from None
+            if len(values) != 12:
+                raise ValueError(f"bad P_rect_02 in {path}: expected 12 numbers, got {len(values)}")
+            return check_intrinsics(torch.tensor(values).reshape(3, 4)[:, :3].contiguous(), path)
+    raise ValueError(f"bad KITTI calibration {path}: no P_rect_02 line")
+
+
+def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
+    """(frames, K in original pixels) of every sequence of at least 3 frames under ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    sequences = []
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+        frames = _images(folder)
+        if len(frames) < 3:
+            continue
+        if folder.name == "data" and folder.parent.name == "image_02":  # KITTI raw
+            K = parse_kitti_calibration(folder.parent.parent.parent / KITTI_CALIB)
+        else:
+            local = folder / INTRINSICS_FILE
+            K = parse_intrinsics(local if local.is_file() else root / INTRINSICS_FILE)
+        sequences.append((frames, K))
+    if not sequences:
+        raise ValueError(
+            f"no image sequence of 3 or more frames under {root} (expected <sequence>/*.png with {INTRINSICS_FILE}, "
+            "or KITTI raw's <date>/<drive>/image_02/data/*.png)"
+        )
+    return sequences
+
+
+def load_image(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+        return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3)
+
+
+class ImageFolderSequences(torch.utils.data.Dataset):
+    """Frame triplets from image sequences in folders; items like SyntheticWorld's, without ground truth."""
+
+    def __init__(self, root: str | Path, height: int = 192, width: int = 640):
+        check_size(height, width)
+        self.sequences = find_sequences(Path(root))
+        self.height, self.width = height, width
+        self.index = [(s, i) for s, (frames, _) in enumerate(self.sequences) for i in range(1, len(frames) - 1)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _frame(self, path: Path) -> tuple[torch.Tensor, tuple[int, int]]:
+        raw = load_image(path).permute(2, 0, 1).float() / 255.0
+        size = raw.shape[-2:]
+        resized = F.interpolate(
+            raw[None], (self.height, self.width), mode="bilinear", align_corners=False, antialias=True
+        )
+        return resized[0], (int(size[0]), int(size[1]))
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        s, i = self.index[item]
+        frames, K = self.sequences[s]
+        images, sizes = zip(*(self._frame(frames[j]) for j in (i - 1, i, i + 1)), strict=True)
+        h, w = sizes[1]
+        scaled = K.clone()
+        scaled[0] *= self.width / w
+        scaled[1] *= self.height / h
+        if not math.isfinite(float(scaled.sum())):
+            raise ValueError(f"bad intrinsics for {frames[i]}")
+        return {"frames": torch.stack(images), "K": scaled}

@@ -1,0 +1,257 @@
+"""The self-supervised training loop: DepthNet + PoseNet, Monodepth2's objective on fastdepth (or
+Kornia), AdamW, AMP on the GPU, a progress bar, TensorBoard, atomic checkpoints with exact resume,
+DDP under ``torchrun`` (gloo on the CPU), seeds.
+
+Data order is a function of (seed, step): every step's batch is fixed in advance, so a resumed run
+sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from fastdepth.train import evaluate
+from fastdepth.train.folders import ImageFolderSequences
+from fastdepth.train.models import DepthNet, PoseNet
+from fastdepth.train.objective import BACKENDS, KORNIA_SAMPLING, MONODEPTH2_SAMPLING, compute_loss, predict_poses
+from fastdepth.train.synthetic import SyntheticWorld
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 4
+    height: int = 64
+    width: int = 192
+    device: str = "auto"
+    backend: str = "auto"
+    seed: int = 0
+    out: str = "runs/fastdepth"
+    lr: float = 3e-4
+    amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on a GPU, none on the CPU)
+    data: str | None = None  # an image-sequence folder; None: the synthetic world
+    scenes: int = 8
+    frames: int = 24
+    pretrained: bool = False
+    monodepth2_sampling: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 100
+    eval_images: int = 16
+    resume: bool = False
+
+
+class Distributed:
+    """Rank, world size and device of this process (torchrun's environment, else one process)."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(f"cuda:{local}" if device == "cuda" and self.world > 1 else device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def build_dataset(cfg: TrainConfig):
+    if cfg.data:
+        return ImageFolderSequences(cfg.data, cfg.height, cfg.width)
+    return SyntheticWorld(cfg.seed, cfg.scenes, cfg.frames, cfg.height, cfg.width)
+
+
+def batch_indices(cfg: TrainConfig, length: int, step: int, world: int, rank: int) -> list[int]:
+    """The dataset indices of this rank's share of global step ``step`` (a function of seed and step)."""
+    per_step = cfg.batch_size * world
+    if length < per_step:
+        raise ValueError(f"the dataset has {length} samples, fewer than one global batch of {per_step}")
+    steps_per_epoch = length // per_step
+    epoch, position = divmod(step, steps_per_epoch)
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+    start = position * per_step + rank * cfg.batch_size
+    return order[start : start + cfg.batch_size].tolist()
+
+
+def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    choice = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a crash leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def unwrap(module):
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
+
+def replicas_equal(modules: list[torch.nn.Module]) -> bool:
+    """Whether every rank holds the same parameters (compares a checksum of all of them)."""
+    flat = torch.cat([p.detach().double().flatten() for m in modules for p in m.parameters()])
+    weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device).remainder(97) + 1
+    checksum = torch.stack([flat.sum(), (flat * weights).sum()])
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+class TensorBoard:
+    """TensorBoard scalars and images when the tensorboard package is installed; a no-op otherwise."""
+
+    def __init__(self, folder: Path, enabled: bool):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(folder))
+            except ImportError:
+                print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+
+    def depth(self, step: int, disp: torch.Tensor) -> None:
+        if self.writer:
+            d = disp[:4].detach().float().cpu()
+            self.writer.add_images("disparity", d / d.amax((1, 2, 3), keepdim=True).clamp_min(1e-6), step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train; returns a summary (losses per step, images/s, eval metrics before and after)."""
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
+    env = Distributed(cfg.device)
+    device = env.device
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    depth_net, pose_net = DepthNet(cfg.pretrained).to(device), PoseNet(cfg.pretrained).to(device)
+    optimizer = torch.optim.AdamW([*depth_net.parameters(), *pose_net.parameters()], lr=cfg.lr)
+    amp = amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    start_step, history = 0, []
+    checkpoint = out / CHECKPOINT
+    if cfg.resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        depth_net.load_state_dict(state["depth_net"])
+        pose_net.load_state_dict(state["pose_net"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_step, history = state["step"], state["history"]
+        torch.set_rng_state(state["rng"])
+    elif cfg.resume:
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+    if env.world > 1:
+        ddp = lambda m: torch.nn.parallel.DistributedDataParallel(
+            m, device_ids=[device] if device.type == "cuda" else None
+        )
+        depth_net, pose_net = ddp(depth_net), ddp(pose_net)
+    dataset = build_dataset(cfg)
+    sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
+    eval_samples = evaluate.eval_split(cfg.seed, cfg.height, cfg.width, cfg.eval_images) if env.main else []
+    summary: dict = {"config": dataclasses.asdict(cfg), "device": str(device), "world_size": env.world}
+    if env.main and start_step == 0:
+        summary["metrics_before"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
+    board = TensorBoard(out / "tensorboard", enabled=env.main)
+
+    def state_dict(step: int) -> dict:
+        return {
+            "step": step,
+            "depth_net": unwrap(depth_net).state_dict(),
+            "pose_net": unwrap(pose_net).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": history,
+            "config": dataclasses.asdict(cfg),
+        }
+
+    steps = range(start_step, cfg.steps)
+    bar = None
+    if progress and env.main:
+        from tqdm import tqdm
+
+        bar = tqdm(steps, desc=f"train ({cfg.backend} on {device})", unit="step")
+    timed_images, timed_seconds = 0, 0.0
+    for step in steps:
+        batch = collate([dataset[i] for i in batch_indices(cfg, len(dataset), step, env.world, env.rank)])
+        frames, K = batch["frames"].to(device), batch["K"].to(device)
+        started = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            disps = depth_net(frames[:, 1])
+            poses = predict_poses(pose_net, frames)
+        loss, parts = compute_loss([d.float() for d in disps], poses.float(), frames, K, cfg.backend, sampling)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - started
+        if step > start_step:  # the first step warms up (allocations, compilation)
+            timed_images += frames.shape[0] * env.world
+            timed_seconds += elapsed
+        history.append(loss.item())
+        if env.main:
+            rate = timed_images / timed_seconds if timed_seconds else 0.0
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]:.4f}", img_s=f"{rate:.1f}")
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                board.scalars(
+                    step, {"loss": history[-1], "images_per_s": rate, **{k: v.item() for k, v in parts.items()}}
+                )
+                board.depth(step, disps[0])
+            if (step + 1) % cfg.checkpoint_every == 0:
+                save_checkpoint(checkpoint, state_dict(step + 1))
+    if bar is not None:
+        bar.close()
+    summary["losses"] = history
+    summary["images_per_s"] = timed_images / timed_seconds if timed_seconds else None
+    if env.world > 1:
+        summary["replicas_equal"] = replicas_equal([unwrap(depth_net), unwrap(pose_net)])
+    if env.main:
+        save_checkpoint(checkpoint, state_dict(max(cfg.steps, start_step)))
+        summary["metrics_after"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
+        summary["png"] = str(evaluate.write_png(unwrap(depth_net), eval_samples, device, out / "eval.png"))
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    board.close()
+    if env.world > 1:
+        dist.barrier()
+    return summary

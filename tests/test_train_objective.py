@@ -1,0 +1,82 @@
+"""For one batch, the objective and its gradients w.r.t. every network parameter agree between
+the Kornia backend and fastdepth's backends."""
+
+import pytest
+import torch
+from conftest import TRITON_DEVICES, TWIN
+
+from fastdepth.train.models import DepthNet, PoseNet
+from fastdepth.train.objective import compute_loss, predict_poses
+from fastdepth.train.synthetic import SyntheticWorld
+
+
+def batch(height, width, size, dtype):
+    world = SyntheticWorld(seed=3, scenes=1, frames=size + 2, height=height, width=width)
+    items = [world[i] for i in range(size)]
+    return torch.stack([s["frames"] for s in items]).to(dtype), torch.stack([s["K"] for s in items]).to(dtype)
+
+
+def loss_and_grads(backend, dtype, height=64, width=64, size=2):
+    torch.manual_seed(0)
+    depth_net, pose_net = DepthNet().to(dtype), PoseNet().to(dtype)
+    frames, K = batch(height, width, size, dtype)
+    disps = depth_net(frames[:, 1])
+    poses = predict_poses(pose_net, frames)
+    loss, _ = compute_loss(disps, poses, frames, K, backend)
+    params = [*depth_net.parameters(), *pose_net.parameters()]
+    return loss, torch.autograd.grad(loss, params)
+
+
+def worst_relative(grads_a, grads_b):
+    scale = max(g.abs().max().item() for g in grads_b)
+    return max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b, strict=True)) / scale
+
+
+@pytest.fixture(scope="module")
+def kornia64():
+    return loss_and_grads("kornia", torch.float64)
+
+
+@pytest.fixture(scope="module")
+def kornia32():
+    return loss_and_grads("kornia", torch.float32)
+
+
+def test_torch_backend_float64(kornia64):
+    loss, grads = loss_and_grads("torch", torch.float64)
+    assert abs(loss.item() - kornia64[0].item()) <= 1e-9 * abs(kornia64[0].item())
+    assert worst_relative(grads, kornia64[1]) <= 1e-9
+
+
+@pytest.mark.skipif(not TWIN, reason="the C++ extension cannot be built here")
+def test_cpu_twin_float64(kornia64):
+    loss, grads = loss_and_grads("cuda", torch.float64)
+    assert abs(loss.item() - kornia64[0].item()) <= 1e-9 * abs(kornia64[0].item())
+    assert worst_relative(grads, kornia64[1]) <= 1e-9
+
+
+@pytest.mark.parametrize("backend", ["torch"] + (["cuda"] if TWIN else []))
+def test_float32(backend, kornia32):
+    # measured: loss <= 1e-7 relative, gradients <= 2e-5 relative
+    loss, grads = loss_and_grads(backend, torch.float32)
+    assert abs(loss.item() - kornia32[0].item()) <= 1e-4 * abs(kornia32[0].item())
+    assert worst_relative(grads, kornia32[1]) <= 1e-4
+
+
+@pytest.mark.skipif("cpu" not in TRITON_DEVICES, reason="Triton's interpreter is not enabled")
+def test_triton_interpreter_tiny_batch(monkeypatch):
+    # one 64x64 tile per image: the interpreter's cost is per program, and the kernels' tiling is
+    # covered by the op tests at their real tile size
+    from fastdepth.kernels import photometric
+
+    monkeypatch.setattr(photometric, "BH", 64)
+    monkeypatch.setattr(photometric, "BW", 64)
+    kornia = loss_and_grads("kornia", torch.float32, size=1)
+    loss, grads = loss_and_grads("triton", torch.float32, size=1)
+    assert abs(loss.item() - kornia[0].item()) <= 1e-4 * abs(kornia[0].item())
+    assert worst_relative(grads, kornia[1]) <= 1e-4
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        loss_and_grads("jax", torch.float32, size=1)
