@@ -101,46 +101,61 @@ FD_HD int reflect_count(int r, int o, int n) {
   return ((o == -1 && r == 1) || (o == 1 && r == n - 2)) ? 2 : 1;
 }
 
+// d loss(p) / d (the box means at output pixel p) for one candidate plane x against the target
+// plane y, times the upstream gradient g at p and the box weight 1/9; zero where the clamp of the
+// SSIM term is inactive (torch.clamp passes the gradient at and inside its bounds).
+template <typename F>
+struct StatGrads {
+  F mx, my, var, cov;  // d/d E[x], d/d E[y], d/d E[x²] (= d/d E[y²]), d/d E[xy]
+};
+
+template <typename F, typename Img>
+FD_HD StatGrads<F> stat_grads_at(const Img* x, const Img* y, int p_row, int p_col, int H, int W, F g, F alpha_c) {
+  const SsimTerms<F> t = ssim_terms<F>(x, y, p_row, p_col, H, W);
+  const F s = (t.a * t.b) / (t.c * t.d);
+  const F half = (F(1) - s) * F(0.5);
+  if (!(half >= F(0) && half <= F(1))) return {F(0), F(0), F(0), F(0)};
+  const F g_s = F(-0.5) * alpha_c * g / F(9);
+  const F g_a = g_s * t.b / (t.c * t.d);
+  const F g_b = g_s * t.a / (t.c * t.d);
+  const F g_c = -g_s * s / t.c;
+  const F g_d = -g_s * s / t.d;
+  return {F(2) * (t.my * (g_a - g_b) + t.mx * (g_c - g_d)), F(2) * (t.mx * (g_a - g_b) + t.my * (g_c - g_d)), g_d,
+          F(2) * g_b};
+}
+
+// The gradients at one input pixel from the summed stat gradients of every window holding it and
+// the L1 term: returns d/dx, adds d/dy to *g_y. d|y - x|/dx = -sign(y - x), 0 where equal.
+template <typename F>
+FD_HD F pixel_grads(const StatGrads<F>& sum, F xv, F yv, F g_here, F l1_c, F* g_y) {
+  const F g_l1 = g_here * l1_c * (yv > xv ? F(1) : (yv < xv ? F(-1) : F(0)));
+  *g_y += sum.my + F(2) * yv * sum.var + xv * sum.cov + g_l1;
+  return sum.mx + F(2) * xv * sum.var + yv * sum.cov - g_l1;
+}
+
 // Gradients of the loss map w.r.t. one plane of candidate x (returned in *g_x) and of the target
-// y (added to *g_y) at one pixel: the chain rule through the box means of every output pixel
-// whose reflected window holds this pixel, then the L1 term. index == nullptr: single candidate.
+// y (added to *g_y) at one pixel: the stat gradients of every output pixel whose reflected window
+// holds this pixel, recomputed, weighted by how often it appears there, then the L1 term.
+// index == nullptr: a single candidate, else only the pixels that candidate k won count.
 template <typename F, typename Img>
 FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const int64_t* index, int64_t k, int row,
                            int col, int H, int W, F alpha_c, F l1_c, F* g_x, F* g_y) {
-  F g_mx = F(0), g_my = F(0), g_var = F(0), g_cov = F(0);
+  StatGrads<F> sum = {F(0), F(0), F(0), F(0)};
   for (int o = 0; o < 9; ++o) {
     const int oy = o / 3 - 1, ox = o % 3 - 1;
     const int count = reflect_count(row, oy, H) * reflect_count(col, ox, W);
     if (count == 0) continue;
-    const int p_row = row + oy, p_col = col + ox;
-    const int64_t p_off = static_cast<int64_t>(p_row) * W + p_col;
+    const int64_t p_off = static_cast<int64_t>(row + oy) * W + col + ox;
     if (index != nullptr && index[p_off] != k) continue;
-    const F g = load_as<F>(grad + p_off);
-    const SsimTerms<F> t = ssim_terms<F>(x, y, p_row, p_col, H, W);
-    const F s = (t.a * t.b) / (t.c * t.d);
-    const F half = (F(1) - s) * F(0.5);
-    // clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
-    if (!(half >= F(0) && half <= F(1))) continue;
-    const F g_s = F(-0.5) * alpha_c * g * F(count) / F(9);
-    const F g_a = g_s * t.b / (t.c * t.d);
-    const F g_b = g_s * t.a / (t.c * t.d);
-    const F g_c = -g_s * s / t.c;
-    const F g_d = -g_s * s / t.d;
-    g_mx += F(2) * (t.my * (g_a - g_b) + t.mx * (g_c - g_d));
-    g_my += F(2) * (t.mx * (g_a - g_b) + t.my * (g_c - g_d));
-    g_var += g_d;
-    g_cov += F(2) * g_b;
+    const StatGrads<F> at = stat_grads_at(x, y, row + oy, col + ox, H, W, load_as<F>(grad + p_off), alpha_c);
+    sum.mx += F(count) * at.mx;
+    sum.my += F(count) * at.my;
+    sum.var += F(count) * at.var;
+    sum.cov += F(count) * at.cov;
   }
   const int64_t off = static_cast<int64_t>(row) * W + col;
-  const F xv = load_as<F>(x + off);
-  const F yv = load_as<F>(y + off);
-  F g_l1 = F(0);
-  if (index == nullptr || index[off] == k) {
-    // d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
-    g_l1 = load_as<F>(grad + off) * l1_c * (yv > xv ? F(1) : (yv < xv ? F(-1) : F(0)));
-  }
-  *g_x = g_mx + F(2) * xv * g_var + yv * g_cov - g_l1;
-  *g_y += g_my + F(2) * yv * g_var + xv * g_cov + g_l1;
+  const F g_here = (index == nullptr || index[off] == k) ? load_as<F>(grad + off) : F(0);
+  *g_x = pixel_grads(sum, load_as<F>(x + off), load_as<F>(y + off), g_here, l1_c, g_y);
 }
 
 // Backward of one pixel: every channel of every candidate, and the target. A null gradient
