@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 
@@ -102,3 +103,18 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
 def device_guard(t: torch.Tensor):
     """Make the tensor's GPU current while launching (Triton launches on the current device's stream)."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def fused_implementation(op: str, backend: str):
+    """The module holding the launchers of a fused backend for ``op`` ("warp" or "photometric").
+
+    Triton: ``fastdepth.kernels.<op>``; CUDA: :mod:`fastdepth._cuda` (one module for both ops).
+    Both offer the same launcher functions.
+    """
+    if backend == "triton":
+        return importlib.import_module(f"fastdepth.kernels.{op}")
+    if backend == "cuda":
+        from fastdepth import _cuda
+
+        return _cuda
+    raise ValueError(f"no fused {op} for backend {backend!r}")

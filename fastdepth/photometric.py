@@ -37,7 +37,9 @@ def _min_reprojection_op(
     want_index: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _fused(backend).min_loss_forward(target, warped, identity, alpha, want_index)
+    return backends.fused_implementation("photometric", backend).min_loss_forward(
+        target, warped, identity, alpha, want_index
+    )
 
 
 @_min_reprojection_op.register_fake
@@ -58,7 +60,9 @@ def _min_reprojection_backward_op(
     needs: list[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _fused(backend).min_loss_backward(grad, index, target, warped, identity, alpha, tuple(needs))
+    return backends.fused_implementation("photometric", backend).min_loss_backward(
+        grad, index, target, warped, identity, alpha, tuple(needs)
+    )
 
 
 @_min_reprojection_backward_op.register_fake
@@ -96,18 +100,6 @@ def _backward(ctx, grad_loss, grad_index):
 
 
 _min_reprojection_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _fused(backend: str):
-    if backend == "triton":
-        from fastdepth.kernels import photometric as triton_photometric
-
-        return triton_photometric
-    if backend == "cuda":
-        from fastdepth import _cuda
-
-        return _cuda
-    raise ValueError(f"no fused photometric loss for backend {backend!r}")
 
 
 def _check_image(name: str, t: object, shape: Sequence[int | str]) -> torch.Tensor:

@@ -45,7 +45,7 @@ def _warp_op(
     want_mask: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _fused(backend).warp_forward(
+    return backends.fused_implementation("warp", backend).warp_forward(
         image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask
     )
 
@@ -70,7 +70,7 @@ def _warp_backward_op(
     needs: list[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _fused(backend).warp_backward(
+    return backends.fused_implementation("warp", backend).warp_backward(
         grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, tuple(needs)
     )
 
@@ -103,18 +103,6 @@ def _warp_backward(ctx, grad_out, grad_mask):
 
 
 _warp_op.register_autograd(_warp_backward, setup_context=_warp_setup_context)
-
-
-def _fused(backend: str):
-    if backend == "triton":
-        from fastdepth.kernels import warp as triton_warp
-
-        return triton_warp
-    if backend == "cuda":
-        from fastdepth import _cuda
-
-        return _cuda
-    raise ValueError(f"no fused warp for backend {backend!r}")
 
 
 def _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, align_corners) -> bool:
