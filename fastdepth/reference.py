@@ -106,7 +106,8 @@ def warp(
     normalize_points: bool = False,
     padding_mode: str = "zeros",
     align_corners: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    want_mask: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Reference multi-source depth warp: see :func:`fastdepth.warp` for the conventions.
 
     Args:
@@ -116,7 +117,8 @@ def warp(
         camera_matrix: (B, 3, 3) intrinsics.
 
     Returns:
-        ``(warped (B, S, C, H, W) in image_src's dtype, valid (B, S, 1, H, W) bool)``.
+        ``(warped (B, S, C, H, W) in image_src's dtype, valid (B, S, 1, H, W) bool)``; valid is None
+        when ``want_mask`` is false.
     """
     B, S, C, H, W = image_src.shape
     u, v, z, finite = project(depth_dst, src_trans_dst, camera_matrix, normalize_points)
@@ -135,6 +137,8 @@ def warp(
     ).reshape(B, S, C, H, W)
     keep = finite[:, :, None]
     warped = torch.where(keep, sampled, torch.zeros_like(sampled)).to(image_src.dtype)
+    if not want_mask:
+        return warped, None
 
     iu = sample_position(u, W, align_corners)
     iv = sample_position(v, H, align_corners)

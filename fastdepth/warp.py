@@ -187,7 +187,9 @@ def warp(
     pose = src_trans_dst if multi else src_trans_dst.unsqueeze(1)
     name = backends.resolve(backend, image.device, (image.dtype, depth_dst.dtype))
     if name == "torch":
-        out, mask = reference.warp(image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners)
+        out, mask = reference.warp(
+            image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners, return_mask
+        )
     else:
         out, mask = _warp_op(
             image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners, return_mask, name

@@ -24,8 +24,6 @@ from fastdepth.reference import sample_affine
 
 BLOCK = 128
 NUM_WARPS = 4
-POSE_PARTIALS = 16
-K_PARTIALS = 4
 
 DIVIDE_EPS = tl.constexpr(1e-8)
 FLOAT_MAX = tl.constexpr(3.4028234663852886e38)

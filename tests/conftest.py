@@ -56,10 +56,6 @@ ALL = [("torch", d) for d in DEVICES] + FUSED
 BACKEND_NAMES = sorted({"torch", *(b for b, _ in FUSED)})
 
 
-def fused_id(pair) -> str:
-    return "twin" if pair == ("cuda", "cpu") else f"{pair[0]}-{pair[1]}"
-
-
 def pytest_collection_modifyitems(config, items):
     """FASTDEPTH_GPU_TESTS_ONLY=1 (the sanitizer runs) keeps only tests that run on a CUDA device."""
     if os.environ.get("FASTDEPTH_GPU_TESTS_ONLY") != "1":
