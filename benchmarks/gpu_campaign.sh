@@ -1,49 +1,129 @@
 #!/usr/bin/env bash
-# Everything a session with a GPU runs, in one command:
-#   benchmarks/gpu_campaign.sh OUTDIR [check|bench|all]
-# check: `fastdepth info`, the whole test suite on CUDA, compute-sanitizer memcheck and racecheck
-#        over the GPU tests of each kernel, the AOT/nvcc compile report       (~5 min on an H100)
-# bench: the full benchmark (all sizes, fp32 and bf16) into OUTDIR/results      (~5 min on an H100)
-# all (default): both. Where one command may run at most 10 minutes, run `check` and `bench` as
-# two calls. Logs go to OUTDIR; the exit status is non-zero if any step failed.
+# The GPU campaign: everything a session with a GPU runs, in one call of at most 8 minutes on a bare
+# machine (cold Triton cache, the extension build included):
+#
+#   benchmarks/gpu_campaign.sh OUTDIR [--rehearse]
+#
+# Steps, in order of value, each under its own timeout (seconds; they add up to 480):
+#   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer
+#   2 build     120  the CUDA extension, once (its time is logged)
+#   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
+#   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time)
+#   5 sanitizer  60  compute-sanitizer memcheck and racecheck on a few small cases, fastdepth's kernels only
+# Every step writes what it has as it goes; the exit status has bit N-1 set when step N failed
+# (0: all passed). OUTDIR receives at most 8 files, at most 2 folders down:
+#   summary.txt  one line per step (status, seconds), rewritten after each step
+#   logs.tar.gz  every step's log, repacked after each step
+#   checks.json  the correctness cases, rewritten after each case
+#   results/<device>-<date>.json and .md  the benchmark, rewritten after each row
+# The git revision comes from $FASTDEPTH_GIT_REVISION where .git did not travel (the staging sets it).
+# --rehearse: the same lines on the CPU with tiny sizes (Triton's interpreter and the CPU twin, no
+# sanitizer, generous timeouts); the tests run it so that CI proves every line runs.
 set -uo pipefail
-out=${1:?usage: benchmarks/gpu_campaign.sh OUTDIR [check|bench|all]}
-step=${2:-all}
+out=${1:?usage: benchmarks/gpu_campaign.sh OUTDIR [--rehearse]}
+rehearse=0
+[ "${2:-}" = --rehearse ] && rehearse=1
 cd "$(dirname "$0")/.."
-mkdir -p "$out"
+mkdir -p "$out/results"
 out=$(cd "$out" && pwd)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+python=${PYTHON:-python3}
 status=0
-run() {  # run NAME CMD...: log to OUTDIR/NAME.log, remember failures
+step_no=0
+: >"$out/summary.txt"
+
+if [ $rehearse = 1 ]; then
+  device=cpu
+  export TRITON_INTERPRET=1
+  limits=(120 600 600 600 300)
+  checks_args=(--device cpu --quick --dtypes fp32)
+  bench_args=(--device cpu --quick)
+else
+  device=cuda
+  limits=(20 120 110 170 60)
+  checks_args=(--device cuda)
+  bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16)
+fi
+
+step() {  # step NAME CMD...: run under the step's timeout, log, record in summary.txt, repack the logs
   local name=$1
   shift
-  echo "== $name: $*"
+  local limit=${limits[$step_no]}
+  step_no=$((step_no + 1))
+  echo "== step $step_no $name (limit ${limit} s)"
   local start=$SECONDS
-  "$@" >"$out/$name.log" 2>&1
+  timeout --kill-after=5 "$limit" "$@" >"$logs/$step_no-$name.log" 2>&1
   local rc=$?
-  echo "   rc=$rc in $((SECONDS - start)) s"
-  [ $rc -eq 0 ] || status=1
+  local verdict=ok
+  [ $rc -eq 0 ] || { verdict="FAILED rc=$rc"; status=$((status | (1 << (step_no - 1)))); }
+  [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit} s"
+  echo "step $step_no $name: $verdict in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+  tail -n 3 "$logs/$step_no-$name.log" | sed 's/^/   /'
+  tar -czf "$out/logs.tar.gz" -C "$logs" .
+  return $rc
 }
 
-if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
-  TORCH_CUDA_ARCH_LIST=$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+ENVIRONMENT=$(cat <<'EOF'
+import importlib, os, shutil, subprocess, sys
+
+for module in ("fastdepth", "fastdepth.kernels.warp", "fastdepth.kernels.photometric", "fastdepth.benchmarks.run",
+               "kornia"):
+    importlib.import_module(module)
+import torch, triton, kornia
+
+print("torch", torch.__version__, "| triton", triton.__version__, "| kornia", kornia.__version__,
+      "| CUDA (torch build)", torch.version.cuda, "| git", os.environ.get("FASTDEPTH_GIT_REVISION", "from .git"))
+if sys.argv[1] == "cuda":
+    if not torch.cuda.is_available():
+        sys.exit("no GPU visible to PyTorch")
+    print("GPU", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device_capability())
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem",
+                          "--format=csv,noheader"], capture_output=True, text=True)
+    print("driver:", smi.stdout.strip() or smi.stderr.strip())
+for tool in ("nvcc", "ninja", "compute-sanitizer"):
+    print(f"{tool}: {shutil.which(tool) or 'NOT FOUND'}")
+EOF
+)
+
+BUILD='
+import time
+from fastdepth import _cuda
+start = time.perf_counter()
+_cuda.load()
+print(f"extension built and loaded in {time.perf_counter() - start:.1f} s:", _cuda.state())'
+
+sanitize() {  # sanitize REHEARSE CMD...: the cases CMD under memcheck and racecheck
+  local rehearse=$1
+  shift
+  local cases=("$@")
+  if [ "$rehearse" = 1 ] || ! command -v compute-sanitizer >/dev/null; then
+    echo "compute-sanitizer not run (rehearsal or not found): the cases alone"
+    "${cases[@]}"
+    return
+  fi
+  # fastdepth's kernels only: every one is named *_fwd_kernel or *_bwd_kernel ("wd_kernel")
+  local filter=()
+  compute-sanitizer --help 2>&1 | grep -q -- --kernel-name && filter=(--kernel-name kns=wd_kernel)
+  local rc=0
+  for tool in memcheck racecheck; do
+    echo "-- $tool"
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" "${filter[@]}" --error-exitcode 1 \
+      --target-processes all "${cases[@]}" || rc=1
+  done
+  return $rc
+}
+
+if [ $rehearse = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+  TORCH_CUDA_ARCH_LIST=$("$python" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)
   export TORCH_CUDA_ARCH_LIST
 fi
-export FASTDEPTH_BUILD_EXTENSION=1  # build the CUDA extension once, up front
 
-if [ "$step" = check ] || [ "$step" = all ]; then
-  nvidia-smi >"$out/nvidia-smi.txt" 2>&1
-  run info python3 -m fastdepth info
-  run pytest python3 -m pytest -q -ra
-  # the GPU tests only (FASTDEPTH_GPU_TESTS_ONLY keeps tests whose device is cuda), per kernel
-  for tool in memcheck racecheck; do
-    run "sanitizer-$tool" env FASTDEPTH_GPU_TESTS_ONLY=1 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-      --target-processes all python3 -m pytest -q -x tests/test_warp.py tests/test_photometric.py \
-      -k "float32_matches_reference or min_reprojection_matches_reference or edge_cases"
-  done
-  run compile-report python3 -m fastdepth.compile_report
-fi
-if [ "$step" = bench ] || [ "$step" = all ]; then
-  run bench python3 -m fastdepth.benchmarks.run --device cuda --out "$out/results"
-fi
-echo "logs and results in $out (status $status)"
+step env "$python" -c "$ENVIRONMENT" "$device" || { echo "environment incomplete: see $out/logs.tar.gz"; exit $status; }
+step build "$python" -c "$BUILD"
+step checks "$python" -m fastdepth.checks "${checks_args[@]}" --out "$out/checks.json"
+step bench "$python" -m fastdepth.benchmarks.run "${bench_args[@]}" --modes fwd+bwd --no-charts --out "$out/results"
+export -f sanitize
+step sanitizer bash -c 'sanitize "$@"' sanitize "$rehearse" "$python" -m fastdepth.checks "${checks_args[@]}" --sanitizer
+echo "campaign done (status $status); results in $out"
 exit $status

@@ -161,11 +161,6 @@ def write_charts(result: dict, stem: Path) -> list[Path]:
     return paths
 
 
-def write_reports(result: dict, stem: Path) -> None:
-    stem.with_suffix(".md").write_text(markdown(result))
-    write_charts(result, stem)
-
-
 def newest_result(results_dir: Path = RESULTS_DIR) -> Path | None:
     """The newest committed full (not quick) result, GPU results first."""
     found = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import re
 import subprocess
@@ -26,13 +27,16 @@ from pathlib import Path
 
 import torch
 from fastdepth.benchmarks import workloads
-from fastdepth.benchmarks.report import targets, write_reports
+from fastdepth.benchmarks.report import markdown, targets, write_charts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def git_revision() -> str:
+    """``$FASTDEPTH_GIT_REVISION`` (set where .git did not travel, e.g. by the GPU staging), else git's."""
+    if os.environ.get("FASTDEPTH_GIT_REVISION"):
+        return os.environ["FASTDEPTH_GIT_REVISION"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
@@ -104,7 +108,9 @@ def time_ms(fn: Callable, device: str, quick: bool) -> float:
     if device == "cuda":
         import triton.testing
 
-        return float(triton.testing.do_bench(fn, warmup=5 if quick else 25, rep=20 if quick else 100))
+        return float(
+            triton.testing.do_bench(fn, warmup=5 if quick else 25, rep=20 if quick else 100, return_mode="median")
+        )
     fn()
     runs = 1 if quick else 5
     samples = []
@@ -134,20 +140,26 @@ def copy_bandwidth(device: str, quick: bool) -> float:
     return 2 * src.numel() * 4 / (time_ms(lambda: dst.copy_(src), device, quick) * 1e-3)
 
 
-def plan(device: str, sizes: list[str], dtypes: list[str], works: list[str], quick: bool) -> list[tuple]:
-    """Every case to measure. torch.compile is measured at the first size only (each new shape
-    recompiles, which would dominate a campaign) and not at all in a quick run."""
-    jobs = []
+def plan(
+    device: str, sizes: list[str], dtypes: list[str], works: list[str], quick: bool, modes=workloads.MODES
+) -> list[tuple]:
+    """Every case to measure, the slow torch.compile cases last (results are written after every
+    case, so a run cut short keeps the rest). torch.compile is measured at the first size in fp32
+    only (each new shape or dtype recompiles, which would dominate a campaign) and not at all in a
+    quick run."""
+    jobs, compiled = [], []
     size_list = [("quick", workloads.QUICK_SIZE)] if quick else [(s, workloads.SIZES[s]) for s in sizes]
     for work in works:
-        for mode in workloads.MODES:
+        for mode in modes:
             for size_key, size in size_list:
                 for dtype in dtypes:
                     for impl in workloads.implementations(work, device):
-                        if impl == "compile" and (quick or size_key != size_list[0][0]):
-                            continue
-                        jobs.append((work, mode, size_key, size, dtype, impl))
-    return jobs
+                        job = (work, mode, size_key, size, dtype, impl)
+                        if impl != "compile":
+                            jobs.append(job)
+                        elif not quick and size_key == size_list[0][0] and dtype == "fp32":
+                            compiled.append(job)
+    return jobs + compiled
 
 
 def measure(job: tuple, device: str, quick: bool, bandwidth: float) -> dict:
@@ -177,6 +189,15 @@ def measure(job: tuple, device: str, quick: bool, bandwidth: float) -> dict:
     return row
 
 
+def _write(result: dict, path: Path) -> None:
+    """Write the JSON and its Markdown table, each atomically (a run killed mid-write keeps the last)."""
+    result["targets"] = targets(result)
+    for target, text in ((path, json.dumps(result, indent=1) + "\n"), (path.with_suffix(".md"), markdown(result))):
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text)
+        partial.replace(target)
+
+
 def run(
     device: str,
     sizes: list[str],
@@ -185,24 +206,24 @@ def run(
     quick: bool,
     out: Path,
     progress: Callable | None = None,
+    modes=workloads.MODES,
+    charts: bool = True,
 ) -> Path:
-    """Measure, write the JSON (+ Markdown, PNG) and return the JSON's path."""
+    """Measure, writing the JSON and Markdown after every case (PNG charts at the end); return the JSON's path."""
     torch.manual_seed(0)
     meta = metadata(device, quick)
     bandwidth = copy_bandwidth(device, quick)
     meta["copy_bandwidth_gbps"] = bandwidth / 1e9
-    jobs = plan(device, sizes, dtypes, works, quick)
-    rows = []
-    iterator = progress(jobs) if progress else jobs
-    for job in iterator:
-        rows.append(measure(job, device, quick, bandwidth))
-    result = {"meta": meta, "rows": rows}
-    result["targets"] = targets(result)
+    jobs = plan(device, sizes, dtypes, works, quick, modes)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{slug(meta['device'])}-{meta['date'][:10]}" + ("-quick" if quick else "")
     path = out / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    write_reports(result, out / stem)
+    result = {"meta": meta, "rows": []}
+    for job in progress(jobs) if progress else jobs:
+        result["rows"].append(measure(job, device, quick, bandwidth))
+        _write(result, path)
+    if charts:
+        write_charts(result, out / stem)
     return path
 
 
@@ -212,6 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=None, help=f"comma-separated, from {','.join(workloads.SIZES)}")
     parser.add_argument("--dtypes", default=None, help="comma-separated, from fp32,bf16,fp16")
     parser.add_argument("--works", default=",".join(workloads.WORKS))
+    parser.add_argument("--modes", default=",".join(workloads.MODES), help="comma-separated, from fwd,fwd+bwd")
+    parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
     parser.add_argument("--quick", action="store_true", help="one tiny size, fp32, few runs, no torch.compile")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -219,7 +242,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sizes = (args.sizes or (",".join(workloads.SIZES) if on_gpu else "small")).split(",")
     args.dtypes = (args.dtypes or ("fp32,bf16" if on_gpu else "fp32")).split(",")
     args.works = args.works.split(",")
-    for name, chosen, allowed in (("sizes", args.sizes, workloads.SIZES), ("dtypes", args.dtypes, DTYPES)):
+    args.modes = args.modes.split(",")
+    for name, chosen, allowed in (
+        ("sizes", args.sizes, workloads.SIZES),
+        ("dtypes", args.dtypes, DTYPES),
+        ("works", args.works, workloads.WORKS),
+        ("modes", args.modes, workloads.MODES),
+    ):
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
             parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
@@ -238,7 +267,17 @@ def main(argv: list[str] | None = None, progress: Callable | None = None) -> int
     args = parse_args(argv)
     if args.device == "cpu":
         print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
-    path = run(args.device, args.sizes, args.dtypes, args.works, args.quick, args.out, progress or _log_progress)
+    path = run(
+        args.device,
+        args.sizes,
+        args.dtypes,
+        args.works,
+        args.quick,
+        args.out,
+        progress or _log_progress,
+        args.modes,
+        not args.no_charts,
+    )
     print(path.with_suffix(".md").read_text())
     failed = [r for r in json.loads(path.read_text())["rows"] if r["error"]]
     print(f"results: {path} ({len(failed)} cases could not run)")

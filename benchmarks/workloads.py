@@ -114,7 +114,9 @@ def _warp_impl(name: str) -> Callable:
         if name == "kornia":
             import kornia
 
-            forward = lambda: kornia.geometry.depth.warp_frame_depth(image, depth, pose, K)
+            # Kornia samples in the image dtype and needs its geometry in that dtype too (bf16)
+            dt = image.dtype
+            forward = lambda: kornia.geometry.depth.warp_frame_depth(image, depth.to(dt), pose.to(dt), K.to(dt))
         elif name == "monodepth2":
             warper = monodepth2.Warper(image.shape[0], image.shape[2], image.shape[3], image.device)
             forward = lambda: warper(image, depth, pose, K)

@@ -8,7 +8,8 @@
 #include <c10/core/DeviceGuard.h>
 
 #ifdef FASTDEPTH_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #endif
 
 #include "kernels.h"
@@ -35,7 +36,13 @@ ImageType image_type(const Tensor& t) {
   }
 }
 
-void* current_stream(const Tensor& t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+void* current_stream(const Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+
+// CUDA's grid limits: the warp folds the batch into x; the photometric grid is (W tiles, H tiles, batch).
+void check_grid(const char* name, int64_t x, int64_t y, int64_t z) {
+  TORCH_CHECK_VALUE(x <= 2147483647 && y <= 65535 && z <= 65535, name, " is too large for one launch: it needs a grid of ",
+                    x, " x ", y, " x ", z, " blocks, above CUDA's limits of 2147483647 x 65535 x 65535 (split the batch or the image)");
+}
 
 void check_launch() {
   const cudaError_t err = cudaGetLastError();
@@ -78,6 +85,7 @@ std::tuple<Tensor, Tensor> warp_forward(const Tensor& image_in, const Tensor& de
     const Tensor image = image_in.contiguous();
     Tensor out = at::empty_like(image);
     if (out.numel() > 0) {
+      check_grid("image_src", warp_blocks(sh.H, sh.W) * sh.B, 1, 1);
       warp_forward_cuda(image_type(image), image.data_ptr(), depth.data_ptr<float>(), pose.data_ptr<float>(),
                         K.data_ptr<float>(), out.data_ptr(), mask_ptr, sh, opt, current_stream(image));
       check_launch();
@@ -141,6 +149,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
     Tensor pose_part = sized(needs[2], {sh.B, sh.S, blocks, warp::kPosePartials}, f32);
     Tensor k_part = sized(needs[3], {sh.B, blocks, warp::kIntrinsicsPartials}, f32);
     if (run) {
+      check_grid("image_src", warp_blocks(sh.H, sh.W) * sh.B, 1, 1);
       warp_backward_cuda(image_type(image), grad.data_ptr(), image.data_ptr(), depth.data_ptr<float>(),
                          pose.data_ptr<float>(), K.data_ptr<float>(), ptr_or_null<float>(g_image),
                          ptr_or_null<float>(g_depth), ptr_or_null<float>(pose_part), ptr_or_null<float>(k_part), sh,
@@ -199,6 +208,7 @@ std::tuple<Tensor, Tensor> photometric_forward(const Tensor& target_in, const Te
   if (target_in.is_cuda()) {
 #ifdef FASTDEPTH_WITH_CUDA
     if (run) {
+      check_grid("target", (sh.W + kTileW - 1) / kTileW, (sh.H + kTileH - 1) / kTileH, sh.B);
       photometric_forward_cuda(image_type(target), target.data_ptr(), identity.data_ptr(), warped.data_ptr(),
                                loss.data_ptr(), index_ptr, sh, static_cast<float>(alpha), current_stream(target));
       check_launch();
@@ -242,6 +252,7 @@ std::tuple<Tensor, Tensor, Tensor> photometric_backward(const Tensor& grad_in, c
   if (cuda) {
 #ifdef FASTDEPTH_WITH_CUDA
     if (run) {
+      check_grid("target", (sh.W + kTileW - 1) / kTileW, (sh.H + kTileH - 1) / kTileH, sh.B);
       const auto ptr = [](Tensor& t) { return t.numel() > 0 ? t.data_ptr() : nullptr; };
       photometric_backward_cuda(image_type(target), grad.data_ptr(), index_ptr, target.data_ptr(),
                                 identity.data_ptr(), warped.data_ptr(), ptr(g_target), ptr(g_identity),

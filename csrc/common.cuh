@@ -60,6 +60,11 @@ template <typename F>
 FD_HD F fd_max(F a, F b) {
   return a > b ? a : b;
 }
+// clamp(v, 0, 1) that keeps NaN, as torch.clamp does (fd_min / fd_max return the other operand).
+template <typename F>
+FD_HD F fd_clamp01(F v) {
+  return v != v ? v : fd_min(fd_max(v, F(0)), F(1));
+}
 template <typename F>
 FD_HD F fd_abs(F a) {
   return a < F(0) ? -a : a;

@@ -18,7 +18,7 @@ constexpr int kWarpBlock = 256;
 constexpr int kTileW = 32;  // photometric tiles: kTileW x kTileH pixels per block
 constexpr int kTileH = 8;
 
-inline int64_t warp_blocks(int H, int W) { return (static_cast<int64_t>(H) * W + kWarpBlock - 1) / kWarpBlock; }
+FD_HD int64_t warp_blocks(int H, int W) { return (static_cast<int64_t>(H) * W + kWarpBlock - 1) / kWarpBlock; }
 
 // ---- CUDA launchers; stream is a cudaStream_t. Geometry is float32. ----
 void warp_forward_cuda(ImageType type, const void* image, const float* depth, const float* pose, const float* K,

@@ -66,7 +66,7 @@ FD_HD F candidate_loss(const Img* x, const Img* y, int64_t plane_stride, int row
     const Img* xc = x + c * plane_stride;
     const Img* yc = y + c * plane_stride;
     const SsimTerms<F> t = ssim_terms<F>(xc, yc, row, col, sh.H, sh.W);
-    ssim += fd_min(fd_max((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5), F(0)), F(1));
+    ssim += fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
     l1 += fd_abs(load_as<F>(yc + off) - load_as<F>(xc + off));
   }
   return (alpha * ssim + (F(1) - alpha) * l1) / F(sh.C);

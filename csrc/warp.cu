@@ -34,8 +34,9 @@ template <typename Img>
 __global__ void __launch_bounds__(kWarpBlock) warp_fwd_kernel(const Img* image, const float* depth, const float* pose,
                                                               const float* K, Img* out, int8_t* mask, warp::Shape sh,
                                                               warp::Options opt) {
-  const int64_t b = blockIdx.y;
-  const int64_t pix = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t blocks = warp_blocks(sh.H, sh.W);
+  const int64_t b = blockIdx.x / blocks;
+  const int64_t pix = (blockIdx.x % blocks) * blockDim.x + threadIdx.x;
   if (pix >= static_cast<int64_t>(sh.H) * sh.W) return;
   const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
   for (int64_t s = 0; s < sh.S; ++s) warp::forward_source(image, pose, out, mask, p, b * sh.S + s, pix, sh, opt);
@@ -47,9 +48,10 @@ __global__ void __launch_bounds__(kWarpBlock)
                     float* grad_image, float* grad_depth, float* pose_partials, float* k_partials, warp::Shape sh,
                     warp::Options opt) {
   __shared__ float smem[warp::kPosePartials * 32];
-  const int64_t b = blockIdx.y;
-  const int64_t blocks = gridDim.x;
-  const int64_t pix = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t blocks = warp_blocks(sh.H, sh.W);
+  const int64_t b = blockIdx.x / blocks;
+  const int64_t block = blockIdx.x % blocks;
+  const int64_t pix = block * blockDim.x + threadIdx.x;
   const bool in_range = pix < static_cast<int64_t>(sh.H) * sh.W;
   const bool need_geometry = grad_depth != nullptr || pose_partials != nullptr || k_partials != nullptr;
   auto add = [](float* at, float v) { atomicAdd(at, v); };
@@ -64,20 +66,23 @@ __global__ void __launch_bounds__(kWarpBlock)
                             gP, add);
     }
     if (pose_partials != nullptr) {
-      block_sum(gT, pose_partials + ((b * sh.S + s) * blocks + blockIdx.x) * warp::kPosePartials, smem);
+      block_sum(gT, pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials, smem);
     }
   }
   if (in_range && (grad_depth != nullptr || k_partials != nullptr)) {
     const float gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
     if (grad_depth != nullptr) grad_depth[b * sh.H * sh.W + pix] = gd;
   }
-  if (k_partials != nullptr) block_sum(gK, k_partials + (b * blocks + blockIdx.x) * warp::kIntrinsicsPartials, smem);
+  if (k_partials != nullptr) block_sum(gK, k_partials + (b * blocks + block) * warp::kIntrinsicsPartials, smem);
 }
+
+// The batch is folded into grid dimension x (limit 2**31 - 1; y would cap it at 65535).
+dim3 batch_grid(const warp::Shape& sh) { return dim3(static_cast<unsigned>(warp_blocks(sh.H, sh.W) * sh.B)); }
 
 template <typename Img>
 void launch_forward(const void* image, const float* depth, const float* pose, const float* K, void* out, int8_t* mask,
                     const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(warp_blocks(sh.H, sh.W)), static_cast<unsigned>(sh.B));
+  const dim3 grid = batch_grid(sh);
   warp_fwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(image), depth, pose, K,
                                                         static_cast<Img*>(out), mask, sh, opt);
 }
@@ -86,7 +91,7 @@ template <typename Img>
 void launch_backward(const void* grad_out, const void* image, const float* depth, const float* pose, const float* K,
                      float* grad_image, float* grad_depth, float* pose_partials, float* k_partials,
                      const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(warp_blocks(sh.H, sh.W)), static_cast<unsigned>(sh.B));
+  const dim3 grid = batch_grid(sh);
   warp_bwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(grad_out),
                                                         static_cast<const Img*>(image), depth, pose, K, grad_image,
                                                         grad_depth, pose_partials, k_partials, sh, opt);

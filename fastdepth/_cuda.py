@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from fastdepth.conventions import sample_affine
+
 CSRC = Path(__file__).resolve().parent / "csrc"
 if not CSRC.exists():  # editable install: csrc/ sits beside the package
     CSRC = Path(__file__).resolve().parent.parent / "csrc"
@@ -120,8 +122,6 @@ def _ops():
 
 
 def warp_forward(image, depth, pose, K, normalize_points, padding_mode, align_corners, want_mask):
-    from fastdepth.reference import sample_affine
-
     su, ou = sample_affine(image.shape[-1], align_corners)
     sv, ov = sample_affine(image.shape[-2], align_corners)
     return _ops().warp_forward(
@@ -130,8 +130,6 @@ def warp_forward(image, depth, pose, K, normalize_points, padding_mode, align_co
 
 
 def warp_backward(grad_out, image, depth, pose, K, normalize_points, padding_mode, align_corners, needs):
-    from fastdepth.reference import sample_affine
-
     su, ou = sample_affine(image.shape[-1], align_corners)
     sv, ov = sample_affine(image.shape[-2], align_corners)
     return _ops().warp_backward(

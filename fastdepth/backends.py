@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
@@ -98,11 +97,6 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
             "(use backend='torch' for float64)"
         )
     return name
-
-
-def device_guard(t: torch.Tensor):
-    """Make the tensor's GPU current while launching (Triton launches on the current device's stream)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def fused_implementation(op: str, backend: str):

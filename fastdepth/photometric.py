@@ -16,7 +16,9 @@ Conventions (Monodepth2's ``compute_reprojection_loss``):
 Dtypes: float16, bfloat16, float32 (float64 with ``backend="torch"``); all images share one dtype.
 Arithmetic is float32 (float64 for float64 inputs); the loss map comes back in the input dtype.
 Under ``torch.autocast`` the ops keep their inputs' dtype. H and W must be at least 2 (reflection
-padding). Values are not checked: NaN in an image gives NaN in the loss around it.
+padding). Values are not checked: NaN or inf in an image gives NaN at every pixel whose 3x3 window
+holds it, on every backend (the clamp of the SSIM term keeps NaN, as ``torch.clamp`` does); a NaN
+loss wins the per-pixel minimum once and keeps it (``torch.min``'s rule).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Plain-PyTorch versions of every fastdepth op.
 
 These are the oracle of the test suite and the CPU path of ``backend="auto"``. They follow the
-formulas of DESIGN.md line by line, use only differentiable PyTorch ops (so autograd, gradcheck and
-double backward work), and accept float64 for tight comparisons. Inputs are assumed validated by the
-public wrappers in :mod:`fastdepth.warp`.
+conventions in each op's docstring (and :mod:`fastdepth.conventions`) line by line, use only
+differentiable PyTorch ops (so autograd, gradcheck and double backward work), and accept float64
+for tight comparisons. Inputs are assumed validated by the public wrappers.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Kornia's threshold below which the homogeneous ``w`` and the camera ``z`` are not divided by.
-DIVIDE_EPS = 1e-8
+from fastdepth.conventions import DIVIDE_EPS, SSIM_C1, SSIM_C2, grid_scale, sample_affine
 
 
 def _intrinsics(camera_matrix: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -27,29 +26,14 @@ def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return num * torch.where(ok, 1.0 / torch.where(ok, den, torch.ones_like(den)), torch.ones_like(den))
 
 
-def _grid_scale(size: int) -> tuple[float, float]:
-    """Kornia's pixel -> [-1, 1] map ``scale * p + offset``; a singleton axis uses scale 1, offset 0."""
-    return (1.0, 0.0) if size == 1 else (2.0 / (size - 1), -1.0)
-
-
 def sample_position(p: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
     """The pixel position grid_sample reads for projected coordinate ``p`` on an axis of ``size``.
 
     Composes Kornia's normalisation by ``size - 1`` with grid_sample's unnormalisation. Used for the
-    validity mask; the kernels use the same affine map (:func:`sample_affine`).
+    validity mask; the kernels use the same affine map (:func:`fastdepth.conventions.sample_affine`).
     """
     scale, offset = sample_affine(size, align_corners)
     return p * scale + offset
-
-
-def sample_affine(size: int, align_corners: bool) -> tuple[float, float]:
-    """(a, b) with ``sample position = a * projected pixel + b``, for one axis of ``size`` pixels."""
-    s, o = _grid_scale(size)
-    # grid_sample: align_corners -> (g + 1) / 2 * (size - 1); else ((g + 1) * size - 1) / 2
-    if align_corners:
-        half = (size - 1) / 2.0
-        return s * half, (o + 1.0) * half
-    return s * size / 2.0, ((o + 1.0) * size - 1.0) / 2.0
 
 
 def project(
@@ -122,8 +106,8 @@ def warp(
     """
     B, S, C, H, W = image_src.shape
     u, v, z, finite = project(depth_dst, src_trans_dst, camera_matrix, normalize_points)
-    sx, ox = _grid_scale(W)
-    sy, oy = _grid_scale(H)
+    sx, ox = grid_scale(W)
+    sy, oy = grid_scale(H)
     grid = torch.stack([u * sx + ox, v * sy + oy], dim=-1)
     grid = torch.where(finite[..., None], grid, torch.zeros_like(grid))
 
@@ -145,11 +129,6 @@ def warp(
     inside = (iu >= 0) & (iu <= W - 1) & (iv >= 0) & (iv <= H - 1)
     valid = (finite & (z > DIVIDE_EPS) & inside)[:, :, None]
     return warped, valid
-
-
-#: SSIM stabilisers of Monodepth2 (for images in [0, 1])
-SSIM_C1 = 0.01**2
-SSIM_C2 = 0.03**2
 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,12 @@
 """Argument checks shared by the public ops: clear exceptions that name the argument.
 
 Shape, dtype and device checks are free (metadata only) and always run. Value checks (finite pose
-and intrinsics) read a few numbers back from the device, so they are skipped while
-``torch.compile`` traces and when ``FASTDEPTH_CHECK_VALUES=0``.
+and intrinsics) look at the values: on the CPU they raise ValueError at once; on a GPU they never
+synchronise with the host: they queue a device-side assertion (``torch._assert_async``) that fails
+the next synchronising call with the same message (and, as any device-side assert, leaves the CUDA
+context unusable). ``FASTDEPTH_CHECK_VALUES=sync`` makes GPU checks read the flags back and raise
+ValueError (one synchronisation per call); ``FASTDEPTH_CHECK_VALUES=0`` switches value checks off.
+They are skipped while ``torch.compile`` traces and on meta tensors.
 """
 
 from __future__ import annotations
@@ -67,19 +71,32 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
-def values_checked() -> bool:
-    """Whether value checks (which synchronise with the device) run now."""
-    if torch.compiler.is_compiling():
-        return False
-    return os.environ.get("FASTDEPTH_CHECK_VALUES", "1") != "0"
+CHECK_VALUES_ENV = "FASTDEPTH_CHECK_VALUES"
+CHECK_VALUES_MODES = ("1", "0", "sync")
 
 
-def check_values(conditions: dict[str, torch.Tensor]) -> None:
-    """Raise ValueError with the message of the first false condition (one device sync for all).
+def value_check_mode(device: torch.device) -> str:
+    """``"off"``, ``"raise"`` (read the flags back, raise ValueError) or ``"async"`` (device-side assert)."""
+    mode = os.environ.get(CHECK_VALUES_ENV, "1")
+    if mode not in CHECK_VALUES_MODES:
+        raise ValueError(f"${CHECK_VALUES_ENV} must be one of {CHECK_VALUES_MODES}, got {mode!r}")
+    if mode == "0" or torch.compiler.is_compiling() or device.type == "meta":
+        return "off"
+    return "async" if device.type == "cuda" and mode == "1" else "raise"
 
-    ``conditions`` maps a message to a 0-dim bool tensor that must be true.
+
+def check_values(conditions: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Check that every condition holds (see the module docstring for when and how).
+
+    ``conditions`` maps a message to a 0-dim bool tensor on ``device`` that must be true. In
+    ``"raise"`` mode: ValueError with the message of the first false condition, one read-back for all.
     """
-    if not values_checked() or not conditions:
+    mode = value_check_mode(device)
+    if mode == "off" or not conditions:
+        return
+    if mode == "async":
+        for message, ok in conditions.items():
+            torch._assert_async(ok, message)
         return
     flags = torch.stack(list(conditions.values())).tolist()
     for message, ok in zip(conditions, flags, strict=True):

@@ -141,7 +141,8 @@ def _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, 
                 "src_trans_dst must be finite, but holds NaN or inf": torch.isfinite(src_trans_dst).all(),
                 "camera_matrix must be finite, but holds NaN or inf": torch.isfinite(camera_matrix).all(),
                 "camera_matrix: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": (focal != 0).all(),
-            }
+            },
+            image_src.device,
         )
     return multi
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from fastdepth.kernels.launch import device_guard
 
-from fastdepth.backends import device_guard
+from fastdepth.conventions import SSIM_C1, SSIM_C2, check_grid
 
 BH = 8
 BW = 32
 NUM_WARPS = 4
+INDEX_LIMIT = 2**31
 
-SSIM_C1 = tl.constexpr(0.01**2)
-SSIM_C2 = tl.constexpr(0.03**2)
+SSIM_C1 = tl.constexpr(SSIM_C1)
+SSIM_C2 = tl.constexpr(SSIM_C2)
 
 
 @triton.jit
@@ -74,15 +76,25 @@ def _ssim_terms(x_ptr, y_ptr, rows, cols, H, W):
 
 
 @triton.jit
+def _clamp01(v):
+    """clamp(v, 0, 1) that keeps NaN (as torch.clamp does; plain tl.minimum/maximum drop it)."""
+    v = tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL)
+    return tl.minimum(v, 1.0, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _candidate_loss(x_ptr, y_ptr, plane_stride, rows, cols, off, C, H, W, alpha):
-    """Per-pixel loss map of one candidate x against the target y, averaged over the C planes."""
+    """Per-pixel loss map of one candidate x against the target y, averaged over the C planes.
+
+    ``c * plane_stride`` is int32 (64-bit offsets here triple the registers): the launcher checks
+    that (C - 1) * H * W stays below 2**31."""
     ssim = tl.zeros([rows.shape[0], cols.shape[1]], tl.float32)
     l1 = tl.zeros_like(ssim)
     for c in range(C):
         xc = x_ptr + c * plane_stride
         yc = y_ptr + c * plane_stride
         mx, my, a, b, cc, d = _ssim_terms(xc, yc, rows, cols, H, W)
-        ssim += tl.minimum(tl.maximum((1.0 - (a * b) / (cc * d)) * 0.5, 0.0), 1.0)
+        ssim += _clamp01((1.0 - (a * b) / (cc * d)) * 0.5)
         l1 += tl.abs(tl.load(yc + off).to(tl.float32) - tl.load(xc + off).to(tl.float32))
     return (alpha * ssim + (1.0 - alpha) * l1) / C
 
@@ -243,8 +255,13 @@ def photometric_bwd_kernel(
             tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=inside)
 
 
-def _grid(B: int, H: int, W: int) -> tuple[int, int, int]:
-    return (triton.cdiv(W, BW), triton.cdiv(H, BH), B)
+def _grid(B: int, C: int, H: int, W: int) -> tuple[int, int, int]:
+    """Tiles across W, tiles down H, batch; raises ValueError where a launch cannot hold the images."""
+    if (C - 1) * H * W >= INDEX_LIMIT:
+        raise ValueError(f"target: (C - 1) * H * W = {(C - 1) * H * W} must be below 2**31 for backend='triton'")
+    grid = (triton.cdiv(W, BW), triton.cdiv(H, BH), B)
+    check_grid("target", grid)
+    return grid
 
 
 def _candidates(identity: torch.Tensor | None, warped: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -266,7 +283,7 @@ def min_loss_forward(
     index = torch.empty((B, 1, H, W) if want_index else (0,), dtype=torch.int64, device=target.device)
     if loss.numel() > 0:
         with device_guard(target):
-            photometric_fwd_kernel[_grid(B, H, W)](
+            photometric_fwd_kernel[_grid(B, C, H, W)](
                 target, identity, warped, loss, index, s_id, S_W, C, H, W, float(alpha),
                 WRITE_INDEX=want_index, BH=BH, BW=BW, num_warps=NUM_WARPS,
             )  # fmt: skip
@@ -299,7 +316,7 @@ def min_loss_backward(
     use_index = index is not None
     if target.numel() > 0 and any(needs):
         with device_guard(target):
-            photometric_bwd_kernel[_grid(B, H, W)](
+            photometric_bwd_kernel[_grid(B, C, H, W)](
                 grad, index.contiguous() if use_index else grad, target, identity_arg, warped,
                 g_target, g_identity, g_warped, s_id, S_W, C, H, W, float(alpha),
                 USE_INDEX=use_index, NEED_TARGET=need_target, NEED_IDENTITY=need_identity and s_id > 0,

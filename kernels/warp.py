@@ -18,15 +18,15 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from fastdepth.kernels.launch import device_guard
 
-from fastdepth.backends import device_guard
-from fastdepth.reference import sample_affine
+from fastdepth.conventions import DIVIDE_EPS, FLOAT32_MAX, check_grid, sample_affine
 
 BLOCK = 128
 NUM_WARPS = 4
 
-DIVIDE_EPS = tl.constexpr(1e-8)
-FLOAT_MAX = tl.constexpr(3.4028234663852886e38)
+DIVIDE_EPS = tl.constexpr(DIVIDE_EPS)
+FLOAT_MAX = tl.constexpr(FLOAT32_MAX)
 
 
 @triton.jit
@@ -119,6 +119,14 @@ def _taps(iu, iv, W, H):
 
 
 @triton.jit
+def _block(H, W, BLOCK: tl.constexpr):
+    """This program's block of pixels, its batch element and the blocks per image: the batch is
+    folded into grid dimension 0 (limit 2**31 - 1; dimension 1 would cap it at 65535)."""
+    n_blocks = tl.cdiv(H * W, BLOCK)
+    return tl.program_id(0) % n_blocks, (tl.program_id(0) // n_blocks).to(tl.int64), n_blocks
+
+
+@triton.jit
 def _pixels(depth_ptr, k_ptr, b, pid, H, W, NORMALIZE: tl.constexpr, BLOCK: tl.constexpr):
     """A program's destination pixels: indices, intrinsics, rays and the sanitised depth
     (NaN/inf -> 0, flagged by d_ok), shared by all sources (csrc/warp.cuh: make_pixel)."""
@@ -156,8 +164,7 @@ def warp_fwd_kernel(
     WRITE_MASK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    pid, b, n_blocks = _block(H, W, BLOCK)
     HW = H * W
     pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
         depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
@@ -195,8 +202,8 @@ def warp_bwd_kernel(
     k_ptr,  # (B, 3, 3) float32
     grad_image_ptr,  # (B, S, C, H, W) float32, zero-initialised, when NEED_IMAGE
     grad_depth_ptr,  # (B, H, W) float32, when NEED_DEPTH
-    pose_part_ptr,  # (B, S, n_programs, 16) float32, when NEED_POSE
-    k_part_ptr,  # (B, n_programs, 4) float32 [fx, fy, cx, cy], when NEED_K
+    pose_part_ptr,  # (B, S, n_blocks, 16) float32, when NEED_POSE
+    k_part_ptr,  # (B, n_blocks, 4) float32 [fx, fy, cx, cy], when NEED_K
     S,
     C,
     H,
@@ -214,9 +221,7 @@ def warp_bwd_kernel(
     BLOCK: tl.constexpr,
 ):
     NEED_GEOMETRY: tl.constexpr = NEED_DEPTH or NEED_POSE or NEED_K
-    pid = tl.program_id(0)
-    n_programs = tl.num_programs(0)
-    b = tl.program_id(1).to(tl.int64)
+    pid, b, n_blocks = _block(H, W, BLOCK)
     HW = H * W
     pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
         depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
@@ -256,10 +261,10 @@ def warp_bwd_kernel(
             go = tl.load(grad_out_ptr + plane + pix, mask=keep, other=0.0).to(tl.float32)
             if NEED_IMAGE:
                 gi = grad_image_ptr + plane
-                tl.atomic_add(gi + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00)
-                tl.atomic_add(gi + o01, fu * (1.0 - fv) * go, mask=keep & m01)
-                tl.atomic_add(gi + o10, (1.0 - fu) * fv * go, mask=keep & m10)
-                tl.atomic_add(gi + o11, fu * fv * go, mask=keep & m11)
+                tl.atomic_add(gi + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00, sem="relaxed")
+                tl.atomic_add(gi + o01, fu * (1.0 - fv) * go, mask=keep & m01, sem="relaxed")
+                tl.atomic_add(gi + o10, (1.0 - fu) * fv * go, mask=keep & m10, sem="relaxed")
+                tl.atomic_add(gi + o11, fu * fv * go, mask=keep & m11, sem="relaxed")
             if NEED_GEOMETRY:
                 src = image_ptr + plane
                 v00 = tl.load(src + o00, mask=keep & m00, other=0.0).to(tl.float32)
@@ -289,7 +294,7 @@ def warp_bwd_kernel(
             gqz = gpz * inv_w
             gw = tl.where(w_ok, -(gpx * px + gpy * py + gpz * pz) * inv_w, 0.0)
             if NEED_POSE:
-                part = pose_part_ptr + (bs * n_programs + pid) * 16
+                part = pose_part_ptr + (bs * n_blocks + pid) * 16
                 tl.store(part + 0, tl.sum(gqx * X, 0))
                 tl.store(part + 1, tl.sum(gqx * Y, 0))
                 tl.store(part + 2, tl.sum(gqx * Z, 0))
@@ -329,7 +334,7 @@ def warp_bwd_kernel(
         g_fy += -gty * ty / fy
         g_cx += -gtx / fx
         g_cy += -gty / fy
-        part = k_part_ptr + (b * n_programs + pid) * 4
+        part = k_part_ptr + (b * n_blocks + pid) * 4
         tl.store(part + 0, tl.sum(g_fx, 0))
         tl.store(part + 1, tl.sum(g_fy, 0))
         tl.store(part + 2, tl.sum(g_cx, 0))
@@ -358,7 +363,8 @@ def warp_forward(
         return out, mask.bool()
     sx, ox = sample_affine(W, align_corners)
     sy, oy = sample_affine(H, align_corners)
-    grid = (triton.cdiv(H * W, BLOCK), B)
+    grid = (triton.cdiv(H * W, BLOCK) * B,)
+    check_grid("image_src", grid)
     with device_guard(image):
         warp_fwd_kernel[grid](
             image, depth, pose, K, out, mask, S, C, H, W, sx, ox, sy, oy,
@@ -392,16 +398,17 @@ def warp_backward(
     depth = depth.contiguous()
     pose = pose.contiguous()
     K = K.contiguous()
-    n_programs = triton.cdiv(H * W, BLOCK)
+    n_blocks = triton.cdiv(H * W, BLOCK)
     g_image = torch.zeros(image.shape if need_image else (0,), **f32)
     g_depth = torch.empty(depth.shape if need_depth else (0,), **f32)
-    pose_part = torch.empty((B, S, n_programs, 16) if need_pose else (0,), **f32)
-    k_part = torch.empty((B, n_programs, 4) if need_k else (0,), **f32)
+    pose_part = torch.empty((B, S, n_blocks, 16) if need_pose else (0,), **f32)
+    k_part = torch.empty((B, n_blocks, 4) if need_k else (0,), **f32)
     if image.numel() > 0 and any(needs):
+        check_grid("image_src", (n_blocks * B,))
         sx, ox = sample_affine(W, align_corners)
         sy, oy = sample_affine(H, align_corners)
         with device_guard(image):
-            warp_bwd_kernel[(n_programs, B)](
+            warp_bwd_kernel[(n_blocks * B,)](
                 grad_out, image, depth, pose, K, g_image, g_depth, pose_part, k_part,
                 S, C, H, W, sx, ox, sy, oy,
                 NORMALIZE=normalize_points, BORDER=padding_mode == "border",

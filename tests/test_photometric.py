@@ -235,3 +235,26 @@ def test_empty_batch(backend, device):
     assert loss.shape == (0, 1, 4, 5)
     loss.sum().backward()
     assert pred.grad.shape == pred.shape
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_inf_reach_the_whole_window(backend, device, bad, seed):
+    # one behaviour on every backend: the clamp of the SSIM term keeps NaN (as torch.clamp)
+    pred, target = image_pair(1, 2, 6, 7, seed, device=device)
+    pred[0, 1, 2, 3] = bad
+    loss = fastdepth.photometric_loss(pred, target, backend=backend)
+    expected = torch.zeros(6, 7, dtype=torch.bool, device=device)
+    expected[1:4, 2:5] = True
+    assert torch.equal(torch.isnan(loss[0, 0]), expected)
+    assert torch.isnan(fastdepth.photometric_loss(pred * 1e30, target, backend=backend)).all()
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+def test_nan_wins_the_minimum_as_in_the_reference(backend, device, seed):
+    target, warped, identity = candidate_set(seed, device)
+    warped[0, 1, 0, 2, 3] = float("nan")
+    loss, index, _ = fastdepth.min_reprojection_loss(target, warped, identity, backend=backend)
+    ref_loss, ref_index, _ = fastdepth.min_reprojection_loss(target, warped, identity, backend="torch")
+    assert torch.equal(torch.isnan(loss), torch.isnan(ref_loss)) and torch.isnan(loss).sum() == 9
+    assert torch.equal(index, ref_index)

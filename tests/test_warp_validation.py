@@ -124,7 +124,8 @@ def test_cuda_backend_reports_a_missing_compiler(tmp_path):
         "except RuntimeError as e:\n"
         "    print('ERROR', e)\n"
     )
-    env = {**os.environ, "CXX": "/nonexistent/g++", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "FASTDEPTH_BUILD_EXTENSION"}  # no build on import
+    env.update(CXX="/nonexistent/g++", TORCH_EXTENSIONS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "ERROR backend='cuda' is unavailable: C++ compiler '/nonexistent/g++' not found" in result.stdout
 

@@ -1,0 +1,137 @@
+"""The GPU campaign: its CPU rehearsal runs every line of benchmarks/gpu_campaign.sh and respects the
+device's file limits; the pieces that only matter on a GPU are checked here without one."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TWIN
+from fastdepth.benchmarks import run as runner
+from fastdepth.benchmarks import workloads
+
+from fastdepth import checks, validation
+from fastdepth.conventions import GRID_Y_LIMIT, check_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = ("env", "build", "checks", "bench", "sanitizer")
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    out = tmp_path_factory.mktemp("campaign")
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHON": sys.executable}
+    env.pop("FASTDEPTH_BUILD_EXTENSION", None)
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_campaign.sh"), str(out), "--rehearse"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=2400,
+    )
+    return out, result
+
+
+def test_rehearsal_runs_every_step(rehearsal):
+    out, result = rehearsal
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert [line.split()[2].rstrip(":") for line in summary] == list(STEPS)
+    assert all(": ok in " in line for line in summary), summary
+    with tarfile.open(out / "logs.tar.gz") as logs:
+        names = sorted(Path(n).name for n in logs.getnames() if n.endswith(".log"))
+    assert names == [f"{i}-{step}.log" for i, step in enumerate(STEPS, 1)]
+
+
+def test_rehearsal_fits_the_device_file_limits(rehearsal):
+    out, _ = rehearsal
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8, files
+    assert all(len(p.relative_to(out).parts) <= 3 for p in files), files  # at most 2 folders down
+
+
+def test_rehearsal_checks_and_bench_results(rehearsal):
+    out, _ = rehearsal
+    rows = json.loads((out / "checks.json").read_text())
+    assert {(r["op"], r["backend"]) for r in rows} >= {
+        ("warp", "triton"),
+        ("warp", "cuda"),
+        ("photometric", "triton"),
+        ("photometric", "cuda"),
+    }
+    assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
+    assert all(r["deterministic"] for r in rows if r["op"] == "warp")
+    (result,) = (out / "results").glob("*.json")
+    data = json.loads(result.read_text())
+    assert {r["mode"] for r in data["rows"]} == {"fwd+bwd"}
+    assert all(r["median_ms"] for r in data["rows"]), [r for r in data["rows"] if r["error"]]
+    assert result.with_suffix(".md").exists()
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+def test_campaign_check_fails_on_a_wrong_kernel(monkeypatch):
+    # a check that cannot fail is no check: a deliberately wrong forward must be reported
+    import fastdepth
+
+    original = fastdepth.warp
+    monkeypatch.setattr(fastdepth, "warp", lambda *a, **k: _shifted(original(*a, **k), k.get("backend")))
+    result = checks.warp_case("kornia", "cuda", "cpu", torch.float32, (1, 1, 1, 4, 5))
+    assert not result.passed and result.forward_error > result.forward_tol
+
+
+def _shifted(output, backend):
+    if backend == "torch":
+        return output
+    if isinstance(output, tuple):
+        return output[0] + 1e-3, output[1]
+    return output + 1e-3
+
+
+def test_benchmark_timing_is_the_median(monkeypatch):
+    import triton.testing
+
+    seen = {}
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, **kw: seen.update(kw) or 1.0)
+    runner.time_ms(lambda: None, "cuda", quick=False)
+    assert seen["return_mode"] == "median"
+
+
+def test_benchmark_plan_puts_torch_compile_last_in_fp32_only():
+    jobs = runner.plan("cuda", ["kitti"], ["fp32", "bf16"], list(workloads.WORKS), False, ("fwd+bwd",))
+    impls = [job[5] for job in jobs]
+    first_compile = impls.index("compile")
+    assert all(impl == "compile" for impl in impls[first_compile:])
+    assert {job[4] for job in jobs if job[5] == "compile"} == {"fp32"}
+    assert {job[1] for job in jobs} == {"fwd+bwd"}
+
+
+def test_git_revision_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FASTDEPTH_GIT_REVISION", "abc1234-dirty")
+    assert runner.git_revision() == "abc1234-dirty"
+
+
+def test_value_checks_on_a_gpu_do_not_synchronise(monkeypatch):
+    # on CUDA tensors the checks are device-side asserts: no read-back; shown here with CPU tensors
+    queued = []
+    monkeypatch.setattr(torch, "_assert_async", lambda ok, message: queued.append((bool(ok), message)))
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: pytest.fail("value check read back"))
+    validation.check_values({"must hold": torch.tensor(False)}, torch.device("cuda"))
+    assert queued == [(False, "must hold")]
+    monkeypatch.setenv("FASTDEPTH_CHECK_VALUES", "sync")
+    assert validation.value_check_mode(torch.device("cuda")) == "raise"
+
+
+def test_oversized_launch_grids_are_refused():
+    check_grid("target", (10, GRID_Y_LIMIT, 7))
+    with pytest.raises(ValueError, match=r"target is too large for one launch.*grid dimension 1"):
+        check_grid("target", (10, GRID_Y_LIMIT + 1))
+    from fastdepth.kernels import photometric
+
+    with pytest.raises(ValueError, match=r"target is too large .* grid dimension 2"):
+        photometric._grid(GRID_Y_LIMIT + 1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"\(C - 1\) \* H \* W = .* must be below 2\*\*31"):
+        photometric._grid(1, 3, 32768, 32768)
