@@ -1,4 +1,5 @@
-"""Monodepth2-style eager PyTorch, the peer fastdepth replaces, written from the formulas in DESIGN.md.
+"""Monodepth2-style eager PyTorch, the peer fastdepth replaces, written from Monodepth2's formulas
+(its layers.py); the tests check the reference against it.
 
 ``BackprojectDepth -> Project3D -> grid_sample`` for the warp, the SSIM layer with five
 ``AvgPool2d(3, 1)`` on ``ReflectionPad2d(1)`` inputs for the loss, and the per-pixel minimum
@@ -95,11 +96,14 @@ def to_4x4(K: torch.Tensor) -> torch.Tensor:
 
 
 class Warper:
-    """Monodepth2's warp for fixed (B, H, W): image (B, C, H, W), depth, T (B, 4, 4), K (B, 3, 3)."""
+    """Monodepth2's warp for fixed (B, H, W): image (B, C, H, W), depth, T (B, 4, 4), K (B, 3, 3).
 
-    def __init__(self, batch: int, height: int, width: int, device, dtype=torch.float32):
+    ``eps`` is Monodepth2's ``z + 1e-7`` (0 divides by z exactly, Kornia's rule away from z = 0).
+    """
+
+    def __init__(self, batch: int, height: int, width: int, device, dtype=torch.float32, eps: float = 1e-7):
         self.backproject = BackprojectDepth(batch, height, width, device, dtype)
-        self.project = Project3D(height, width)
+        self.project = Project3D(height, width, eps)
 
     def __call__(self, image, depth, T, K):
         K4 = to_4x4(K)

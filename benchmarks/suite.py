@@ -1,4 +1,4 @@
-"""What the pytest-benchmark suites (bench_*.py) share: the device, the sizes, the cases and a runner.
+"""What the pytest-benchmark suite (bench_works.py) needs: the device, the sizes, the cases and a runner.
 
 pytest benchmarks/ [--benchmark-only]   # FASTDEPTH_BENCH_SIZES=kitti,small FASTDEPTH_BENCH_DTYPES=fp32,bf16
 """
@@ -21,9 +21,9 @@ def size_of(key: str) -> workloads.Size:
 
 
 def cases(work: str):
-    """(impl, mode, size, dtype) parameters of one work's suite."""
+    """(work, impl, mode, size, dtype) parameters of one work's suite."""
     return [
-        pytest.param(impl, mode, size, dtype, id=f"{impl}-{mode}-{size}-{dtype}")
+        pytest.param(work, impl, mode, size, dtype, id=f"{work}-{impl}-{mode}-{size}-{dtype}")
         for impl in workloads.implementations(work, DEVICE)
         for mode in workloads.MODES
         for size in SIZES

@@ -1,5 +1,5 @@
-// Shared definitions of the fastdepth kernels: the host/device qualifier and loads/stores that
-// convert an image's storage type to the compute type F. No torch, no CUDA runtime calls.
+// Shared definitions of the fastdepth kernels: the host/device qualifier, the image storage types and
+// loads/stores that convert them to the compute type F. No torch, no CUDA runtime calls.
 // (The CPU twin handles float and double; the bindings convert 16-bit images on the CPU.)
 #pragma once
 
@@ -15,6 +15,9 @@
 #endif
 
 namespace fastdepth {
+
+// Image storage of the CUDA launchers (the CPU twin takes float or double, typed).
+enum class ImageType : int { F32 = 0, F16 = 1, BF16 = 2 };
 
 // Loads and stores in the compute type F.
 template <typename F>

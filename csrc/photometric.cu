@@ -4,10 +4,13 @@
 // and candidates; the backward recomputes the window statistics of the 3x3 neighbours.
 #include <cuda_runtime.h>
 
-#include "kernels.h"
+#include "photometric.cuh"
 
 namespace fastdepth {
 namespace {
+
+using photometric::kTileH;
+using photometric::kTileW;
 
 template <typename Img>
 __global__ void __launch_bounds__(kTileW* kTileH)

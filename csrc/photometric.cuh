@@ -11,6 +11,10 @@ namespace photometric {
 constexpr double kC1 = 0.01 * 0.01;
 constexpr double kC2 = 0.03 * 0.03;
 
+// Pixels per block: a kTileW x kTileH tile, as kernels/photometric.py's BW x BH.
+constexpr int kTileW = 32;
+constexpr int kTileH = 8;
+
 // A candidate is compared with the target: the identity sources first, then the warped sources.
 struct Shape {
   int64_t B, S_id, S_w, C;
@@ -187,4 +191,20 @@ FD_HD void backward_pixel(const Img* grad, const int64_t* index, const Img* targ
 }
 
 }  // namespace photometric
+
+// ---- entry points on raw pointers: CUDA launchers (photometric.cu; stream is a cudaStream_t) and
+// the CPU twin (photometric_cpu.cpp; F = float or double). ----
+void photometric_forward_cuda(ImageType type, const void* target, const void* identity, const void* warped,
+                              void* loss, int64_t* index, const photometric::Shape& shape, float alpha, void* stream);
+void photometric_backward_cuda(ImageType type, const void* grad, const int64_t* index, const void* target,
+                               const void* identity, const void* warped, void* grad_target, void* grad_identity,
+                               void* grad_warped, const photometric::Shape& shape, float alpha, void* stream);
+template <typename F>
+void photometric_forward_cpu(const F* target, const F* identity, const F* warped, F* loss, int64_t* index,
+                             const photometric::Shape& shape, F alpha);
+template <typename F>
+void photometric_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* identity,
+                              const F* warped, F* grad_target, F* grad_identity, F* grad_warped,
+                              const photometric::Shape& shape, F alpha);
+
 }  // namespace fastdepth

@@ -5,10 +5,13 @@
 // (deterministic partial sums, summed over blocks by the bindings).
 #include <cuda_runtime.h>
 
-#include "kernels.h"
+#include "warp.cuh"
 
 namespace fastdepth {
 namespace {
+
+using warp::blocks_per_image;
+using warp::kBlock;
 
 // Sum of N values over the block in a fixed order (warp shuffles, then warps in order); thread 0..N-1
 // write the N sums to out. Every thread of the block must call it.
@@ -31,10 +34,10 @@ __device__ void block_sum(const float (&v)[N], float* out, float* smem) {
 }
 
 template <typename Img>
-__global__ void __launch_bounds__(kWarpBlock) warp_fwd_kernel(const Img* image, const float* depth, const float* pose,
+__global__ void __launch_bounds__(kBlock) warp_fwd_kernel(const Img* image, const float* depth, const float* pose,
                                                               const float* K, Img* out, int8_t* mask, warp::Shape sh,
                                                               warp::Options opt) {
-  const int64_t blocks = warp_blocks(sh.H, sh.W);
+  const int64_t blocks = blocks_per_image(sh.H, sh.W);
   const int64_t b = blockIdx.x / blocks;
   const int64_t pix = (blockIdx.x % blocks) * blockDim.x + threadIdx.x;
   if (pix >= static_cast<int64_t>(sh.H) * sh.W) return;
@@ -43,12 +46,12 @@ __global__ void __launch_bounds__(kWarpBlock) warp_fwd_kernel(const Img* image, 
 }
 
 template <typename Img>
-__global__ void __launch_bounds__(kWarpBlock)
+__global__ void __launch_bounds__(kBlock)
     warp_bwd_kernel(const Img* grad_out, const Img* image, const float* depth, const float* pose, const float* K,
                     float* grad_image, float* grad_depth, float* pose_partials, float* k_partials, warp::Shape sh,
                     warp::Options opt) {
   __shared__ float smem[warp::kPosePartials * 32];
-  const int64_t blocks = warp_blocks(sh.H, sh.W);
+  const int64_t blocks = blocks_per_image(sh.H, sh.W);
   const int64_t b = blockIdx.x / blocks;
   const int64_t block = blockIdx.x % blocks;
   const int64_t pix = block * blockDim.x + threadIdx.x;
@@ -77,13 +80,13 @@ __global__ void __launch_bounds__(kWarpBlock)
 }
 
 // The batch is folded into grid dimension x (limit 2**31 - 1; y would cap it at 65535).
-dim3 batch_grid(const warp::Shape& sh) { return dim3(static_cast<unsigned>(warp_blocks(sh.H, sh.W) * sh.B)); }
+dim3 batch_grid(const warp::Shape& sh) { return dim3(static_cast<unsigned>(blocks_per_image(sh.H, sh.W) * sh.B)); }
 
 template <typename Img>
 void launch_forward(const void* image, const float* depth, const float* pose, const float* K, void* out, int8_t* mask,
                     const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
   const dim3 grid = batch_grid(sh);
-  warp_fwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(image), depth, pose, K,
+  warp_fwd_kernel<Img><<<grid, kBlock, 0, stream>>>(static_cast<const Img*>(image), depth, pose, K,
                                                         static_cast<Img*>(out), mask, sh, opt);
 }
 
@@ -92,7 +95,7 @@ void launch_backward(const void* grad_out, const void* image, const float* depth
                      float* grad_image, float* grad_depth, float* pose_partials, float* k_partials,
                      const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
   const dim3 grid = batch_grid(sh);
-  warp_bwd_kernel<Img><<<grid, kWarpBlock, 0, stream>>>(static_cast<const Img*>(grad_out),
+  warp_bwd_kernel<Img><<<grid, kBlock, 0, stream>>>(static_cast<const Img*>(grad_out),
                                                         static_cast<const Img*>(image), depth, pose, K, grad_image,
                                                         grad_depth, pose_partials, k_partials, sh, opt);
 }

@@ -18,11 +18,26 @@ constexpr double kDivideEps = 1e-8;
 constexpr int kPosePartials = 16;
 constexpr int kIntrinsicsPartials = 4;  // fx, fy, cx, cy
 
-// sample position = scale * projected pixel + offset, one per axis (reference.sample_affine).
+// Threads (pixels) per block of the warp kernels, as kernels/warp.py's BLOCK: the backward writes one
+// pose/intrinsics partial sum per block of this many pixels, so every backend (the CPU twin too)
+// produces partials of the same shape, summed in the same fixed order.
+constexpr int kBlock = 128;
+
+FD_HD int64_t blocks_per_image(int H, int W) { return (static_cast<int64_t>(H) * W + kBlock - 1) / kBlock; }
+
+// sample position = scale * projected pixel + offset, one per axis (conventions.sample_affine).
 struct AxisMap {
   double scale;
   double offset;
 };
+
+// Kornia's pixel -> [-1, 1] normalisation by size - 1 (a singleton axis: scale 1, offset 0)
+// composed with grid_sample's unnormalisation, with or without align_corners.
+inline AxisMap axis_map(int size, bool align_corners) {
+  const double s = size == 1 ? 1.0 : 2.0 / (size - 1), o = size == 1 ? 0.0 : -1.0;
+  if (align_corners) return {s * (size - 1) / 2.0, (o + 1.0) * (size - 1) / 2.0};
+  return {s * size / 2.0, ((o + 1.0) * size - 1.0) / 2.0};
+}
 
 template <typename F>
 struct Intrinsics {
@@ -207,11 +222,7 @@ FD_HD F ray_backward(F d, const Ray<F>& r, Intrinsics<F> k, const F* gP, bool no
   return gP[0] * r.rx + gP[1] * r.ry + gP[2] * r.rz;
 }
 
-}  // namespace warp
-}  // namespace fastdepth
-
-namespace fastdepth {
-namespace warp {
+// ---- shapes and options of one launch ----
 
 struct Shape {
   int64_t B, S, C;
@@ -287,4 +298,22 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
 }
 
 }  // namespace warp
+
+// ---- entry points on raw pointers: CUDA launchers (warp.cu; stream is a cudaStream_t, geometry
+// float32) and the CPU twin (warp_cpu.cpp; F = float or double). ----
+void warp_forward_cuda(ImageType type, const void* image, const float* depth, const float* pose, const float* K,
+                       void* out, int8_t* mask, const warp::Shape& shape, const warp::Options& options, void* stream);
+// grad_image (float32), grad_depth, pose_partials (B, S, blocks, 16), k_partials (B, blocks, 4):
+// each may be null when not needed.
+void warp_backward_cuda(ImageType type, const void* grad_out, const void* image, const float* depth,
+                        const float* pose, const float* K, float* grad_image, float* grad_depth, float* pose_partials,
+                        float* k_partials, const warp::Shape& shape, const warp::Options& options, void* stream);
+template <typename F>
+void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K, F* out, int8_t* mask,
+                      const warp::Shape& shape, const warp::Options& options);
+template <typename F>
+void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const F* pose, const F* K, F* grad_image,
+                       F* grad_depth, F* pose_partials, F* k_partials, const warp::Shape& shape,
+                       const warp::Options& options);
+
 }  // namespace fastdepth

@@ -3,26 +3,25 @@
 Public ops (each documents its conventions): :func:`warp_frame_depth` (Kornia drop-in),
 :func:`warp` (multi-source, padding and mask options), :func:`patch_kornia`,
 :func:`photometric_loss` (SSIM + L1) and :func:`min_reprojection_loss` (Monodepth2's objective).
+Every op's public functions are exported from its module as listed in :mod:`fastdepth.registry`.
 """
 
+import importlib as _importlib
 import os as _os
 
+from fastdepth import registry as _registry
 from fastdepth.kornia_patch import patch_kornia
-from fastdepth.photometric import min_reprojection_loss, photometric_loss
-from fastdepth.warp import warp, warp_frame_depth
 
 __version__ = "0.1.0"
+
+__all__ = ["patch_kornia", "__version__"]
+for _op in _registry.OPS.values():
+    _module = _importlib.import_module(_op.module)
+    for _name in _op.api:
+        globals()[_name] = getattr(_module, _name)
+        __all__.append(_name)
 
 if _os.environ.get("FASTDEPTH_BUILD_EXTENSION") == "1":  # build the C++/CUDA extension ahead of time
     from fastdepth import _cuda
 
     _cuda.load()
-
-__all__ = [
-    "min_reprojection_loss",
-    "patch_kornia",
-    "photometric_loss",
-    "warp",
-    "warp_frame_depth",
-    "__version__",
-]

@@ -1,5 +1,6 @@
 """The CUDA C++ backend: builds ``csrc/`` with ``torch.utils.cpp_extension`` on first use, and
-adapts its ops (``torch.ops.fastdepth_ext.*``) to the interface of the Triton launchers.
+registers its ops as ``torch.ops.fastdepth_ext.<op>_forward`` / ``<op>_backward``, which take the
+same arguments as the Triton launchers (``fastdepth.kernels.<op>``).
 
 The build is cached in PyTorch's extensions directory (``TORCH_EXTENSIONS_DIR``); it compiles
 the CUDA kernels when PyTorch is a CUDA build, nvcc is found and a GPU is visible (or
@@ -16,13 +17,12 @@ from pathlib import Path
 
 import torch
 
-from fastdepth.conventions import sample_affine
+from fastdepth import registry
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 if not CSRC.exists():  # editable install: csrc/ sits beside the package
     CSRC = Path(__file__).resolve().parent.parent / "csrc"
-CPU_SOURCES = ("bindings.cpp", "cpu.cpp")
-CUDA_SOURCES = ("warp.cu", "photometric.cu")
+
 BUILD_ENV = "FASTDEPTH_BUILD_EXTENSION"
 
 
@@ -32,6 +32,16 @@ class ExtensionUnavailable(RuntimeError):
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"loaded": False, "cuda": False, "error": None}
+
+
+def cpu_sources() -> tuple[str, ...]:
+    """Every op's CPU twin and torch glue (csrc/<op>_cpu.cpp, csrc/<op>_bindings.cpp)."""
+    return tuple(f for op in registry.OPS.values() for f in op.cpu_sources)
+
+
+def cuda_sources() -> tuple[str, ...]:
+    """Every op's CUDA kernels (csrc/<op>.cu)."""
+    return tuple(f for op in registry.OPS.values() for f in op.cuda_sources)
 
 
 def _compiler() -> str:
@@ -81,7 +91,7 @@ def load() -> None:
         from torch.utils import cpp_extension
 
         with_cuda = cuda_build_reason() is None
-        sources = [str(CSRC / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())]
+        sources = [str(CSRC / s) for s in cpu_sources() + (cuda_sources() if with_cuda else ())]
         flags = ["-O3", "-fopenmp"] + (["-DFASTDEPTH_WITH_CUDA"] if with_cuda else [])
         try:
             cpp_extension.load(
@@ -113,33 +123,7 @@ def unavailable_reason(device: torch.device) -> str | None:
     return None if reason is None else f"backend='cuda' is unavailable: {reason}"
 
 
-def _ops():
+def library():
+    """``torch.ops.fastdepth_ext`` (the extension's ops, ``<op>_forward`` / ``<op>_backward``), loaded."""
     load()
     return torch.ops.fastdepth_ext
-
-
-# ---- the fused-backend interface (same as fastdepth.kernels.warp / .photometric) ----
-
-
-def warp_forward(image, depth, pose, K, normalize_points, padding_mode, align_corners, want_mask):
-    su, ou = sample_affine(image.shape[-1], align_corners)
-    sv, ov = sample_affine(image.shape[-2], align_corners)
-    return _ops().warp_forward(
-        image, depth, pose, K, normalize_points, padding_mode == "border", su, ou, sv, ov, want_mask
-    )
-
-
-def warp_backward(grad_out, image, depth, pose, K, normalize_points, padding_mode, align_corners, needs):
-    su, ou = sample_affine(image.shape[-1], align_corners)
-    sv, ov = sample_affine(image.shape[-2], align_corners)
-    return _ops().warp_backward(
-        grad_out, image, depth, pose, K, normalize_points, padding_mode == "border", su, ou, sv, ov, list(needs)
-    )
-
-
-def min_loss_forward(target, warped, identity, alpha, want_index):
-    return _ops().photometric_forward(target, warped, identity, alpha, want_index)
-
-
-def min_loss_backward(grad, index, target, warped, identity, alpha, needs):
-    return _ops().photometric_backward(grad, index, target, warped, identity, alpha, list(needs))

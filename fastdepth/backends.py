@@ -56,6 +56,20 @@ def triton_usable_on(device: torch.device) -> str | None:
     return f"Triton kernels do not run on {device.type} tensors"
 
 
+def _cuda_reason(device: torch.device) -> str | None:
+    from fastdepth import _cuda
+
+    return _cuda.unavailable_reason(device)
+
+
+# torch.compile traces the backend choice: the extension's availability (compiler look-ups on the
+# file system, which dynamo cannot trace) is a constant of the process for each device type.
+_CUDA_UNAVAILABLE = {
+    kind: torch.compiler.assume_constant_result(lambda kind=kind: _cuda_reason(torch.device(kind)))
+    for kind in ("cpu", "cuda")
+}
+
+
 def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype, ...]) -> str:
     """The implementation that will run: ``"torch"``, ``"triton"`` or ``"cuda"``.
 
@@ -77,9 +91,7 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
     if name == "torch":
         return name
     if name == "cuda":
-        from fastdepth import _cuda
-
-        reason = _cuda.unavailable_reason(device)
+        reason = _CUDA_UNAVAILABLE[device.type]() if device.type in _CUDA_UNAVAILABLE else _cuda_reason(device)
         if reason is not None:
             raise RuntimeError(reason)
         if device.type == "cpu":  # the CPU twin computes in float64 when the geometry is float64
@@ -99,16 +111,16 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
     return name
 
 
-def fused_implementation(op: str, backend: str):
-    """The module holding the launchers of a fused backend for ``op`` ("warp" or "photometric").
+def launcher(op: str, backend: str, which: str):
+    """The ``<op>_<which>`` launcher (``which``: "forward" or "backward") of a fused backend.
 
-    Triton: ``fastdepth.kernels.<op>``; CUDA: :mod:`fastdepth._cuda` (one module for both ops).
-    Both offer the same launcher functions.
+    Triton: ``fastdepth.kernels.<op>``; CUDA: the extension's ``torch.ops.fastdepth_ext`` (built on
+    first use). Both take the same arguments (:mod:`fastdepth.registry`).
     """
     if backend == "triton":
-        return importlib.import_module(f"fastdepth.kernels.{op}")
+        return getattr(importlib.import_module(f"fastdepth.kernels.{op}"), f"{op}_{which}")
     if backend == "cuda":
         from fastdepth import _cuda
 
-        return _cuda
+        return getattr(_cuda.library(), f"{op}_{which}")
     raise ValueError(f"no fused {op} for backend {backend!r}")

@@ -29,7 +29,15 @@ def _bench(args: argparse.Namespace) -> int:
     return runner.main(args.runner_args, progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"))
 
 
+def _needs_torchvision(command: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        raise ValueError(f"fastdepth {command} needs torchvision: pip install 'fastdepth[train]'")
+
+
 def _train(args: argparse.Namespace) -> int:
+    _needs_torchvision("train")
     from fastdepth.train import evaluate
     from fastdepth.train.loop import TrainConfig, train
 
@@ -54,6 +62,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _needs_torchvision("eval")
+    if args.images < 1:
+        raise ValueError(f"--images must be at least 1, got {args.images}")
     from fastdepth.train.evaluate import run_eval
 
     return run_eval(args.checkpoint, args.device, args.images, args.json, args.png)
@@ -61,8 +72,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdepth", description="Fused GPU kernels for self-supervised depth.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, usable backends and a self-check of each")
+    info.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     info.set_defaults(func=_info)
     bench = sub.add_parser(
         "bench",
@@ -71,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_bench, passes_through=True)
 
-    from fastdepth.train.loop import TrainConfig
+    from fastdepth.train.config import TrainConfig
 
     d = TrainConfig()
     train = sub.add_parser("train", help="self-supervised DepthNet training (synthetic world by default)")
@@ -96,19 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     train.add_argument("--eval-images", type=int, default=d.eval_images)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="depth metrics of a checkpoint on held-out synthetic images, and a PNG")
     ev.add_argument("--checkpoint", required=True, help="a run directory or a checkpoint file")
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--images", type=int, default=16)
+    ev.add_argument("--images", type=int, default=16, help="at least 1")
     ev.add_argument("--png", type=Path, default=None, help="where to write the PNG (default: beside the checkpoint)")
     ev.add_argument("--json", action="store_true", help="print one JSON line of metrics")
+    ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     ev.set_defaults(func=_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is one line naming the option or file, with a non-zero exit code: 2 for bad
+    input (options, paths, data), 1 for anything else; ``--debug`` shows the traceback instead."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "passes_through", False):
@@ -117,9 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as error:  # bad paths, data or options: a message, not a traceback
-        print(f"fastdepth {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if args.debug:
+            raise
+        bad_input = isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError, TypeError))
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        kind = "" if bad_input else f"{type(error).__name__}: "
+        print(f"fastdepth {args.command}: error: {kind}{detail} (--debug shows the traceback)", file=sys.stderr)
+        return 2 if bad_input else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Compile every kernel for real GPU targets without a GPU and report registers and spills.
 
-Triton kernels: ``triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32))``, then
+Every op of :mod:`fastdepth.registry`. Triton kernels: ``triton.compile(ASTSource(...),
+target=GPUTarget("cuda", arch, 32))`` on each variant of ``kernels/<op>.py:aot_variants()``, then
 ``ptxas -v`` on the PTX it returns (without a GPU Triton leaves n_regs / n_spills unset).
 CUDA kernels: plain ``nvcc -c -arch=sm_<arch> -Xptxas -v`` on the torch-free ``csrc/*.cu`` (when
 nvcc is on PATH).
@@ -20,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fastdepth import registry
+
 ARCHS = (80, 90)
-KERNEL_MODULES = ("fastdepth.kernels.warp", "fastdepth.kernels.photometric")
 
 
 def ptxas_path() -> str | None:
@@ -70,8 +72,8 @@ def compile_triton(arch: int) -> list[dict]:
     rows = []
     target = GPUTarget("cuda", arch, 32)
     with tempfile.TemporaryDirectory() as tmp:
-        for module_name in KERNEL_MODULES:
-            module = importlib.import_module(module_name)
+        for op in registry.OPS.values():
+            module = importlib.import_module(op.triton_module)
             for label, kernel, signature, constexprs, num_warps in module.aot_variants():
                 for name in constexprs:
                     signature = {**signature, name: "constexpr"}
@@ -108,13 +110,13 @@ def parse_nvcc(text: str, arch: int) -> list[dict]:
 
 def compile_cuda(arch: int) -> list[dict]:
     """Compile every torch-free ``csrc/*.cu`` with plain nvcc for ``sm_<arch>`` and read its resources."""
-    from fastdepth._cuda import CSRC, CUDA_SOURCES
+    from fastdepth._cuda import CSRC, cuda_sources
 
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         raise RuntimeError("nvcc not found on PATH")
     rows = []
-    for source in CUDA_SOURCES:
+    for source in cuda_sources():
         result = subprocess.run(
             [nvcc, "-c", "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", str(CSRC / source), "-o", os.devnull],
             capture_output=True,

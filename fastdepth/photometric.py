@@ -15,10 +15,11 @@ Conventions (Monodepth2's ``compute_reprojection_loss``):
 
 Dtypes: float16, bfloat16, float32 (float64 with ``backend="torch"``); all images share one dtype.
 Arithmetic is float32 (float64 for float64 inputs); the loss map comes back in the input dtype.
-Under ``torch.autocast`` the ops keep their inputs' dtype. H and W must be at least 2 (reflection
-padding). Values are not checked: NaN or inf in an image gives NaN at every pixel whose 3x3 window
-holds it, on every backend (the clamp of the SSIM term keeps NaN, as ``torch.clamp`` does); a NaN
-loss wins the per-pixel minimum once and keeps it (``torch.min``'s rule).
+``torch.autocast`` does not reach inside: the ops keep their inputs' dtypes. H and W must be at
+least 2 (reflection padding). Values are not checked: NaN or inf in an image gives NaN at every
+pixel whose 3x3 window holds it, on every backend (the clamp of the SSIM term keeps NaN, as
+``torch.clamp`` does); a NaN loss wins the per-pixel minimum once and keeps it (``torch.min``'s
+rule).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from collections.abc import Sequence
 
 import torch
 
-from fastdepth import backends, reference, validation
+from fastdepth import backends, validation
+from fastdepth.reference import photometric as reference
 
 
-@torch.library.custom_op("fastdepth::min_reprojection", mutates_args=())
-def _min_reprojection_op(
+@torch.library.custom_op("fastdepth::photometric", mutates_args=())
+def _forward_op(
     target: torch.Tensor,
     warped: torch.Tensor,
     identity: torch.Tensor | None,
@@ -39,20 +41,18 @@ def _min_reprojection_op(
     want_index: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return backends.fused_implementation("photometric", backend).min_loss_forward(
-        target, warped, identity, alpha, want_index
-    )
+    return backends.launcher("photometric", backend, "forward")(target, warped, identity, alpha, want_index)
 
 
-@_min_reprojection_op.register_fake
-def _min_reprojection_fake(target, warped, identity, alpha, want_index, backend):
+@_forward_op.register_fake
+def _forward_fake(target, warped, identity, alpha, want_index, backend):
     B, _, C, H, W = warped.shape
     index_shape = (B, 1, H, W) if want_index else (0,)
     return target.new_empty((B, 1, H, W)), target.new_empty(index_shape, dtype=torch.int64)
 
 
-@torch.library.custom_op("fastdepth::min_reprojection_backward", mutates_args=())
-def _min_reprojection_backward_op(
+@torch.library.custom_op("fastdepth::photometric_backward", mutates_args=())
+def _backward_op(
     grad: torch.Tensor,
     index: torch.Tensor | None,
     target: torch.Tensor,
@@ -62,13 +62,13 @@ def _min_reprojection_backward_op(
     needs: list[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backends.fused_implementation("photometric", backend).min_loss_backward(
-        grad, index, target, warped, identity, alpha, tuple(needs)
+    return backends.launcher("photometric", backend, "backward")(
+        grad, index, target, warped, identity, alpha, list(needs)
     )
 
 
-@_min_reprojection_backward_op.register_fake
-def _min_reprojection_backward_fake(grad, index, target, warped, identity, alpha, needs, backend):
+@_backward_op.register_fake
+def _backward_fake(grad, index, target, warped, identity, alpha, needs, backend):
     need_target, need_warped, need_identity = needs
     return (
         torch.empty_like(target) if need_target else target.new_empty(0),
@@ -88,7 +88,7 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad_loss, grad_index):
     target, warped, identity, index = ctx.saved_tensors
     needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-    g_target, g_warped, g_identity = _min_reprojection_backward_op(
+    g_target, g_warped, g_identity = _backward_op(
         grad_loss, index, target, warped, identity, ctx.alpha, needs, ctx.backend
     )
     return (
@@ -101,13 +101,14 @@ def _backward(ctx, grad_loss, grad_index):
     )
 
 
-_min_reprojection_op.register_autograd(_backward, setup_context=_setup_context)
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _check_image(name: str, t: object, shape: Sequence[int | str]) -> torch.Tensor:
     validation.check_tensor(name, t)
     validation.check_shape(name, t, shape)
     validation.check_dtype(name, t, validation.FLOAT_DTYPES)
+    validation.check_channels(name, t, -3)
     if t.shape[-1] < 2 or t.shape[-2] < 2:
         raise ValueError(f"{name}: H and W must be at least 2 (reflection padding), got {tuple(t.shape[-2:])}")
     validation.check_index_range(name, t)
@@ -140,9 +141,10 @@ def photometric_loss(
     validation.check_same_device({"pred": pred, "target": target})
     alpha = _check_alpha(alpha)
     name = backends.resolve(backend, pred.device, (pred.dtype,))
-    if name == "torch":
-        return reference.photometric_loss(pred, target, alpha)
-    return _min_reprojection_op(target, pred[:, None], None, alpha, False, name)[0]
+    with validation.no_autocast(pred.device):
+        if name == "torch":
+            return reference.photometric_loss(pred, target, alpha)
+        return _forward_op(target, pred[:, None], None, alpha, False, name)[0]
 
 
 def _as_sources(name: str, value: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -151,6 +153,11 @@ def _as_sources(name: str, value: torch.Tensor | Sequence[torch.Tensor]) -> torc
             raise ValueError(f"{name} must hold at least one source")
         for i, t in enumerate(value):
             validation.check_tensor(f"{name}[{i}]", t)
+            if t.shape != value[0].shape:
+                raise ValueError(
+                    f"{name}[{i}] has shape {tuple(t.shape)} but {name}[0] has {tuple(value[0].shape)}: "
+                    "the sources must share one shape"
+                )
         return torch.stack(list(value), dim=1)
     return validation.check_tensor(name, value)
 
@@ -192,8 +199,9 @@ def min_reprojection_loss(
     validation.check_same_device(named)
     alpha = _check_alpha(alpha)
     name = backends.resolve(backend, target.device, (target.dtype,))
-    if name == "torch":
-        return reference.min_reprojection_loss(target, warped, identity, alpha)
-    loss, index = _min_reprojection_op(target, warped, identity, alpha, True, name)
+    with validation.no_autocast(target.device):
+        if name == "torch":
+            return reference.min_reprojection_loss(target, warped, identity, alpha)
+        loss, index = _forward_op(target, warped, identity, alpha, True, name)
     n_identity = 0 if identity is None else identity.shape[1]
     return loss, index, index >= n_identity

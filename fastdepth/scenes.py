@@ -101,3 +101,31 @@ def natural_images(
     image += 0.03 * torch.randn(batch, channels, height, width, generator=gen, dtype=torch.float64)
     image = 0.5 + contrast * (image - image.mean())
     return image.clamp(0, 1).to(dtype=dtype, device=device)
+
+
+def _behind_camera(scene: dict) -> None:
+    """Half a turn about y, 3 units forward: the nearer points land behind the source camera."""
+    scene["pose"][..., :3, :3].copy_(torch.diag(torch.tensor([-1.0, 1.0, -1.0])))
+    scene["pose"][..., 2, 3] = 3.0
+
+
+def _nan_depth(scene: dict) -> None:
+    scene["depth"][0, 0, 2, 3] = float("nan")
+    scene["depth"][-1, 0, -1, -1] = float("inf")
+
+
+#: Named edge cases of a warp scene (each changes the scene in place), shared by the tests of the
+#: reference against Kornia, of the fused kernels against the reference, and the GPU campaign.
+WARP_EDGE_CASES = {
+    "behind_camera": _behind_camera,
+    # a large sideways motion: most projections leave the image
+    "off_image": lambda s: s["pose"][..., 0, 3].fill_(6.0),
+    # the identity: every projection lands exactly on a pixel centre, edges included
+    "on_border": lambda s: s["pose"].copy_(torch.eye(4)),
+    # X = 0: every such pixel projects the source camera's translation
+    "depth_zero": lambda s: s["depth"][:, :, ::2].fill_(0.0),
+    "negative_depth": lambda s: s["depth"][:, :, 1::2].mul_(-1),
+    # w of the homogeneous point at the divide threshold: Kornia leaves it undivided
+    "w_near_zero": lambda s: s["pose"][..., 3, :].copy_(torch.tensor([0.0, 0.0, 0.0, 1e-9])),
+    "nan_depth": _nan_depth,
+}

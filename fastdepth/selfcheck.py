@@ -1,36 +1,19 @@
 """``fastdepth info``: versions, the backends usable here, and a self-check of each against the reference.
 
-The self-check runs every op of every usable backend on a small synthetic scene, forward and
-backward, and compares with the float64 reference.
+The self-check runs one small case of every op (``SELFCHECK_CASE`` of ``fastdepth.checks.<op>``) on
+every usable fused backend, forward and backward, against the float64 reference, with the bounds of
+:mod:`fastdepth.tolerances`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
-from dataclasses import dataclass
 
 import torch
 
-from fastdepth import backends
-from fastdepth.scenes import warp_scene
-
-#: tolerances of the self-check (float32 kernels against the float64 reference)
-FORWARD_TOL = 1e-4
-GRADIENT_TOL = 1e-3
-
-
-@dataclass
-class CheckResult:
-    op: str
-    backend: str
-    device: str
-    forward_error: float
-    gradient_error: float
-
-    @property
-    def passed(self) -> bool:
-        return self.forward_error <= FORWARD_TOL and self.gradient_error <= GRADIENT_TOL
+from fastdepth import backends, checks, registry
+from fastdepth.checks.case import CaseResult
 
 
 def versions() -> dict[str, str]:
@@ -71,57 +54,15 @@ def backend_status() -> dict[str, tuple[str | None, str]]:
     return status
 
 
-def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
-
-
-def _gradient_error(ours, expected) -> float:
-    """The worst gradient difference, relative to each expected gradient's max-norm."""
-    return max(_max_abs(a, b) / max(b.abs().max().item(), 1e-12) for a, b in zip(ours, expected, strict=True))
-
-
-def check_warp(backend: str, device: str, seed: int = 0) -> CheckResult:
-    import fastdepth
-
-    scene = warp_scene(2, 2, 3, 24, 32, seed=seed, device=device, translation=0.3)
-    names = ("image", "depth", "pose", "K")
-    ours = [scene[n].clone().requires_grad_(True) for n in names]
-    ref = [scene[n].double().clone().requires_grad_(True) for n in names]
-    options = dict(padding_mode="border", align_corners=False)
-    out = fastdepth.warp(*ours, **options, backend=backend)
-    expected = fastdepth.warp(*ref, **options, backend="torch")
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    g_ours = torch.autograd.grad(out, ours, g)
-    g_ref = torch.autograd.grad(expected, ref, g.double())
-    return CheckResult("warp", backend, device, _max_abs(out, expected), _gradient_error(g_ours, g_ref))
-
-
-def check_min_reprojection(backend: str, device: str, seed: int = 0) -> CheckResult:
-    import fastdepth
-    from fastdepth.scenes import natural_images
-
-    target = natural_images(2, 3, 8, 12, seed=seed, device=device)
-    gen = torch.Generator().manual_seed(seed + 1)
-    sources = (target[:, None] + 0.1 * torch.randn(2, 3, 3, 8, 12, generator=gen).to(device)).clamp(0, 1)
-    ours = [t.clone().requires_grad_(True) for t in (target, sources[:, :2], sources[:, 2:])]
-    ref = [t.double().clone().requires_grad_(True) for t in (target, sources[:, :2], sources[:, 2:])]
-    loss = fastdepth.min_reprojection_loss(*ours, backend=backend)[0]
-    expected = fastdepth.min_reprojection_loss(*ref, backend="torch")[0]
-    g_ours = torch.autograd.grad(loss.sum(), ours)
-    g_ref = torch.autograd.grad(expected.sum(), ref)
-    return CheckResult("min_reproj", backend, device, _max_abs(loss, expected), _gradient_error(g_ours, g_ref))
-
-
-CHECKS = (check_warp, check_min_reprojection)
-
-
-def run_checks(status: dict[str, tuple[str | None, str]]) -> list[CheckResult]:
+def run_checks(status: dict[str, tuple[str | None, str]]) -> list[CaseResult]:
+    """Each op's ``SELFCHECK_CASE`` (small, float32) on every fused backend usable here."""
     results = []
-    for name, (device, _) in status.items():
-        if device is None:
+    for backend, (device, _) in status.items():
+        if device is None or backend == "torch":
             continue
-        for check in CHECKS:
-            results.append(check(name, device))
+        for op in registry.OPS:
+            case = checks.op_cases(op).SELFCHECK_CASE
+            results.append(checks.run_one(op, case, backend, device, torch.float32, quick=True))
     return results
 
 
@@ -134,14 +75,16 @@ def report() -> tuple[str, bool]:
     lines += [
         f"  {name:8} {'usable on ' + dev if dev else 'unavailable':18} {note}" for name, (dev, note) in status.items()
     ]
-    tolerances = f"forward {FORWARD_TOL:g} abs, gradients {GRADIENT_TOL:g} relative"
-    lines += ["", f"self-check against the float64 reference ({tolerances}):"]
+    lines += ["", "self-check against the float64 reference (bounds from fastdepth.tolerances):"]
     results = run_checks(status)
     for r in results:
         verdict = "pass" if r.passed else "FAIL"
+        if r.error:
+            lines.append(f"  {r.op:12} {r.backend:8} {r.device:5} error: {r.error.splitlines()[0]}  {verdict}")
+            continue
         lines.append(
-            f"  {r.op:12} {r.backend:8} {r.device:5} forward {r.forward_error:.2e}  "
-            f"gradients {r.gradient_error:.2e}  {verdict}"
+            f"  {r.op:12} {r.backend:8} {r.device:5} forward {r.forward_error:.2e} (<= {r.forward_tol:.0e})  "
+            f"gradients {r.gradient_error:.2e} (<= {r.gradient_tol:.0e})  {verdict}"
         )
     from fastdepth import _cuda
 

@@ -11,6 +11,7 @@ They are skipped while ``torch.compile`` traces and on meta tensors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 
@@ -67,8 +68,28 @@ def check_index_range(name: str, t: torch.Tensor) -> None:
 
 
 def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A bool option: True or False, nothing truthy (``"False"`` is a string, not a flag)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_channels(name: str, t: torch.Tensor, dim: int) -> None:
+    if t.shape[dim] == 0:
+        raise ValueError(f"{name} must have at least one channel, got shape {tuple(t.shape)}")
+
+
+def no_autocast(device: torch.device):
+    """A context in which autocast does not reach: fastdepth's ops compute from their inputs' own
+    dtypes (float32 geometry at least) whether or not the caller runs under ``torch.autocast``."""
+    if device.type in ("cpu", "cuda") and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 CHECK_VALUES_ENV = "FASTDEPTH_CHECK_VALUES"

@@ -20,21 +20,25 @@ Conventions (Kornia 0.9's ``kornia.geometry.depth.warp_frame_depth``):
 
 Dtypes: images float16, bfloat16, float32 (and float64 with ``backend="torch"``); depth, pose and
 intrinsics float32 (or all float64 with ``backend="torch"``). Fused kernels compute in float32 and
-return the image dtype. Gradients flow to all four tensors; pose and intrinsics gradients of the
-fused kernels are deterministic.
+return the image dtype; the reference projects in float64 (then samples in the image's compute
+dtype), so that as the oracle it is at least as accurate as the kernels, extreme depths included.
+``torch.autocast`` does not reach inside: every backend computes from the inputs' own dtypes.
+Gradients flow to all four tensors; pose and intrinsics gradients of the fused kernels are
+deterministic.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fastdepth import backends, reference, validation
+from fastdepth import backends, validation
+from fastdepth.reference import warp as reference
 
 PADDING_MODES = ("zeros", "border")
 
 
 @torch.library.custom_op("fastdepth::warp", mutates_args=())
-def _warp_op(
+def _forward_op(
     image: torch.Tensor,
     depth: torch.Tensor,
     pose: torch.Tensor,
@@ -45,20 +49,20 @@ def _warp_op(
     want_mask: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return backends.fused_implementation("warp", backend).warp_forward(
+    return backends.launcher("warp", backend, "forward")(
         image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask
     )
 
 
-@_warp_op.register_fake
-def _warp_fake(image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask, backend):
+@_forward_op.register_fake
+def _forward_fake(image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask, backend):
     B, S, C, H, W = image.shape
     mask_shape = (B, S, 1, H, W) if want_mask else (0,)
     return torch.empty_like(image, memory_format=torch.contiguous_format), image.new_empty(mask_shape, dtype=torch.bool)
 
 
 @torch.library.custom_op("fastdepth::warp_backward", mutates_args=())
-def _warp_backward_op(
+def _backward_op(
     grad_out: torch.Tensor,
     image: torch.Tensor,
     depth: torch.Tensor,
@@ -70,13 +74,13 @@ def _warp_backward_op(
     needs: list[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backends.fused_implementation("warp", backend).warp_backward(
-        grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, tuple(needs)
+    return backends.launcher("warp", backend, "backward")(
+        grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, list(needs)
     )
 
 
-@_warp_backward_op.register_fake
-def _warp_backward_fake(
+@_backward_op.register_fake
+def _backward_fake(
     grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, needs, backend
 ):
     shapes = [t.shape if need else (0,) for t, need in zip((image, depth, pose, camera_matrix), needs, strict=True)]
@@ -88,24 +92,26 @@ def _warp_backward_fake(
     )
 
 
-def _warp_setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx, inputs, output) -> None:
     image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, _, backend = inputs
     ctx.save_for_backward(image, depth, pose, camera_matrix)
     ctx.options = (normalize_points, padding_mode, align_corners)
     ctx.backend = backend
 
 
-def _warp_backward(ctx, grad_out, grad_mask):
+def _backward(ctx, grad_out, grad_mask):
     image, depth, pose, camera_matrix = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:4])
-    grads = _warp_backward_op(grad_out, image, depth, pose, camera_matrix, *ctx.options, needs, ctx.backend)
+    grads = _backward_op(grad_out, image, depth, pose, camera_matrix, *ctx.options, needs, ctx.backend)
     return *(g if need else None for g, need in zip(grads, needs, strict=True)), None, None, None, None, None
 
 
-_warp_op.register_autograd(_warp_backward, setup_context=_warp_setup_context)
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, align_corners) -> bool:
+def _validate(
+    image_src, depth_dst, src_trans_dst, camera_matrix, normalize_points, padding_mode, align_corners, return_mask
+) -> bool:
     """Check every argument; returns whether the call is multi-source (5-D image)."""
     named = {
         "image_src": image_src,
@@ -131,9 +137,12 @@ def _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, 
         validation.check_dtype(name, named[name], validation.GEOMETRY_DTYPES)
     validation.check_same_dtype({k: named[k] for k in ("depth_dst", "src_trans_dst", "camera_matrix")})
     validation.check_same_device(named)
+    validation.check_channels("image_src", image_src, -3)
     validation.check_index_range("image_src", image_src)
+    validation.check_flag("normalize_points", normalize_points)
     validation.check_choice("padding_mode", padding_mode, PADDING_MODES)
-    validation.check_choice("align_corners", align_corners, (True, False))
+    validation.check_flag("align_corners", align_corners)
+    validation.check_flag("return_mask", return_mask)
     if B > 0:
         focal = camera_matrix[:, :2, :2].diagonal(dim1=-2, dim2=-1)
         validation.check_values(
@@ -179,22 +188,22 @@ def warp(
         The warped images, shaped like ``image_src`` in its dtype; and the mask if asked for.
 
     Raises:
-        TypeError: a non-tensor argument or an unsupported dtype.
-        ValueError: wrong shapes, mismatched devices, non-finite pose or intrinsics, zero focal
-            length, an unknown padding mode.
+        TypeError: a non-tensor argument, an unsupported dtype, a flag that is not a bool.
+        ValueError: wrong shapes, no channel, mismatched devices, non-finite pose or intrinsics,
+            zero focal length, an unknown padding mode, a size one GPU launch cannot hold.
     """
-    multi = _validate(image_src, depth_dst, src_trans_dst, camera_matrix, padding_mode, align_corners)
+    multi = _validate(
+        image_src, depth_dst, src_trans_dst, camera_matrix, normalize_points, padding_mode, align_corners, return_mask
+    )
     image = image_src if multi else image_src.unsqueeze(1)
     pose = src_trans_dst if multi else src_trans_dst.unsqueeze(1)
     name = backends.resolve(backend, image.device, (image.dtype, depth_dst.dtype))
-    if name == "torch":
-        out, mask = reference.warp(
-            image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners, return_mask
-        )
-    else:
-        out, mask = _warp_op(
-            image, depth_dst, pose, camera_matrix, normalize_points, padding_mode, align_corners, return_mask, name
-        )
+    options = (normalize_points, padding_mode, align_corners, return_mask)
+    with validation.no_autocast(image.device):
+        if name == "torch":
+            out, mask = reference.warp(image, depth_dst, pose, camera_matrix, *options)
+        else:
+            out, mask = _forward_op(image, depth_dst, pose, camera_matrix, *options, name)
     if not multi:
         out = out.squeeze(1)
         mask = mask.squeeze(1) if return_mask else mask

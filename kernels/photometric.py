@@ -271,33 +271,34 @@ def _candidates(identity: torch.Tensor | None, warped: torch.Tensor) -> tuple[to
     return identity.contiguous(), identity.shape[1]
 
 
-def min_loss_forward(
+def photometric_forward(
     target: torch.Tensor, warped: torch.Tensor, identity: torch.Tensor | None, alpha: float, want_index: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernel: (loss (B, 1, H, W) in the image dtype, index int64 or empty)."""
+    B, S_W, C, H, W = warped.shape
+    grid = _grid(B, C, H, W)
     target = target.contiguous()
     warped = warped.contiguous()
     identity, s_id = _candidates(identity, warped)
-    B, S_W, C, H, W = warped.shape
     loss = torch.empty((B, 1, H, W), dtype=target.dtype, device=target.device)
     index = torch.empty((B, 1, H, W) if want_index else (0,), dtype=torch.int64, device=target.device)
     if loss.numel() > 0:
         with device_guard(target):
-            photometric_fwd_kernel[_grid(B, C, H, W)](
+            photometric_fwd_kernel[grid](
                 target, identity, warped, loss, index, s_id, S_W, C, H, W, float(alpha),
                 WRITE_INDEX=want_index, BH=BH, BW=BW, num_warps=NUM_WARPS,
             )  # fmt: skip
     return loss, index
 
 
-def min_loss_backward(
+def photometric_backward(
     grad: torch.Tensor,
     index: torch.Tensor | None,
     target: torch.Tensor,
     warped: torch.Tensor,
     identity: torch.Tensor | None,
     alpha: float,
-    needs: tuple[bool, bool, bool],
+    needs: list[bool],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernel: gradients (target, warped, identity), empty where not needed.
 

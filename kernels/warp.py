@@ -353,6 +353,8 @@ def warp_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernel. Shapes as in :func:`fastdepth.reference.warp`; geometry float32."""
     B, S, C, H, W = image.shape
+    grid = (triton.cdiv(H * W, BLOCK) * B,)
+    check_grid("image_src", grid)
     image = image.contiguous()
     depth = depth.contiguous()
     pose = pose.contiguous()
@@ -363,8 +365,6 @@ def warp_forward(
         return out, mask.bool()
     sx, ox = sample_affine(W, align_corners)
     sy, oy = sample_affine(H, align_corners)
-    grid = (triton.cdiv(H * W, BLOCK) * B,)
-    check_grid("image_src", grid)
     with device_guard(image):
         warp_fwd_kernel[grid](
             image, depth, pose, K, out, mask, S, C, H, W, sx, ox, sy, oy,
@@ -383,7 +383,7 @@ def warp_backward(
     normalize_points: bool,
     padding_mode: str,
     align_corners: bool,
-    needs: tuple[bool, bool, bool, bool],
+    needs: list[bool],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernel; returns (grad image, grad depth, grad pose, grad K).
 
@@ -391,6 +391,8 @@ def warp_backward(
     """
     need_image, need_depth, need_pose, need_k = needs
     B, S, C, H, W = image.shape
+    n_blocks = triton.cdiv(H * W, BLOCK)
+    check_grid("image_src", (n_blocks * B,))
     dev = image.device
     f32 = dict(dtype=torch.float32, device=dev)
     grad_out = grad_out.contiguous()
@@ -398,13 +400,12 @@ def warp_backward(
     depth = depth.contiguous()
     pose = pose.contiguous()
     K = K.contiguous()
-    n_blocks = triton.cdiv(H * W, BLOCK)
     g_image = torch.zeros(image.shape if need_image else (0,), **f32)
     g_depth = torch.empty(depth.shape if need_depth else (0,), **f32)
-    pose_part = torch.empty((B, S, n_blocks, 16) if need_pose else (0,), **f32)
-    k_part = torch.empty((B, n_blocks, 4) if need_k else (0,), **f32)
+    # zeros: with no source (S = 0) the kernel does not run and the partials must sum to 0
+    pose_part = torch.zeros((B, S, n_blocks, 16) if need_pose else (0,), **f32)
+    k_part = torch.zeros((B, n_blocks, 4) if need_k else (0,), **f32)
     if image.numel() > 0 and any(needs):
-        check_grid("image_src", (n_blocks * B,))
         sx, ox = sample_affine(W, align_corners)
         sy, oy = sample_affine(H, align_corners)
         with device_guard(image):

@@ -1,21 +1,10 @@
-"""Comparison helpers shared by the test modules."""
+"""Helpers shared by the test modules: comparisons, leaves, and the environment of subprocesses."""
+
+import os
 
 import torch
 
-
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
-
-
-def max_rel(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:
-    """Max abs difference relative to the max-norm of the expected tensor ``b`` (at least ``floor``).
-
-    The floor keeps float32 noise on a gradient that is analytically zero from counting as a
-    large relative error.
-    """
-    if a.numel() == 0:
-        return 0.0
-    return max_abs(a, b) / max(b.double().abs().max().item(), floor)
+from fastdepth.compare import max_abs, max_rel  # noqa: F401 (the tests import them from here)
 
 
 def grads(outputs: torch.Tensor, inputs: list[torch.Tensor], grad_output: torch.Tensor) -> list[torch.Tensor]:
@@ -32,3 +21,12 @@ def non_contiguous(t: torch.Tensor) -> torch.Tensor:
     out = t.detach().transpose(-1, -2).contiguous().transpose(-1, -2)
     assert not out.is_contiguous() or t.shape[-1] == 1 or t.shape[-2] == 1
     return out.requires_grad_(t.requires_grad)
+
+
+def subprocess_env(threads: int | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess, with its OpenMP thread count set explicitly:
+    two busy processes with 2 threads each on 2 cores slow each other tenfold. The test waits for
+    the subprocess, so by default it gets this process's threads."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads or torch.get_num_threads())}
+    env.update(extra)
+    return env

@@ -1,7 +1,12 @@
 """Backend selection: auto, explicit choices and the environment variable."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
+from conftest import BACKEND_NAMES
+from helpers import subprocess_env
 
 from fastdepth import backends
 
@@ -31,3 +36,18 @@ def test_interpreter_flag(monkeypatch):
     assert backends.triton_usable_on(torch.device("cpu")) is None
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "TRITON_INTERPRET=1" in backends.triton_usable_on(torch.device("cpu"))
+
+
+@pytest.mark.skipif("cuda" not in BACKEND_NAMES, reason="needs the C++ extension")
+def test_torch_compile_of_the_cuda_backend_works_cold():
+    # the first call in a fresh process, nothing loaded yet: the availability check must not break the graph
+    code = (
+        "import torch, fastdepth\n"
+        "from fastdepth.scenes import warp_scene\n"
+        "s = warp_scene(1, 1, 3, 6, 8)\n"
+        "step = lambda i, d, p, k: fastdepth.warp(i, d, p, k, backend='cuda').abs().mean()\n"
+        "out = torch.compile(step, fullgraph=True)(s['image'], s['depth'], s['pose'], s['K'])\n"
+        "assert torch.allclose(out, step(s['image'], s['depth'], s['pose'], s['K']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastdepth.benchmarks import report, workloads
+from helpers import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +21,7 @@ def quick_result(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=1200,
+        env=subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = out.glob("*.json")

@@ -3,19 +3,39 @@
 import subprocess
 import sys
 
+from helpers import subprocess_env
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastdepth", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "fastdepth", *args], capture_output=True, text=True, timeout=600, env=subprocess_env()
+    )
 
 
 def test_info_reports_versions_backends_and_passing_self_checks():
     result = run_cli("info")
     assert result.returncode == 0, result.stdout + result.stderr
-    for expected in ("torch", "triton", "backends:", "self-check", "warp", "min_reproj"):
+    for expected in ("torch", "triton", "backends:", "self-check", "warp", "photometric"):
         assert expected in result.stdout
-    checks = [line for line in result.stdout.splitlines() if line.strip().startswith(("warp", "min_reproj"))]
+    checks = [line for line in result.stdout.splitlines() if line.strip().startswith(("warp", "photometric"))]
     assert len(checks) >= 4 and all(line.endswith("pass") for line in checks)
 
 
 def test_unknown_command_fails():
     assert run_cli("frobnicate").returncode != 0
+
+
+def test_info_and_bench_work_without_torchvision(tmp_path):
+    # only training needs torchvision (the "train" extra); a blocked import stands for its absence
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "from fastdepth.cli import main\n"
+        "assert main(['bench', '--quick', '--device', 'cpu', '--works', 'warp', '--modes', 'fwd', '--no-charts', "
+        f"'--out', {str(tmp_path)!r}]) == 0\n"
+        "assert main(['train', '--steps', '0']) == 2\n"
+        "import fastdepth.selfcheck  # fastdepth info\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fastdepth train needs torchvision" in result.stderr
+    assert list(tmp_path.glob("*.json"))

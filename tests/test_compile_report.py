@@ -2,19 +2,19 @@
 ptxas, and none spills."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+from helpers import subprocess_env
 
 from fastdepth.compile_report import parse_nvcc, parse_ptxas
 
 
 @pytest.fixture(scope="module")
 def rows():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env = {k: v for k, v in subprocess_env().items() if k != "TRITON_INTERPRET"}
     result = subprocess.run(
         [sys.executable, "-m", "fastdepth.compile_report", "--json"], capture_output=True, text=True, env=env
     )

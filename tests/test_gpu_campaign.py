@@ -2,7 +2,6 @@
 device's file limits; the pieces that only matter on a GPU are checked here without one."""
 
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -13,6 +12,7 @@ import torch
 from conftest import TWIN
 from fastdepth.benchmarks import run as runner
 from fastdepth.benchmarks import workloads
+from helpers import subprocess_env
 
 from fastdepth import checks, validation
 from fastdepth.conventions import GRID_Y_LIMIT, check_grid
@@ -24,7 +24,7 @@ STEPS = ("env", "build", "checks", "bench", "sanitizer")
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     out = tmp_path_factory.mktemp("campaign")
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "PYTHON": sys.executable}
+    env = subprocess_env(PYTHON=sys.executable)
     env.pop("FASTDEPTH_BUILD_EXTENSION", None)
     result = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_campaign.sh"), str(out), "--rehearse"],
@@ -79,7 +79,7 @@ def test_campaign_check_fails_on_a_wrong_kernel(monkeypatch):
 
     original = fastdepth.warp
     monkeypatch.setattr(fastdepth, "warp", lambda *a, **k: _shifted(original(*a, **k), k.get("backend")))
-    result = checks.warp_case("kornia", "cuda", "cpu", torch.float32, (1, 1, 1, 4, 5))
+    result = checks.run_one("warp", "kornia", "cuda", "cpu", torch.float32, quick=True)
     assert not result.passed and result.forward_error > result.forward_tol
 
 

@@ -28,3 +28,14 @@ def test_call_patches_until_restore():
     finally:
         patch.restore()
     assert kornia.geometry.depth.warp_frame_depth is original
+
+
+def test_nested_patches_restored_in_any_order():
+    original = kornia.geometry.depth.warp_frame_depth
+    first, second = fastdepth.patch_kornia(), fastdepth.patch_kornia()
+    first.restore()
+    assert kornia.geometry.depth.warp_frame_depth is fastdepth.warp_frame_depth  # the second is still active
+    second.restore()
+    second.restore()  # restoring twice changes nothing
+    assert kornia.geometry.depth.warp_frame_depth is original
+    assert kornia.geometry.warp_frame_depth is original

@@ -3,11 +3,11 @@
 import kornia
 import pytest
 import torch
-import torch.nn.functional as F
+from fastdepth.benchmarks import monodepth2
 from helpers import grads, leaves, max_abs, max_rel, non_contiguous
 
-from fastdepth import reference
-from fastdepth.scenes import warp_scene
+from fastdepth.reference import warp as reference
+from fastdepth.scenes import WARP_EDGE_CASES, warp_scene
 
 kornia_warp = kornia.geometry.depth.warp_frame_depth
 
@@ -57,22 +57,12 @@ def test_matches_kornia_float32(shape, normalize_points, seed):
 
 def _edge_scene(case, seed):
     scene = warp_scene(2, 1, 3, 8, 10, seed=seed, dtype=torch.float64)
-    pose = scene["pose"]
-    if case == "behind_camera":  # half a turn about y: every point lands behind the source camera
-        pose[..., :3, :3] = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))
-        pose[..., 2, 3] = 3.0
-    elif case == "off_image":  # a large sideways motion: most projections leave the image
-        pose[..., 0, 3] = 6.0
-    elif case == "on_border":  # identity: every projection lands exactly on a pixel centre, edges included
-        pose.copy_(torch.eye(4, dtype=torch.float64))
-    elif case == "depth_zero":  # X = 0: every pixel projects the source camera's translation
-        scene["depth"][:, :, ::2] = 0.0
-    elif case == "negative_depth":
-        scene["depth"][:, :, 1::2] *= -1
+    WARP_EDGE_CASES[case](scene)
     return scene
 
 
-EDGE_CASES = ["behind_camera", "off_image", "on_border", "depth_zero", "negative_depth"]
+# Kornia propagates NaN depth into the output, fastdepth gives 0 there: not compared ("nan_depth")
+EDGE_CASES = [case for case in WARP_EDGE_CASES if case != "nan_depth"]
 
 
 @pytest.mark.parametrize("case", EDGE_CASES)
@@ -92,31 +82,14 @@ def test_matches_kornia_non_contiguous(seed):
     assert max_abs(ours[:, 0], kornia_warp(image, depth, pose, K)) <= 1e-10
 
 
-def monodepth2_warp(image, depth, pose, K, eps):
-    """Monodepth2's BackprojectDepth -> Project3D -> grid_sample(border, align_corners=False)."""
-    B, _, H, W = depth.shape
-    K4 = torch.eye(4, dtype=K.dtype).repeat(B, 1, 1)
-    K4[:, :3, :3] = K
-    inv_K = torch.linalg.inv(K4)
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=K.dtype), torch.arange(W, dtype=K.dtype), indexing="ij")
-    pix = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(H * W, dtype=K.dtype)], 0).expand(B, 3, -1)
-    cam = depth.view(B, 1, -1) * (inv_K[:, :3, :3] @ pix)
-    cam = torch.cat([cam, torch.ones(B, 1, H * W, dtype=K.dtype)], 1)
-    P = (K4 @ pose)[:, :3, :]
-    proj = P @ cam
-    pix2 = proj[:, :2] / (proj[:, 2:3] + eps)
-    pix2 = pix2.view(B, 2, H, W).permute(0, 2, 3, 1)
-    pix2 = (pix2 / torch.tensor([W - 1, H - 1], dtype=K.dtype) - 0.5) * 2
-    return F.grid_sample(image, pix2, padding_mode="border", align_corners=False)
-
-
 @pytest.mark.parametrize("eps,tol", [(0.0, 1e-10), (1e-7, 1e-5)])
 def test_border_matches_monodepth2(eps, tol, seed):
     # eps = 1e-7 is Monodepth2's own z + 1e-7; fastdepth divides by z exactly (Kornia's rule)
     scene = warp_scene(2, 1, 3, 10, 14, seed=seed, dtype=torch.float64, translation=0.5)
     image, depth, pose, K = leaves(scene["image"][:, 0], scene["depth"], scene["pose"][:, 0], scene["K"])
     ours, _ = reference.warp(image[:, None], depth, pose[:, None], K, padding_mode="border", align_corners=False)
-    theirs = monodepth2_warp(image, depth, pose, K, eps)
+    B, _, H, W = depth.shape
+    theirs = monodepth2.Warper(B, H, W, "cpu", torch.float64, eps)(image, depth, pose, K)
     assert max_abs(ours[:, 0], theirs) <= tol
     g = torch.randn_like(theirs)
     for a, b in zip(grads(ours[:, 0], [image, depth, pose], g), grads(theirs, [image, depth, pose], g), strict=True):
@@ -144,3 +117,21 @@ def test_mask_definition(seed):
     assert mask.dtype == torch.bool and mask.shape == (2, 1, 1, H, W)
     assert torch.equal(mask[:, :, 0], expected)
     assert 0 < mask.sum() < mask.numel()
+
+
+@pytest.mark.parametrize("depth", [1e30, 3e38])
+def test_float32_reference_holds_at_extreme_depth(depth, seed):
+    # the oracle projects in float64: at depths where float32 arithmetic overflows or cancels its
+    # gradients stay finite and its K and pose gradients (rows of R and t) match the float64 inputs'
+    scene = warp_scene(1, 1, 3, 6, 8, seed=seed)
+    scene["depth"].fill_(depth)
+    scene["pose"][..., :3, 3] = 0.0  # a rotation: a finite projection at any depth
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        inputs = leaves(scene["image"], scene["depth"], scene["pose"], scene["K"], dtype=dtype)
+        out, _ = reference.warp(*inputs)
+        results.append(grads(out, inputs, torch.ones_like(out)))
+    for name, gradient in zip(("image", "depth", "pose", "K"), results[0], strict=True):
+        assert torch.isfinite(gradient).all(), name
+    assert max_rel(results[0][3], results[1][3]) <= 1e-5
+    assert max_rel(results[0][2][..., :3, :], results[1][2][..., :3, :]) <= 1e-5

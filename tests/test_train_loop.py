@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import subprocess_env
 
 from fastdepth.train.loop import TrainConfig, train
 from fastdepth.train.metrics import METRIC_NAMES
@@ -44,7 +45,8 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "fastdepth", *args], capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-m", "fastdepth", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=subprocess_env())
 
 
 def test_steps_zero_then_eval_json(tmp_path):
@@ -71,7 +73,7 @@ def test_ddp_two_gloo_processes_keep_replicas_equal(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "fastdepth", "train", "--steps", "3", "--batch-size", "1", "--height", "64", "--width", "64",
                "--eval-images", "2", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=subprocess_env(threads=1))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world size 2" in result.stdout and "replicas equal: True" in result.stdout
 

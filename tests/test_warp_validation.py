@@ -1,6 +1,5 @@
 """Every bad input to the warp raises a clear exception naming the argument."""
 
-import os
 import re
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import BACKEND_NAMES, FLOAT32_ONLY
+from helpers import subprocess_env
 
 import fastdepth
 from fastdepth.scenes import warp_scene
@@ -16,6 +16,7 @@ from fastdepth.scenes import warp_scene
 def single_source_inputs(**changes):
     scene = warp_scene(2, 1, 3, 6, 8)
     args = {
+        "normalize_points": False,
         "image_src": scene["image"][:, 0],
         "depth_dst": scene["depth"],
         "src_trans_dst": scene["pose"][:, 0],
@@ -61,6 +62,9 @@ BAD_INPUTS = [
     (dict(camera_matrix=with_inf), ValueError, r"camera_matrix must be finite"),
     (dict(camera_matrix=zero_fx), ValueError, r"fx and fy .* must be non-zero"),
     (dict(depth_dst=[1.0, 2.0]), TypeError, r"depth_dst must be a torch.Tensor, got list"),
+    (dict(image_src=lambda t: t[:, :0]), ValueError, r"image_src must have at least one channel"),
+    (dict(normalize_points="False"), TypeError, r"normalize_points must be True or False, got 'False'"),
+    (dict(normalize_points=1), TypeError, r"normalize_points must be True or False, got 1 \(int\)"),
 ]
 
 
@@ -78,16 +82,21 @@ def test_multi_source_shapes_must_agree():
 
 
 @pytest.mark.parametrize(
-    "option,value,pattern",
+    "option,value,error,pattern",
     [
-        ("padding_mode", "reflection", r"padding_mode must be one of \('zeros', 'border'\)"),
-        ("align_corners", None, r"align_corners must be one of"),
-        ("backend", "cudnn", r"backend must be one of"),
+        ("padding_mode", "reflection", ValueError, r"padding_mode must be one of \('zeros', 'border'\)"),
+        ("padding_mode", 0, ValueError, r"padding_mode must be one of"),
+        ("align_corners", None, TypeError, r"align_corners must be True or False, got None"),
+        ("align_corners", 1, TypeError, r"align_corners must be True or False, got 1"),
+        ("return_mask", "yes", TypeError, r"return_mask must be True or False"),
+        ("backend", "cudnn", ValueError, r"backend must be one of"),
     ],
 )
-def test_bad_options_raise(option, value, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        fastdepth.warp(**single_source_inputs(), **{option: value})
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_bad_options_raise(option, value, error, pattern, backend):
+    arguments = {"backend": backend, **{option: value}}
+    with pytest.raises(error, match=pattern):
+        fastdepth.warp(**single_source_inputs(), **arguments)
 
 
 def test_bad_backend_environment_variable(monkeypatch):
@@ -104,7 +113,7 @@ def test_value_checks_can_be_switched_off(monkeypatch):
 
 @pytest.mark.parametrize("backend,device", FLOAT32_ONLY)
 def test_fused_backend_rejects_float64(backend, device):
-    args = {k: v.double().to(device) for k, v in single_source_inputs().items()}
+    args = {k: v.double().to(device) if isinstance(v, torch.Tensor) else v for k, v in single_source_inputs().items()}
     with pytest.raises(TypeError, match=r"computes in float32.*use backend='torch' for float64"):
         fastdepth.warp(**args, backend=backend)
 
@@ -124,8 +133,8 @@ def test_cuda_backend_reports_a_missing_compiler(tmp_path):
         "except RuntimeError as e:\n"
         "    print('ERROR', e)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "FASTDEPTH_BUILD_EXTENSION"}  # no build on import
-    env.update(CXX="/nonexistent/g++", TORCH_EXTENSIONS_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    env = subprocess_env(CXX="/nonexistent/g++", TORCH_EXTENSIONS_DIR=str(tmp_path))
+    env.pop("FASTDEPTH_BUILD_EXTENSION", None)  # no build on import
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "ERROR backend='cuda' is unavailable: C++ compiler '/nonexistent/g++' not found" in result.stdout
 
@@ -138,3 +147,40 @@ def test_extension_build_failure_is_reported(monkeypatch):
     with pytest.raises(_cuda.ExtensionUnavailable, match=r"C\+\+ compiler '/nonexistent/g\+\+' not found"):
         _cuda.load()
     assert "not found" in _cuda.state()["error"]
+
+
+def test_meta_tensors_give_shapes():
+    args = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in single_source_inputs().items()}
+    out, mask = fastdepth.warp(**args, return_mask=True, backend="torch")
+    assert out.device.type == "meta" and out.shape == (2, 3, 6, 8) and mask.shape == (2, 1, 6, 8)
+
+
+@pytest.mark.skipif("triton" not in BACKEND_NAMES, reason="needs the Triton interpreter")
+def test_batch_beyond_one_launch_is_refused(monkeypatch):
+    # expanded tensors: the sizes without the memory; 2**24 images of 128 x 128 need 2**31 blocks
+    monkeypatch.setenv("FASTDEPTH_CHECK_VALUES", "0")
+    scene = warp_scene(1, 1, 1, 128, 128)
+    B = 2**24
+    args = [scene[n].expand(B, *scene[n].shape[1:]) for n in ("image", "depth", "pose", "K")]
+    with pytest.raises(ValueError, match=r"image_src is too large for one launch"):
+        fastdepth.warp(*args, backend="triton")
+
+
+@pytest.mark.skipif("cuda" not in BACKEND_NAMES, reason="needs the C++ extension")
+@pytest.mark.parametrize(
+    "change,pattern",
+    [
+        (lambda a: a.__setitem__(1, a[1][:, :, :3]), r"depth has shape \[2, 1, 3, 8\], expected \[2, 1, 6, 8\]"),
+        (lambda a: a.__setitem__(2, a[2][:1]), r"pose has shape"),
+        (lambda a: a.__setitem__(3, a[3][:, :2]), r"K has shape"),
+        (lambda a: a.__setitem__(5, "reflection"), r"padding_mode must be 'zeros' or 'border'"),
+    ],
+)
+def test_raw_extension_op_checks_what_it_reads(change, pattern):
+    from fastdepth import _cuda
+
+    scene = warp_scene(2, 1, 3, 6, 8)
+    args = [scene["image"], scene["depth"], scene["pose"], scene["K"], False, "zeros", True, False]
+    change(args)
+    with pytest.raises(ValueError, match=pattern):
+        _cuda.library().warp_forward(*args)

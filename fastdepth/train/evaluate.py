@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fastdepth.train.config import resolve_device
 from fastdepth.train.metrics import METRIC_NAMES, evaluate_image
-from fastdepth.train.models import DepthNet, disp_to_depth
+from fastdepth.train.models import DepthNet
+from fastdepth.train.objective import disp_to_depth
 from fastdepth.train.synthetic import SyntheticWorld
 
 #: the eval split's scenes are seeded apart from any training seed
@@ -86,13 +88,28 @@ def format_metrics(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+CHECKPOINT_KEYS = ("step", "depth_net", "pose_net", "optimizer", "config")
+
+
+def read_checkpoint(file: Path, map_location) -> dict:
+    """The state saved by ``fastdepth train``; ValueError naming the file when it is anything else
+    (empty, truncated, garbage, a saved tensor, another program's checkpoint)."""
+    try:
+        state = torch.load(file, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch.load raises many kinds on a damaged file
+        raise ValueError(f"cannot read checkpoint {file}: {type(error).__name__}: {error}") from error
+    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
+        raise ValueError(f"{file} is not a fastdepth training checkpoint (a dict with {', '.join(CHECKPOINT_KEYS)})")
+    return state
+
+
 def load_checkpoint(path: Path, device: torch.device) -> tuple[DepthNet, dict]:
     """The DepthNet and the training config of a checkpoint file or run directory."""
     path = Path(path)
     file = path / "checkpoint.pt" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no checkpoint at {file}")
-    state = torch.load(file, map_location="cpu", weights_only=False)
+    state = read_checkpoint(file, "cpu")
     depth_net = DepthNet()
     depth_net.load_state_dict(state["depth_net"])
     return depth_net.to(device), state
@@ -100,7 +117,7 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[DepthNet, dict]:
 
 def run_eval(checkpoint: Path, device: str, images: int, as_json: bool, png: Path | None) -> int:
     """``fastdepth eval``: metrics of a checkpoint on the synthetic eval split, and the PNG."""
-    dev = torch.device(device)
+    dev = resolve_device(device)
     depth_net, state = load_checkpoint(Path(checkpoint), dev)
     cfg = state["config"]
     samples = eval_split(cfg["seed"], cfg["height"], cfg["width"], images)

@@ -98,11 +98,16 @@ def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
 
 
 def load_image(path: Path) -> torch.Tensor:
+    """(H, W, 3) uint8; ValueError naming the file if it is not a readable image."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-        return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3)
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+            data = rgb.tobytes()
+    except (OSError, SyntaxError) as error:  # PIL: unidentified, truncated or corrupt files
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3)
 
 
 class ImageFolderSequences(torch.utils.data.Dataset):

@@ -13,42 +13,20 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from fastdepth import backends
 from fastdepth.train import evaluate
+from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import DepthNet, PoseNet
 from fastdepth.train.objective import BACKENDS, KORNIA_SAMPLING, MONODEPTH2_SAMPLING, compute_loss, predict_poses
 from fastdepth.train.synthetic import SyntheticWorld
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 300
-    batch_size: int = 4
-    height: int = 64
-    width: int = 192
-    device: str = "auto"
-    backend: str = "auto"
-    seed: int = 0
-    out: str = "runs/fastdepth"
-    lr: float = 3e-4
-    amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on a GPU, none on the CPU)
-    data: str | None = None  # an image-sequence folder; None: the synthetic world
-    scenes: int = 8
-    frames: int = 24
-    pretrained: bool = False
-    monodepth2_sampling: bool = False
-    log_every: int = 10
-    checkpoint_every: int = 100
-    eval_images: int = 16
-    resume: bool = False
 
 
 class Distributed:
@@ -58,9 +36,7 @@ class Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(f"cuda:{local}" if device == "cuda" and self.world > 1 else device)
+        self.device = resolve_device(device, local, self.world)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
@@ -152,12 +128,48 @@ class TensorBoard:
             self.writer.close()
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train; returns a summary (losses per step, images/s, eval metrics before and after)."""
+#: what must not change for ``--resume`` to continue the same run, batch for batch
+RUN_IDENTITY = ("seed", "batch_size", "height", "width", "data", "scenes", "frames", "backend", "monodepth2_sampling")
+
+
+def check_same_run(saved: dict, cfg: TrainConfig) -> None:
+    """Refuse to resume a run with options that would make it another run."""
+    changed = [
+        f"{name} {getattr(cfg, name)!r} (the run has {saved[name]!r})"
+        for name in RUN_IDENTITY
+        if name in saved and saved[name] != getattr(cfg, name)
+    ]
+    if changed:
+        raise ValueError(
+            "--resume continues the same run, but these options differ: " + ", ".join(changed)
+            + "; pass the run's own values or train into another --out"
+        )  # fmt: skip
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """ValueError naming the option for values the loop cannot run with."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
+    for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
+                      ("eval_images", 1), ("scenes", 1), ("frames", 3)):  # fmt: skip
+        if getattr(cfg, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise ValueError(f"--lr must be positive, got {cfg.lr}")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"--out {cfg.out} is a file, not a run directory")
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train; returns a summary (losses per step, images/s, eval metrics before and after)."""
+    check_config(cfg)
     env = Distributed(cfg.device)
     device = env.device
+    if cfg.backend != "kornia":
+        try:
+            backends.resolve(cfg.backend, device, (torch.float32, torch.float32))
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"--backend {cfg.backend}: {error}") from error
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
@@ -168,7 +180,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start_step, history = 0, []
     checkpoint = out / CHECKPOINT
     if cfg.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = evaluate.read_checkpoint(checkpoint, device)
+        check_same_run(state["config"], cfg)
         depth_net.load_state_dict(state["depth_net"])
         pose_net.load_state_dict(state["pose_net"])
         optimizer.load_state_dict(state["optimizer"])

@@ -10,8 +10,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from fastdepth.scenes import axis_angle_to_matrix
-
 ENCODER_CHANNELS = (64, 64, 128, 256, 512)
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 SCALES = 4
@@ -125,23 +123,3 @@ class PoseNet(nn.Module):
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = 0.01 * self.decoder(self.encoder(pair)[-1]).mean((2, 3))
         return out[:, :3], out[:, 3:]
-
-
-def transformation_from_parameters(axis_angle: torch.Tensor, translation: torch.Tensor, invert: bool) -> torch.Tensor:
-    """Monodepth2's pose: (B, 4, 4) ``T @ R``, or ``R^T @ T(-t)`` when inverted."""
-    B = axis_angle.shape[0]
-    R = torch.eye(4, dtype=axis_angle.dtype, device=axis_angle.device).repeat(B, 1, 1)
-    R[:, :3, :3] = axis_angle_to_matrix(axis_angle)
-    t = -translation if invert else translation
-    T = torch.eye(4, dtype=axis_angle.dtype, device=axis_angle.device).repeat(B, 1, 1)
-    T[:, :3, 3] = t
-    if invert:
-        R = R.transpose(1, 2)
-        return R @ T
-    return T @ R
-
-
-def disp_to_depth(disp: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
-    """Monodepth2's sigmoid disparity -> depth in [min_depth, max_depth]."""
-    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
-    return 1.0 / (min_disp + (max_disp - min_disp) * disp)

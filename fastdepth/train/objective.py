@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import fastdepth
-from fastdepth import reference
-from fastdepth.train.models import disp_to_depth, transformation_from_parameters
+from fastdepth.reference import photometric as reference
+from fastdepth.scenes import axis_angle_to_matrix
 
 BACKENDS = ("kornia", "torch", "triton", "cuda", "auto")
 SMOOTHNESS = 1e-3
@@ -24,6 +24,49 @@ SMOOTHNESS = 1e-3
 #: (``--monodepth2-sampling`` switches them to Monodepth2's border / align_corners=False).
 KORNIA_SAMPLING = {"padding_mode": "zeros", "align_corners": True}
 MONODEPTH2_SAMPLING = {"padding_mode": "border", "align_corners": False}
+
+
+def transformation_from_parameters(axis_angle: torch.Tensor, translation: torch.Tensor, invert: bool) -> torch.Tensor:
+    """Monodepth2's pose: (B, 4, 4) ``T @ R``, or ``R^T @ T(-t)`` when inverted."""
+    B = axis_angle.shape[0]
+    R = torch.eye(4, dtype=axis_angle.dtype, device=axis_angle.device).repeat(B, 1, 1)
+    R[:, :3, :3] = axis_angle_to_matrix(axis_angle)
+    t = -translation if invert else translation
+    T = torch.eye(4, dtype=axis_angle.dtype, device=axis_angle.device).repeat(B, 1, 1)
+    T[:, :3, 3] = t
+    if invert:
+        R = R.transpose(1, 2)
+        return R @ T
+    return T @ R
+
+
+def disp_to_depth(disp: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
+    """Monodepth2's sigmoid disparity -> depth in [min_depth, max_depth]."""
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
+    return 1.0 / (min_disp + (max_disp - min_disp) * disp)
+
+
+def full_resolution_depths(disps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
+    """Each scale's disparity upsampled to full resolution (bilinear), as depth in [0.1, 100]."""
+    return [disp_to_depth(F.interpolate(d, [height, width], mode="bilinear", align_corners=False)) for d in disps]
+
+
+def photometric_term(depths: list[torch.Tensor], min_reprojection) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monodepth2's photometric objective over scales: the sum over scales of the mean per-pixel
+    minimum reprojection loss (Monodepth2 divides the total by the number of scales), and the
+    auto-mask fraction at the finest scale.
+
+    ``min_reprojection(depth)`` warps the sources with one scale's full-resolution depth and returns
+    ``(loss_map, automask)``: the same loop serves fastdepth's ops, Kornia's warp, the reference
+    and the eager Monodepth2 peer of the benchmarks.
+    """
+    total, automask = 0.0, None
+    for depth in depths:
+        loss_map, mask = min_reprojection(depth)
+        total = total + loss_map.float().mean()
+        if automask is None:
+            automask = mask.float().mean()
+    return total, automask
 
 
 def predict_poses(pose_net, frames: torch.Tensor) -> torch.Tensor:
@@ -86,18 +129,15 @@ def compute_loss(
         raise ValueError("backend='kornia' warps with zeros padding and align_corners=True only")
     target, sources = frames[:, 1], frames[:, [0, 2]]
     H, W = target.shape[-2:]
-    photometric = smoothness = 0.0
-    automask = None
+    if backend == "kornia":
+        per_scale = lambda depth: _min_reprojection_kornia(target, sources, depth, poses, K)[::2]
+    else:
+        per_scale = lambda depth: fastdepth.min_reprojection_loss(
+            target, fastdepth.warp(sources, depth, poses, K, backend=backend, **sampling), sources, backend=backend
+        )[::2]
+    photometric, automask = photometric_term(full_resolution_depths(disps, H, W), per_scale)
+    smoothness = 0.0
     for scale, disp in enumerate(disps):
-        depth = disp_to_depth(F.interpolate(disp, [H, W], mode="bilinear", align_corners=False))
-        if backend == "kornia":
-            loss_map, _, mask = _min_reprojection_kornia(target, sources, depth, poses, K)
-        else:
-            warped = fastdepth.warp(sources, depth, poses, K, backend=backend, **sampling)
-            loss_map, _, mask = fastdepth.min_reprojection_loss(target, warped, sources, backend=backend)
-        photometric = photometric + loss_map.float().mean()
-        if automask is None:
-            automask = mask.float().mean()
         scaled_image = F.interpolate(target, disp.shape[-2:], mode="bilinear", align_corners=False)
         norm_disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
         smoothness = smoothness + SMOOTHNESS * smoothness_loss(norm_disp, scaled_image) / 2**scale

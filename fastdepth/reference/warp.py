@@ -1,9 +1,8 @@
-"""Plain-PyTorch versions of every fastdepth op.
+"""The plain-PyTorch reference of the warp op: Kornia's conventions (see :mod:`fastdepth.warp`).
 
-These are the oracle of the test suite and the CPU path of ``backend="auto"``. They follow the
-conventions in each op's docstring (and :mod:`fastdepth.conventions`) line by line, use only
-differentiable PyTorch ops (so autograd, gradcheck and double backward work), and accept float64
-for tight comparisons. Inputs are assumed validated by the public wrappers.
+The oracle of the tests and the CPU path of ``backend="auto"``: only differentiable PyTorch ops
+(autograd, gradcheck and double backward work), float64 accepted for tight comparisons. Inputs are
+assumed validated by :func:`fastdepth.warp`.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fastdepth.conventions import DIVIDE_EPS, SSIM_C1, SSIM_C2, grid_scale, sample_affine
+from fastdepth.conventions import DIVIDE_EPS, grid_scale, sample_affine
 
 
 def _intrinsics(camera_matrix: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -51,12 +50,17 @@ def project(
         normalize_points: read depth as the Euclidean ray length instead of z.
 
     Returns:
-        ``(u, v, z, finite)``, each (B, S, H, W): the projected pixel column and row in the source
-        image, the camera z of the point in the source frame (after the division by w), and whether
-        the pixel's depth and projection are finite. Non-finite depth is replaced by 0 before any
-        arithmetic so that no NaN reaches the gradients.
+        ``(u, v, z, finite)``, each (B, S, H, W) and float64: the projected pixel column and row in
+        the source image, the camera z of the point in the source frame (after the division by w),
+        and whether the pixel's depth is finite and its projection within the range of the inputs'
+        dtype (as the kernels decide it). Non-finite depth is replaced by 0 before any arithmetic so
+        that no NaN reaches the gradients. The arithmetic is float64 whatever the inputs' dtype: the
+        oracle stays accurate where float32 would overflow or cancel (depths near 1e30 and beyond).
     """
     B, _, H, W = depth_dst.shape
+    limit = torch.finfo(depth_dst.dtype).max
+    depth_ok = torch.isfinite(depth_dst)
+    depth_dst, src_trans_dst, camera_matrix = (t.double() for t in (depth_dst, src_trans_dst, camera_matrix))
     dtype, device = depth_dst.dtype, depth_dst.device
     fx, fy, cx, cy = _intrinsics(camera_matrix)
     col = torch.arange(W, dtype=dtype, device=device).view(1, 1, 1, W)
@@ -68,7 +72,6 @@ def project(
         norm = torch.sqrt(rx * rx + ry * ry + 1.0).clamp_min(1e-12)
         rx, ry, rz = rx / norm, ry / norm, rz / norm
 
-    depth_ok = torch.isfinite(depth_dst)
     depth = torch.where(depth_ok, depth_dst, torch.zeros_like(depth_dst))
     points = torch.stack([rx * depth, ry * depth, rz * depth, torch.ones_like(depth)], dim=-1)
     # row vectors times pose^T, as Kornia's transform_points: (B, 1, HW, 4) @ (B, S, 4, 4) -> (B, S, HW, 4)
@@ -78,7 +81,7 @@ def project(
     xy = _safe_divide(moved[..., :2], moved[..., 2:])
     u = fx * xy[..., 0] + cx
     v = fy * xy[..., 1] + cy
-    finite = depth_ok & torch.isfinite(u) & torch.isfinite(v)
+    finite = depth_ok & (u.abs() <= limit) & (v.abs() <= limit)
     return u, v, moved[..., 2], finite
 
 
@@ -109,9 +112,11 @@ def warp(
     sx, ox = grid_scale(W)
     sy, oy = grid_scale(H)
     grid = torch.stack([u * sx + ox, v * sy + oy], dim=-1)
-    grid = torch.where(finite[..., None], grid, torch.zeros_like(grid))
+    # beyond |g| = 2 every tap is outside the image (zeros) or clipped to its edge (border), with a
+    # zero gradient either way: clamping there keeps the sampling grid finite in the image's dtype
+    grid = torch.where(finite[..., None], grid.clamp(-4.0, 4.0), torch.zeros_like(grid))
 
-    compute_dtype = torch.promote_types(image_src.dtype, grid.dtype)
+    compute_dtype = torch.promote_types(image_src.dtype, depth_dst.dtype)
     sampled = F.grid_sample(
         image_src.reshape(B * S, C, H, W).to(compute_dtype),
         grid.reshape(B * S, H, W, 2).to(compute_dtype),
@@ -129,63 +134,3 @@ def warp(
     inside = (iu >= 0) & (iu <= W - 1) & (iv >= 0) & (iv <= H - 1)
     valid = (finite & (z > DIVIDE_EPS) & inside)[:, :, None]
     return warped, valid
-
-
-def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Monodepth2's SSIM loss map per channel: ``clamp((1 - SSIM) / 2, 0, 1)``, (B, C, H, W).
-
-    3x3 box window (``AvgPool2d(3, 1)``) over ``ReflectionPad2d(1)`` inputs, C1 = 0.01², C2 = 0.03².
-    """
-    xp = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    yp = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(xp, 3, 1)
-    mu_y = F.avg_pool2d(yp, 3, 1)
-    sigma_x = F.avg_pool2d(xp * xp, 3, 1) - mu_x * mu_x
-    sigma_y = F.avg_pool2d(yp * yp, 3, 1) - mu_y * mu_y
-    sigma_xy = F.avg_pool2d(xp * yp, 3, 1) - mu_x * mu_y
-    n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
-    d = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
-    return torch.clamp((1 - n / d) / 2, 0, 1)
-
-
-def photometric_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
-    """Monodepth2's ``compute_reprojection_loss``: (B, 1, H, W) ``alpha * SSIM + (1 - alpha) * L1``.
-
-    Both terms are means over channels. Computed in at least float32; returned in the input dtype.
-    """
-    compute = torch.promote_types(pred.dtype, torch.float32)
-    x, y = pred.to(compute), target.to(compute)
-    l1 = (y - x).abs().mean(1, keepdim=True)
-    ssim = ssim_loss(x, y).mean(1, keepdim=True)
-    return (alpha * ssim + (1 - alpha) * l1).to(pred.dtype)
-
-
-def min_reprojection_loss(
-    target: torch.Tensor,
-    warped: torch.Tensor,
-    identity: torch.Tensor | None = None,
-    alpha: float = 0.85,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Monodepth2's per-pixel minimum reprojection with identity auto-masking (one scale).
-
-    Args:
-        target: (B, C, H, W) the frame being reconstructed.
-        warped: (B, S, C, H, W) the source frames warped onto the target.
-        identity: (B, S', C, H, W) the unwarped source frames (auto-masking), or None.
-
-    Returns:
-        ``(loss, index, automask)``, each (B, 1, H, W): the minimum photometric loss over the
-        candidates (identity sources first, then warped sources), the int64 index of the winner in
-        that order, and the bool mask of pixels where a warped source won. Ties go to the lowest
-        index (so an identity source beats a warped source of equal loss), the rule of
-        ``torch.min``; this replaces Monodepth2's random 1e-5 noise on the identity losses.
-    """
-    candidates = [warped] if identity is None else [identity, warped]
-    stacked = torch.cat(candidates, dim=1)
-    B, N, C, H, W = stacked.shape
-    maps = photometric_loss(
-        stacked.reshape(B * N, C, H, W), target[:, None].expand(B, N, C, H, W).reshape(B * N, C, H, W), alpha
-    ).reshape(B, N, H, W)
-    loss, index = torch.min(maps, dim=1, keepdim=True)
-    n_identity = 0 if identity is None else identity.shape[1]
-    return loss, index, index >= n_identity

@@ -1,0 +1,69 @@
+"""What a benchmark work is: an op (or a composition of ops) measured in one mode on one size.
+
+A *work* has inputs built per size and dtype, peers (the implementations fastdepth replaces),
+an implementation factory (inputs, mode -> a callable that runs the work once) and the floor of
+its memory traffic. Modes: ``fwd`` (no autograd) or ``fwd+bwd`` (forward, then the gradients a
+training step needs). Each op's work lives in ``benchmarks/works/<op>.py`` (``WORK``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Size:
+    batch: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def label(self) -> str:
+        return f"B={self.batch} {self.channels}x{self.height}x{self.width}"
+
+
+#: Monodepth2's KITTI default first: the size every target is stated for
+SIZES = {
+    "kitti": Size(12, 3, 192, 640),
+    "mid": Size(4, 3, 320, 1024),
+    "large": Size(8, 3, 384, 1280),
+    "small": Size(1, 3, 96, 320),
+}
+MAIN_SIZE = "kitti"
+LARGEST_SIZE = "large"
+QUICK_SIZE = Size(1, 3, 24, 80)
+MODES = ("fwd", "fwd+bwd")
+
+
+@dataclass(frozen=True)
+class Work:
+    name: str
+    #: (size, dtype, device, needs_grad) -> the inputs, a dict
+    inputs: Callable[[Size, torch.dtype, str, bool], dict]
+    #: the implementations fastdepth replaces, measured beside it
+    peers: tuple[str, ...]
+    #: (implementation name, inputs, mode) -> a callable running the work once
+    make: Callable[[str, dict, str], Callable]
+    #: (size, dtype, mode) -> the fewest bytes the work must move, or None where not defined
+    floor_bytes: Callable[[Size, torch.dtype, str], int | None] = lambda size, dtype, mode: None
+
+
+def run_mode(mode: str, forward: Callable[[], torch.Tensor], wrt: list[torch.Tensor], grad_out=None) -> Callable:
+    """A callable running the forward, and in fwd+bwd mode the gradients w.r.t. ``wrt``."""
+    if mode == "fwd":
+
+        def run_forward():
+            with torch.no_grad():
+                return forward()
+
+        return run_forward
+
+    def run_both():
+        out = forward()
+        return torch.autograd.grad(out, wrt, grad_out if grad_out is not None else None)
+
+    return run_both

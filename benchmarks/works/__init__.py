@@ -1,0 +1,16 @@
+"""The benchmark works: one per op of :mod:`fastdepth.registry` (``works/<op>.py``), plus the
+composed Monodepth2 objective of one training step (``works/objective.py``)."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastdepth import registry
+
+COMPOSED = ("objective",)
+
+
+def all_works() -> dict:
+    """name -> Work, the ops first (registry order), then the composed works."""
+    names = [*registry.OPS, *COMPOSED]
+    return {name: importlib.import_module(f"fastdepth.benchmarks.works.{name}").WORK for name in names}

@@ -1,0 +1,80 @@
+"""Monodepth2's photometric objective of one training step (2 sources, 4 scales upsampled to full
+size, identity auto-masking), composed of the warp and the photometric op: Monodepth2 eager,
+torch.compile of the reference and fastdepth's backends, all through the training loop's
+:func:`fastdepth.train.objective.photometric_term`; gradients to the disparities and poses."""
+
+from __future__ import annotations
+
+import torch
+from fastdepth.benchmarks import monodepth2
+from fastdepth.benchmarks.work import Size, Work, run_mode
+
+import fastdepth
+from fastdepth.reference import photometric as reference_photometric
+from fastdepth.reference import warp as reference_warp
+from fastdepth.scenes import natural_images, warp_scene
+from fastdepth.train.objective import full_resolution_depths, photometric_term
+
+SCALES = 4
+SOURCES = 2
+MONODEPTH2_SAMPLING = dict(padding_mode="border", align_corners=False)
+
+
+def inputs(size: Size, dtype: torch.dtype, device: str, grad: bool) -> dict:
+    B, C, H, W = size.batch, size.channels, size.height, size.width
+    scene = warp_scene(B, SOURCES, C, H, W, image_dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(0)
+    disps = [torch.rand(B, 1, H >> s, W >> s, generator=gen).to(device).requires_grad_(grad) for s in range(SCALES)]
+    target = natural_images(B, C, H, W, dtype=dtype, device=device)
+    return {
+        "target": target,
+        "sources": scene["image"],
+        "disps": disps,
+        "poses": scene["pose"].requires_grad_(grad),
+        "K": scene["K"],
+    }
+
+
+def monodepth2_min_reprojection(target, sources, depth, poses, K, warper):
+    """Eager Monodepth2 at one scale: a warp and a loss per source, 1e-5 noise on the identity losses."""
+    reprojection = [
+        monodepth2.reprojection_loss(warper(sources[:, s], depth, poses[:, s], K), target)
+        for s in range(sources.shape[1])
+    ]
+    identity = [monodepth2.reprojection_loss(sources[:, s], target) for s in range(sources.shape[1])]
+    identity = [loss + torch.randn_like(loss) * 1e-5 for loss in identity]
+    loss, index = torch.min(torch.cat(identity + reprojection, 1), dim=1, keepdim=True)
+    return loss, index >= len(identity)
+
+
+def reference_min_reprojection(target, sources, depth, poses, K):
+    warped, _ = reference_warp.warp(sources, depth, poses, K, False, "border", False)
+    return reference_photometric.min_reprojection_loss(target, warped, sources)[::2]
+
+
+def fastdepth_min_reprojection(target, sources, depth, poses, K, backend):
+    warped = fastdepth.warp(sources, depth, poses, K, **MONODEPTH2_SAMPLING, backend=backend)
+    return fastdepth.min_reprojection_loss(target, warped, sources, backend=backend)[::2]
+
+
+def objective(target, sources, disps, poses, K, min_reprojection) -> torch.Tensor:
+    depths = full_resolution_depths(disps, *target.shape[-2:])
+    total, _ = photometric_term(depths, lambda depth: min_reprojection(target, sources, depth, poses, K))
+    return total / len(disps)
+
+
+def make(name: str, x: dict, mode: str):
+    args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
+    if name == "monodepth2":
+        B, _, H, W = x["target"].shape
+        warper = monodepth2.Warper(B, H, W, x["target"].device)
+        forward = lambda: objective(*args, lambda *a: monodepth2_min_reprojection(*a, warper))
+    elif name == "compile":
+        compiled = torch.compile(lambda *a: objective(*a, reference_min_reprojection), dynamic=False)
+        forward = lambda: compiled(*args)
+    else:
+        forward = lambda: objective(*args, lambda *a: fastdepth_min_reprojection(*a, name))
+    return run_mode(mode, forward, [*x["disps"], x["poses"]])
+
+
+WORK = Work("objective", inputs, ("monodepth2", "compile"), make)

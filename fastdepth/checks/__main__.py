@@ -1,0 +1,5 @@
+import sys
+
+from fastdepth.checks import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""Correctness cases of the photometric op (see :mod:`fastdepth.checks`)."""
+
+from __future__ import annotations
+
+import torch
+
+import fastdepth
+from fastdepth.checks.case import CaseResult, grads, leaves
+from fastdepth.compare import max_abs, max_rel
+from fastdepth.scenes import natural_images
+from fastdepth.tolerances import tolerance
+
+
+def _candidates(B, C, H, W, seed, dtype, device):
+    target = natural_images(B, C, H, W, seed=seed, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(seed + 1)
+    noise = torch.randn(B, 4, C, H, W, generator=gen).to(device)
+    sources = (target[:, None].float() + 0.2 * noise).clamp(0, 1).to(dtype)
+    return target, sources[:, :2].contiguous(), sources[:, 2:].contiguous()
+
+
+CASES = ("photometric_loss", "min_reprojection", "ties", "nan_pixel")
+SANITIZER_CASES = ("min_reprojection",)
+SELFCHECK_CASE = "min_reprojection"
+
+
+def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
+    """``photometric_loss`` (one candidate), ``min_reprojection`` (2 identity + 2 warped sources),
+    ``ties`` (every warped source equals an identity source: identity must win) or ``nan_pixel``
+    (the NaN pattern of the loss map must be the reference's)."""
+    result = CaseResult("photometric", name, backend, device, str(dtype).removeprefix("torch."))
+    B, C, H, W = (1, 2, 6, 9) if quick else (2, 3, 37, 53)  # 37 x 53: not a multiple of any tile size
+    target, warped, identity = _candidates(B, C, H, W, seed, dtype, device)
+    if name == "ties":
+        identity = warped.flip(1).contiguous()
+    if name == "nan_pixel":
+        warped[0, 0, 0, H // 2, W // 2] = float("nan")
+    if name == "photometric_loss":
+        inputs = [warped[:, 0].contiguous(), target]
+
+        def run(*xs, backend):
+            return (fastdepth.photometric_loss(*xs, backend=backend),)
+
+    else:
+        inputs = [target, warped, identity]
+
+        def run(*xs, backend):
+            return fastdepth.min_reprojection_loss(*xs, backend=backend)
+
+    ours_in, ref_in = leaves(inputs), leaves(inputs, torch.float64)
+    ours, ref = run(*ours_in, backend=backend), run(*ref_in, backend="torch")
+    tol = tolerance("photometric", dtype, backend, device)
+    result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
+    result.forward_error = max_abs(ours[0], ref[0])
+    if len(ours) > 1:
+        result.mismatches = int((ours[1] != ref[1]).sum())
+    if name == "nan_pixel":  # NaN positions must agree; gradients are not compared through NaN
+        result.mismatches += int((torch.isnan(ours[0]) != torch.isnan(ref[0])).sum())
+        result.gradient_error = 0.0
+        return result
+    g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    pairs = zip(grads(ours[0], ours_in, g), grads(ref[0], ref_in, g.to(dtype).double()), strict=True)
+    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
+    return result

@@ -1,0 +1,73 @@
+"""Correctness cases of the warp op (see :mod:`fastdepth.checks`)."""
+
+from __future__ import annotations
+
+import torch
+
+import fastdepth
+from fastdepth.checks.case import CaseResult, grads, leaves
+from fastdepth.compare import max_abs, max_rel
+from fastdepth.reference import warp as reference
+from fastdepth.scenes import WARP_EDGE_CASES, warp_scene
+from fastdepth.tolerances import tolerance
+
+NAMES = ("image", "depth", "pose", "K")
+REPEATS = 5
+
+
+def near_mask_edge(depth, pose, K, normalize_points, align_corners, tol=1e-4) -> torch.Tensor:
+    """(B, S, 1, H, W): pixels whose float64 sample position lies within ``tol`` of the image edge
+    (or whose z lies within ``tol`` of the divide threshold): float32 rounding may put those on
+    either side, so the validity mask is not compared there."""
+    depth, pose, K = (t.detach().double() for t in (depth, pose, K))
+    H, W = depth.shape[-2:]
+    u, v, z, _ = reference.project(depth, pose, K, normalize_points)
+    iu = reference.sample_position(u, W, align_corners)
+    iv = reference.sample_position(v, H, align_corners)
+    near = torch.zeros_like(u, dtype=torch.bool)
+    for pos, edge in ((iu, 0), (iu, W - 1), (iv, 0), (iv, H - 1), (z, 1e-8)):
+        near |= (pos - edge).abs() <= tol
+    return near[:, :, None]
+
+
+OPTIONS = {
+    "kornia": dict(padding_mode="zeros", align_corners=True),
+    "monodepth2": dict(padding_mode="border", align_corners=False),
+    "zeros_half_pixel": dict(padding_mode="zeros", align_corners=False),
+    "border_normalized": dict(padding_mode="border", align_corners=True, normalize_points=True),
+}
+
+
+EDGES = ("nan_depth", "behind_camera", "off_image")
+#: every case: the sampling options, then edge cases of the scene (with Kornia's sampling)
+CASES = (*OPTIONS, *EDGES)
+SANITIZER_CASES = ("kornia", "nan_depth")
+SELFCHECK_CASE = "monodepth2"
+
+
+def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
+    """Forward, mask and all four gradients against the float64 reference; geometry gradients
+    bitwise equal over REPEATS backward runs."""
+    result = CaseResult("warp", name, backend, device, str(dtype).removeprefix("torch."))
+    options = OPTIONS.get(name, OPTIONS["kornia"])
+    # S = 2 sources; the full size is not a multiple of any block size
+    shape = (2, 2, 3, 9, 13) if quick else (2, 2, 3, 37, 53)
+    scene = warp_scene(*shape, seed=seed, image_dtype=dtype, rotation=0.1, translation=0.5)
+    if name in EDGES:
+        WARP_EDGE_CASES[name](scene)
+    tensors = [scene[n].to(device) for n in NAMES]
+    ours_in, ref_in = leaves(tensors), leaves(tensors, torch.float64)
+    out, mask = fastdepth.warp(*ours_in, **options, return_mask=True, backend=backend)
+    ref, ref_mask = fastdepth.warp(*ref_in, **options, return_mask=True, backend="torch")
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    ours_g = grads(out, ours_in, g)
+    ref_g = grads(ref, ref_in, g.to(out.dtype).double())
+    tol = tolerance("warp", dtype, backend, device)
+    near = near_mask_edge(*tensors[1:], options.get("normalize_points", False), options["align_corners"])
+    result.mismatches = int(((mask != ref_mask) & ~near).sum())
+    result.forward_error = max_abs(out, ref)
+    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in zip(ours_g, ref_g, strict=True))
+    result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
+    again = [grads(fastdepth.warp(*ours_in, **options, backend=backend), ours_in, g)[1:] for _ in range(REPEATS - 1)]
+    result.deterministic = all(torch.equal(a, b) for run in again for a, b in zip(run, ours_g[1:], strict=True))
+    return result
