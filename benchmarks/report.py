@@ -28,6 +28,7 @@ def _ms(rows: dict, *key) -> float | None:
 
 
 def _best_fused(rows: dict, work, mode, size, dtype) -> tuple[str, float] | None:
+    """The faster of the fused backends (their default, atomic variants)."""
     found = [(impl, _ms(rows, work, mode, size, dtype, impl)) for impl in FUSED]
     found = [(impl, ms) for impl, ms in found if ms]
     return min(found, key=lambda f: f[1]) if found else None
@@ -65,6 +66,11 @@ def targets(result: dict) -> list[dict]:
     ours = rows.get(("objective", "fwd+bwd", size, "fp32", best[0])) if best else None
     ratio = ours["peak_mem_mb"] / eager["peak_mem_mb"] if ours and eager and eager["peak_mem_mb"] else None
     add("objective peak memory / eager", ratio, 0.5, "<=")
+    for impl in FUSED:
+        atomic = _ms(rows, "warp", "fwd+bwd", size, "fp32", impl)
+        fixed = _ms(rows, "warp", "fwd+bwd", size, "fp32", f"{impl}-deterministic")
+        add(f"{impl} warp fwd+bwd: deterministic time / atomic time", fixed / atomic if fixed and atomic else None, 1.3,
+            "<=")  # fmt: skip
     for work in workloads.WORKS:
         for impl in FUSED:
             fp32 = _ms(rows, work, "fwd+bwd", size, "fp32", impl)

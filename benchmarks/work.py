@@ -50,6 +50,8 @@ class Work:
     make: Callable[[str, dict, str], Callable]
     #: (size, dtype, mode) -> the fewest bytes the work must move, or None where not defined
     floor_bytes: Callable[[Size, torch.dtype, str], int | None] = lambda size, dtype, mode: None
+    #: options of fastdepth's backends measured as implementations of their own, "<backend>-<variant>"
+    variants: tuple[str, ...] = ()
 
 
 def run_mode(mode: str, forward: Callable[[], torch.Tensor], wrt: list[torch.Tensor], grad_out=None) -> Callable:

@@ -19,10 +19,12 @@ def implementations(work: str, device: str) -> list[str]:
     """Every implementation of ``work`` measured on ``device``: the peers, then fastdepth's.
 
     On the CPU fastdepth's are the reference (``torch``) and the CPU twin (``cuda``); Triton runs
-    there only in its interpreter, which is not a performance path.
+    there only in its interpreter, which is not a performance path. The work's variants follow
+    (e.g. ``triton-deterministic``).
     """
     ours = ("triton", "cuda") if device == "cuda" else ("torch", "cuda")
-    return [*PEERS[work], *ours]
+    fused = [o for o in ours if o != "torch"]
+    return [*PEERS[work], *ours, *(f"{o}-{variant}" for variant in WORK_DEFS[work].variants for o in fused)]
 
 
 def make_inputs(work: str, size: Size, dtype: torch.dtype, device: str, mode: str) -> dict:

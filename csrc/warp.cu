@@ -1,8 +1,9 @@
 // CUDA kernels of the depth warp and their launchers, on raw pointers (no torch: plain nvcc
 // compiles this file). Structured like kernels/warp.py: one thread per destination pixel looping
 // over sources and channels; the backward recomputes the geometry, scatters the image gradient
-// with float atomics and reduces pose and intrinsics gradients per block in a fixed order
-// (deterministic partial sums, summed over blocks by the bindings).
+// with float atomics (or int64 fixed-point atomics: deterministic) and reduces pose and intrinsics
+// gradients per block in a fixed order (deterministic partial sums, summed over blocks by the
+// bindings).
 #include <cuda_runtime.h>
 
 #include "warp.cuh"
@@ -48,8 +49,8 @@ __global__ void __launch_bounds__(kBlock) warp_fwd_kernel(const Img* image, cons
 template <typename Img>
 __global__ void __launch_bounds__(kBlock)
     warp_bwd_kernel(const Img* grad_out, const Img* image, const float* depth, const float* pose, const float* K,
-                    float* grad_image, float* grad_depth, float* pose_partials, float* k_partials, warp::Shape sh,
-                    warp::Options opt) {
+                    float* grad_image, long long* grad_fixed, const float* fixed_scale, float* grad_depth,
+                    float* pose_partials, float* k_partials, warp::Shape sh, warp::Options opt) {
   __shared__ float smem[warp::kPosePartials * 32];
   const int64_t blocks = blocks_per_image(sh.H, sh.W);
   const int64_t b = blockIdx.x / blocks;
@@ -57,7 +58,18 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t pix = block * blockDim.x + threadIdx.x;
   const bool in_range = pix < static_cast<int64_t>(sh.H) * sh.W;
   const bool need_geometry = grad_depth != nullptr || pose_partials != nullptr || k_partials != nullptr;
-  auto add = [](float* at, float v) { atomicAdd(at, v); };
+  const bool need_image = grad_image != nullptr || grad_fixed != nullptr;
+  const float scale = grad_fixed != nullptr ? *fixed_scale : 1.f;
+  // float atomics, or (deterministic) int64 atomics of fixed-point values: integer sums do not
+  // depend on the order in which the atomics land
+  auto scatter = [=](int64_t at, float v) {
+    if (grad_fixed != nullptr) {
+      atomicAdd(reinterpret_cast<unsigned long long*>(grad_fixed + at),
+                static_cast<unsigned long long>(warp::to_fixed(v * scale)));
+    } else {
+      atomicAdd(grad_image + at, v);
+    }
+  };
   // out-of-range threads take part in the block sums with zeros
   const warp::Pixel<float> p = warp::make_pixel(depth, K, b, in_range ? pix : 0, sh, opt.normalize);
   float gK[warp::kIntrinsicsPartials] = {};
@@ -65,8 +77,8 @@ __global__ void __launch_bounds__(kBlock)
   for (int64_t s = 0; s < sh.S; ++s) {
     float gT[warp::kPosePartials] = {};
     if (in_range) {
-      warp::backward_source(grad_out, image, pose, grad_image, p, b * sh.S + s, pix, sh, opt, need_geometry, gT, gK,
-                            gP, add);
+      warp::backward_source(grad_out, image, pose, need_image, p, b * sh.S + s, pix, sh, opt, need_geometry, gT, gK,
+                            gP, scatter);
     }
     if (pose_partials != nullptr) {
       block_sum(gT, pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials, smem);
@@ -92,12 +104,13 @@ void launch_forward(const void* image, const float* depth, const float* pose, co
 
 template <typename Img>
 void launch_backward(const void* grad_out, const void* image, const float* depth, const float* pose, const float* K,
-                     float* grad_image, float* grad_depth, float* pose_partials, float* k_partials,
-                     const warp::Shape& sh, const warp::Options& opt, cudaStream_t stream) {
+                     float* grad_image, long long* grad_fixed, const float* fixed_scale, float* grad_depth,
+                     float* pose_partials, float* k_partials, const warp::Shape& sh, const warp::Options& opt,
+                     cudaStream_t stream) {
   const dim3 grid = batch_grid(sh);
-  warp_bwd_kernel<Img><<<grid, kBlock, 0, stream>>>(static_cast<const Img*>(grad_out),
-                                                        static_cast<const Img*>(image), depth, pose, K, grad_image,
-                                                        grad_depth, pose_partials, k_partials, sh, opt);
+  warp_bwd_kernel<Img><<<grid, kBlock, 0, stream>>>(static_cast<const Img*>(grad_out), static_cast<const Img*>(image),
+                                                    depth, pose, K, grad_image, grad_fixed, fixed_scale, grad_depth,
+                                                    pose_partials, k_partials, sh, opt);
 }
 
 }  // namespace
@@ -113,19 +126,20 @@ void warp_forward_cuda(ImageType type, const void* image, const float* depth, co
 }
 
 void warp_backward_cuda(ImageType type, const void* grad_out, const void* image, const float* depth,
-                        const float* pose, const float* K, float* grad_image, float* grad_depth, float* pose_partials,
-                        float* k_partials, const warp::Shape& sh, const warp::Options& opt, void* stream) {
+                        const float* pose, const float* K, float* grad_image, long long* grad_fixed,
+                        const float* fixed_scale, float* grad_depth, float* pose_partials, float* k_partials,
+                        const warp::Shape& sh, const warp::Options& opt, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (type) {
     case ImageType::F32:
-      return launch_backward<float>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials, k_partials,
-                                    sh, opt, s);
+      return launch_backward<float>(grad_out, image, depth, pose, K, grad_image, grad_fixed, fixed_scale, grad_depth,
+                                    pose_partials, k_partials, sh, opt, s);
     case ImageType::F16:
-      return launch_backward<__half>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials,
-                                     k_partials, sh, opt, s);
+      return launch_backward<__half>(grad_out, image, depth, pose, K, grad_image, grad_fixed, fixed_scale, grad_depth,
+                                     pose_partials, k_partials, sh, opt, s);
     case ImageType::BF16:
-      return launch_backward<__nv_bfloat16>(grad_out, image, depth, pose, K, grad_image, grad_depth, pose_partials,
-                                            k_partials, sh, opt, s);
+      return launch_backward<__nv_bfloat16>(grad_out, image, depth, pose, K, grad_image, grad_fixed, fixed_scale,
+                                            grad_depth, pose_partials, k_partials, sh, opt, s);
   }
 }
 

@@ -270,12 +270,13 @@ FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mas
 }
 
 // Backward of one destination pixel and one source. Scatters the image gradient through
-// add(pointer, value) (an atomic add on the GPU), adds this source's pose gradient to gT and
-// accumulates gK and gP (d/d destination point) across sources.
-template <typename F, typename Img, typename GI, typename Add>
-FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, GI* grad_image, const Pixel<F>& p,
+// scatter(offset, value), offset into the image (an atomic add on the GPU, float or fixed point),
+// when need_image; adds this source's pose gradient to gT and accumulates gK and gP (d/d
+// destination point) across sources.
+template <typename F, typename Img, typename Scatter>
+FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,
                            int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
-                           F* gK, F* gP, Add add) {
+                           F* gK, F* gP, Scatter scatter) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const F* T = pose + bs * 16;
   const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
@@ -285,16 +286,22 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t plane = (bs * sh.C + c) * HW;
     const F go = load_as<F>(grad_out + plane + pix);
-    if (grad_image != nullptr) {
-      GI* gi = grad_image + plane + t.o00;
-      if (t.m00) add(gi, static_cast<GI>((F(1) - t.fu) * (F(1) - t.fv) * go));
-      if (t.m01) add(gi + 1, static_cast<GI>(t.fu * (F(1) - t.fv) * go));
-      if (t.m10) add(gi + sh.W, static_cast<GI>((F(1) - t.fu) * t.fv * go));
-      if (t.m11) add(gi + sh.W + 1, static_cast<GI>(t.fu * t.fv * go));
+    if (need_image) {
+      const int64_t at = plane + t.o00;
+      if (t.m00) scatter(at, (F(1) - t.fu) * (F(1) - t.fv) * go);
+      if (t.m01) scatter(at + 1, t.fu * (F(1) - t.fv) * go);
+      if (t.m10) scatter(at + sh.W, (F(1) - t.fu) * t.fv * go);
+      if (t.m11) scatter(at + sh.W + 1, t.fu * t.fv * go);
     }
     if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, &g_iu, &g_iv);
   }
   if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);
+}
+
+// A scaled contribution as int64 fixed point, rounded to nearest (kernels/warp.py: _fixed).
+template <typename F>
+FD_HD long long to_fixed(F scaled) {
+  return static_cast<long long>(floor(scaled + F(0.5)));
 }
 
 }  // namespace warp
@@ -303,17 +310,19 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
 // float32) and the CPU twin (warp_cpu.cpp; F = float or double). ----
 void warp_forward_cuda(ImageType type, const void* image, const float* depth, const float* pose, const float* K,
                        void* out, int8_t* mask, const warp::Shape& shape, const warp::Options& options, void* stream);
-// grad_image (float32), grad_depth, pose_partials (B, S, blocks, 16), k_partials (B, blocks, 4):
-// each may be null when not needed.
+// grad_image (float32) or, deterministic, grad_fixed (int64 fixed point with the scale at
+// fixed_scale), grad_depth, pose_partials (B, S, blocks, 16), k_partials (B, blocks, 4): each may
+// be null when not needed.
 void warp_backward_cuda(ImageType type, const void* grad_out, const void* image, const float* depth,
-                        const float* pose, const float* K, float* grad_image, float* grad_depth, float* pose_partials,
-                        float* k_partials, const warp::Shape& shape, const warp::Options& options, void* stream);
+                        const float* pose, const float* K, float* grad_image, long long* grad_fixed,
+                        const float* fixed_scale, float* grad_depth, float* pose_partials, float* k_partials,
+                        const warp::Shape& shape, const warp::Options& options, void* stream);
 template <typename F>
 void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K, F* out, int8_t* mask,
                       const warp::Shape& shape, const warp::Options& options);
 template <typename F>
 void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const F* pose, const F* K, F* grad_image,
-                       F* grad_depth, F* pose_partials, F* k_partials, const warp::Shape& shape,
-                       const warp::Options& options);
+                       long long* grad_fixed, const F* fixed_scale, F* grad_depth, F* pose_partials, F* k_partials,
+                       const warp::Shape& shape, const warp::Options& options);
 
 }  // namespace fastdepth

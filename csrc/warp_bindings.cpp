@@ -2,6 +2,8 @@
 // CUDA tensors or to the CPU twin (warp_cpu.cpp) for CPU tensors. Registers
 // fastdepth_ext::warp_forward and fastdepth_ext::warp_backward, whose arguments are those of the
 // Triton launchers in kernels/warp.py (one interface per op; tests/test_registry.py checks it).
+#include <limits>
+
 #include "bindings.h"
 #include "warp.cuh"
 
@@ -75,6 +77,21 @@ std::tuple<Tensor, Tensor> warp_forward(const Tensor& image_in, const Tensor& de
   return {out.to(image_in.scalar_type()), mask.to(at::kBool)};
 }
 
+// The deterministic scatter's scale and its inverse, as fastdepth/conventions.py: fixed_point_scale,
+// from_fixed_point. The largest mass one source plane can receive bounds every sum: each destination
+// pixel spreads weights summing to at most 1 over the taps.
+Tensor fixed_point_scale(const Tensor& grad, at::ScalarType dtype) {
+  if (grad.numel() == 0) return at::ones({1}, grad.options().dtype(dtype));
+  const Tensor bound = grad.to(dtype).abs().sum({-2, -1}).amax().reshape({1});
+  const Tensor scale = at::where(bound > 0, (4611686018427387904.0 / bound).clamp_max(1.2676506002282294e30), 1.0);
+  return at::where(bound.isfinite(), scale, 0.0);
+}
+
+Tensor from_fixed_point(const Tensor& total, const Tensor& scale, at::ScalarType dtype) {
+  const Tensor values = (total.to(at::kDouble) / scale.to(at::kDouble)).to(dtype);
+  return at::where(scale > 0, values, std::numeric_limits<double>::quiet_NaN());
+}
+
 // Sums the per-block partials in a fixed order and lays out the pose and intrinsics gradients.
 std::tuple<Tensor, Tensor> reduce_partials(const Tensor& pose_part, const Tensor& k_part, const warp::Shape& sh,
                                            bool need_pose, bool need_k) {
@@ -95,7 +112,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
                                                          const Tensor& depth_in, const Tensor& pose_in,
                                                          const Tensor& K_in, bool normalize_points,
                                                          std::string padding_mode, bool align_corners,
-                                                         const c10::List<bool>& need_list) {
+                                                         const c10::List<bool>& need_list, bool deterministic) {
   check_option(need_list.size() == 4, "needs must hold 4 flags");
   const bool needs[4] = {need_list[0], need_list[1], need_list[2], need_list[3]};
   const Prepared p = prepare(image_in, depth_in, pose_in, K_in, normalize_points, padding_mode, align_corners);
@@ -109,12 +126,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
   const auto sized = [&](bool need, at::IntArrayRef shape, const at::TensorOptions& o) {
     return at::zeros(need ? shape : at::IntArrayRef{0}, o);
   };
+  const bool fixed = needs[0] && deterministic;
+  const auto i64 = image_in.options().dtype(at::kLong);
   if (image_in.is_cuda()) {
 #ifdef FASTDEPTH_WITH_CUDA
     TORCH_CHECK_TYPE(p.depth.scalar_type() == at::kFloat, "fastdepth_ext: CUDA kernels take float32 geometry");
     const auto f32 = image_in.options().dtype(at::kFloat);
     const Tensor grad = grad_in.to(image_in.scalar_type()).contiguous(), image = image_in.contiguous();
-    Tensor g_image = sized(needs[0], image.sizes(), f32);
+    Tensor g_image = sized(needs[0] && !fixed, image.sizes(), f32);
+    Tensor g_fixed = sized(fixed, image.sizes(), i64);
+    const Tensor scale = fixed_point_scale(grad, at::kFloat);
     Tensor g_depth = sized(needs[1], p.depth.sizes(), f32);
     Tensor pose_part = sized(needs[2], {sh.B, sh.S, blocks, warp::kPosePartials}, f32);
     Tensor k_part = sized(needs[3], {sh.B, blocks, warp::kIntrinsicsPartials}, f32);
@@ -122,10 +143,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
       check_grid("image_src", blocks * sh.B, 1, 1);
       warp_backward_cuda(image_type(image), grad.data_ptr(), image.data_ptr(), p.depth.data_ptr<float>(),
                          p.pose.data_ptr<float>(), p.K.data_ptr<float>(), ptr_or_null<float>(g_image),
+                         fixed ? reinterpret_cast<long long*>(g_fixed.data_ptr<int64_t>()) : nullptr,
+                         scale.data_ptr<float>(),
                          ptr_or_null<float>(g_depth), ptr_or_null<float>(pose_part), ptr_or_null<float>(k_part), sh,
                          p.options, current_stream(image));
       check_launch();
     }
+    if (fixed) g_image = from_fixed_point(g_fixed, scale, at::kFloat);
     auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh, needs[2], needs[3]);
     return {needs[0] ? g_image.to(image_in.scalar_type()) : g_image, g_depth, g_pose, g_k};
 #else
@@ -135,7 +159,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
   const at::ScalarType F = cpu_compute_type(p.depth);
   const auto opts = p.depth.options();
   const Tensor grad = grad_in.to(F).contiguous(), image = image_in.to(F).contiguous();
-  Tensor g_image = sized(needs[0], image.sizes(), opts);
+  Tensor g_image = sized(needs[0] && !fixed, image.sizes(), opts);
+  Tensor g_fixed = sized(fixed, image.sizes(), i64);
+  const Tensor scale = fixed_point_scale(grad, F);
   Tensor g_depth = sized(needs[1], p.depth.sizes(), opts);
   Tensor pose_part = sized(needs[2], {sh.B, sh.S, blocks, warp::kPosePartials}, opts);
   Tensor k_part = sized(needs[3], {sh.B, blocks, warp::kIntrinsicsPartials}, opts);
@@ -143,10 +169,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
     AT_DISPATCH_FLOATING_TYPES(F, "warp_backward_cpu", [&] {
       warp_backward_cpu<scalar_t>(grad.data_ptr<scalar_t>(), image.data_ptr<scalar_t>(),
                                   p.depth.data_ptr<scalar_t>(), p.pose.data_ptr<scalar_t>(), p.K.data_ptr<scalar_t>(),
-                                  ptr_or_null<scalar_t>(g_image), ptr_or_null<scalar_t>(g_depth),
+                                  ptr_or_null<scalar_t>(g_image),
+                                  fixed ? reinterpret_cast<long long*>(g_fixed.data_ptr<int64_t>()) : nullptr,
+                                  scale.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(g_depth),
                                   ptr_or_null<scalar_t>(pose_part), ptr_or_null<scalar_t>(k_part), sh, p.options);
     });
   }
+  if (fixed) g_image = from_fixed_point(g_fixed, scale, F);
   auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh, needs[2], needs[3]);
   return {needs[0] ? g_image.to(image_in.scalar_type()) : g_image, g_depth, g_pose, g_k};
 }
@@ -160,7 +189,7 @@ TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
       "bool align_corners, bool want_mask) -> (Tensor, Tensor)");
   m.def(
       "warp_backward(Tensor grad_out, Tensor image, Tensor depth, Tensor pose, Tensor K, bool normalize_points, "
-      "str padding_mode, bool align_corners, bool[] needs) -> (Tensor, Tensor, Tensor, Tensor)");
+      "str padding_mode, bool align_corners, bool[] needs, bool deterministic) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastdepth_ext, CPU, m) {

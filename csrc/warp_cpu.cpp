@@ -23,15 +23,23 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
 
 template <typename F>
 void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const F* pose, const F* K, F* grad_image,
-                       F* grad_depth, F* pose_partials, F* k_partials, const warp::Shape& sh,
-                       const warp::Options& opt) {
+                       long long* grad_fixed, const F* fixed_scale, F* grad_depth, F* pose_partials, F* k_partials,
+                       const warp::Shape& sh, const warp::Options& opt) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const int64_t blocks = warp::blocks_per_image(sh.H, sh.W);
   const bool need_geometry = grad_depth != nullptr || pose_partials != nullptr || k_partials != nullptr;
-  // the image gradient is a scatter: atomic adds, as on the GPU
-  auto add = [](F* at, F v) {
+  const bool need_image = grad_image != nullptr || grad_fixed != nullptr;
+  const F scale = grad_fixed != nullptr ? *fixed_scale : F(1);
+  // the image gradient is a scatter: atomic adds, as on the GPU (integer ones are deterministic)
+  auto scatter = [=](int64_t at, F v) {
+    if (grad_fixed != nullptr) {
+      const long long q = warp::to_fixed(v * scale);
 #pragma omp atomic
-    *at += v;
+      grad_fixed[at] += q;
+    } else {
+#pragma omp atomic
+      grad_image[at] += v;
+    }
   };
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < sh.B; ++b) {
@@ -42,8 +50,8 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
         const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
         F gP[3] = {};
         for (int64_t s = 0; s < sh.S; ++s) {
-          warp::backward_source(grad_out, image, pose, grad_image, p, b * sh.S + s, pix, sh, opt, need_geometry,
-                                gT.data() + s * warp::kPosePartials, gK, gP, add);
+          warp::backward_source(grad_out, image, pose, need_image, p, b * sh.S + s, pix, sh, opt, need_geometry,
+                                gT.data() + s * warp::kPosePartials, gK, gP, scatter);
         }
         if (grad_depth != nullptr || k_partials != nullptr) {
           const F gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
@@ -69,8 +77,10 @@ template void warp_forward_cpu<float>(const float*, const float*, const float*, 
 template void warp_forward_cpu<double>(const double*, const double*, const double*, const double*, double*, int8_t*,
                                        const warp::Shape&, const warp::Options&);
 template void warp_backward_cpu<float>(const float*, const float*, const float*, const float*, const float*, float*,
-                                       float*, float*, float*, const warp::Shape&, const warp::Options&);
+                                       long long*, const float*, float*, float*, float*, const warp::Shape&,
+                                       const warp::Options&);
 template void warp_backward_cpu<double>(const double*, const double*, const double*, const double*, const double*,
-                                        double*, double*, double*, double*, const warp::Shape&, const warp::Options&);
+                                        double*, long long*, const double*, double*, double*, double*,
+                                        const warp::Shape&, const warp::Options&);
 
 }  // namespace fastdepth

@@ -6,7 +6,10 @@
 * ``cuda``: the fused CUDA C++ kernels (``csrc/``), compiled on first use; on CPU tensors their
   CPU twin (the same per-pixel math in OpenMP loops; float64 too).
 * ``auto`` (the default; the environment variable ``FASTDEPTH_BACKEND`` overrides it): CUDA
-  tensors with float32 geometry use the fused Triton kernels; everything else uses the reference.
+  tensors without float64 use the fused Triton kernels; everything else uses the reference.
+
+The GPU kernels compute in float32: asked for with float64 inputs, ``triton`` (and ``cuda`` on CUDA
+tensors) run the reference instead, with one warning per process; the CPU twin computes float64.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import warnings
 
 import torch
 
 ENV_VAR = "FASTDEPTH_BACKEND"
 NAMES = ("auto", "torch", "triton", "cuda")
-FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def requested(backend: str | None) -> str:
@@ -70,22 +73,39 @@ _CUDA_UNAVAILABLE = {
 }
 
 
+#: the float64 fallbacks already warned about: one warning per backend and process
+_warned_float64: set[str] = set()
+
+
+def _float64_fallback(name: str) -> str:
+    if name not in _warned_float64:
+        _warned_float64.add(name)
+        warnings.warn(
+            f"backend={name!r} computes in float32 on this device: float64 inputs run on the reference "
+            "(backend='torch') instead (warned once per process)",
+            stacklevel=4,
+        )
+    return "torch"
+
+
 def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype, ...]) -> str:
     """The implementation that will run: ``"torch"``, ``"triton"`` or ``"cuda"``.
 
     Args:
         backend: the caller's choice (None: the environment variable, else ``"auto"``).
         device: the device of the op's tensors.
-        dtypes: (image dtype, geometry dtype) or, for image-only ops, the image dtypes.
+        dtypes: (image dtype, geometry compute dtype) or, for image-only ops, the image dtypes.
+
+    A fused backend asked for with float64 inputs computes them where it can (the CPU twin, in
+    float64) and otherwise falls back to the reference, with one warning per backend and process.
 
     Raises:
         RuntimeError: an explicitly requested fused backend cannot run here.
-        TypeError: an explicitly requested fused backend does not support these dtypes.
     """
     name = requested(backend)
-    fused_ok = all(dt in FUSED_DTYPES for dt in dtypes) and (len(dtypes) < 2 or dtypes[-1] == torch.float32)
+    float64 = any(dt == torch.float64 for dt in dtypes)
     if name == "auto":
-        if device.type == "cuda" and fused_ok and triton_usable_on(device) is None:
+        if device.type == "cuda" and not float64 and triton_usable_on(device) is None:
             return "triton"
         return "torch"
     if name == "torch":
@@ -94,21 +114,13 @@ def resolve(backend: str | None, device: torch.device, dtypes: tuple[torch.dtype
         reason = _CUDA_UNAVAILABLE[device.type]() if device.type in _CUDA_UNAVAILABLE else _cuda_reason(device)
         if reason is not None:
             raise RuntimeError(reason)
-        if device.type == "cpu":  # the CPU twin computes in float64 when the geometry is float64
-            if len(dtypes) == 2 and dtypes == (torch.float64, torch.float32):
-                raise TypeError("backend='cuda' on CPU: a float64 image needs float64 depth, pose and intrinsics")
+        if device.type == "cpu":  # the CPU twin computes in float64 where an input is float64
             return name
     else:
         reason = triton_usable_on(device)
         if reason is not None:
             raise RuntimeError(reason)
-    if not fused_ok:
-        raise TypeError(
-            f"backend={name!r} computes in float32: images must be float32, float16 or bfloat16 and "
-            f"depth, pose and intrinsics float32; got {', '.join(str(d) for d in dtypes)} "
-            "(use backend='torch' for float64)"
-        )
-    return name
+    return _float64_fallback(name) if float64 else name
 
 
 def launcher(op: str, backend: str, which: str):

@@ -1,4 +1,4 @@
-"""Conventions shared by the reference and every fused backend, below both (imports only the stdlib).
+"""Conventions shared by the reference and every fused backend, below both (imports only torch).
 
 * Kornia's homogeneous division rule: ``w`` and ``z`` are not divided by where ``|.| <= DIVIDE_EPS``.
 * The sampling grid: Kornia normalises projected pixels by ``size - 1`` (a singleton axis: scale 1,
@@ -6,11 +6,16 @@
   sample position is an affine map of the projected pixel (:func:`sample_affine`).
 * Monodepth2's SSIM stabilisers for images in [0, 1].
 * The limits of a GPU launch grid: fused launchers fold the batch into grid dimension 0.
+* The deterministic scatter: gradient contributions as int64 fixed point (integer addition is
+  associative, so the sum does not depend on the order of the atomics), with a scale derived from
+  the upstream gradient so that no sum can overflow.
 
 The CUDA C++ side repeats these numbers in ``csrc/warp.cuh`` and ``csrc/photometric.cuh``.
 """
 
 from __future__ import annotations
+
+import torch
 
 #: Kornia's threshold below which the homogeneous ``w`` and the camera ``z`` are not divided by.
 DIVIDE_EPS = 1e-8
@@ -22,6 +27,10 @@ SSIM_C2 = 0.03**2
 #: CUDA's limits on the number of blocks (programs) per grid dimension
 GRID_X_LIMIT = 2**31 - 1
 GRID_Y_LIMIT = 65535
+#: fixed point: every |sum| of contributions stays below 2**62 (int64 holds 2**63 - 1)
+FIXED_POINT_RANGE = 2.0**62
+#: the largest scale, kept finite in float32 (2**127 is its largest power of two)
+FIXED_POINT_MAX_SCALE = 2.0**100
 
 
 def grid_scale(size: int) -> tuple[float, float]:
@@ -48,3 +57,25 @@ def check_grid(name: str, grid: tuple[int, ...]) -> None:
                 f"{name} is too large for one launch: it needs {blocks} blocks in grid dimension {dim}, "
                 f"above CUDA's limit of {limit} (split the batch or the image)"
             )
+
+
+def fixed_point_scale(plane_mass: torch.Tensor) -> torch.Tensor:
+    """The scale of the deterministic scatter, a 1-element float32 tensor (computed on the device,
+    no synchronisation): ``FIXED_POINT_RANGE / bound``, where ``bound`` is the largest total
+    ``|contribution|`` that can land in one output plane (``plane_mass``, one value per plane); 1
+    where nothing is scattered; 0 where the bound is not finite (see :func:`from_fixed_point`).
+    Each contribution is scaled in the kernel's compute dtype and rounded to an integer (within
+    that dtype's own rounding plus ``2**-62`` of the bound), then summed exactly.
+    """
+    if plane_mass.numel() == 0:
+        return torch.ones(1, dtype=torch.float32, device=plane_mass.device)
+    bound = plane_mass.float().amax().reshape(1)
+    scale = torch.where(bound > 0, (FIXED_POINT_RANGE / bound).clamp(max=FIXED_POINT_MAX_SCALE), 1.0)
+    return torch.where(torch.isfinite(bound), scale, 0.0)
+
+
+def from_fixed_point(total: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float32 sums from the int64 fixed-point ones; NaN everywhere when the scale is 0 (the
+    upstream gradient was not finite)."""
+    values = (total.double() / scale.double()).float()
+    return torch.where(scale > 0, values, float("nan"))

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-GEOMETRY_DTYPES = (torch.float32, torch.float64)
 INDEX_LIMIT = 2**31
 
 

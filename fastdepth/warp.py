@@ -18,12 +18,14 @@ Conventions (Kornia 0.9's ``kornia.geometry.depth.warp_frame_depth``):
 * the validity mask is true where the depth is finite, the point lies in front of the source camera
   (``z > 1e-8``) and all four bilinear taps lie inside the source image (no padding was used).
 
-Dtypes: images float16, bfloat16, float32 (and float64 with ``backend="torch"``); depth, pose and
-intrinsics float32 (or all float64 with ``backend="torch"``). Fused kernels compute in float32 and
-return the image dtype; the reference projects in float64 (then samples in the image's compute
-dtype), so that as the oracle it is at least as accurate as the kernels, extreme depths included.
-``torch.autocast`` does not reach inside: every backend computes from the inputs' own dtypes.
-Gradients flow to all four tensors; pose and intrinsics gradients of the fused kernels are
+Dtypes: image, depth, pose and intrinsics each float16, bfloat16, float32 or float64, in any mix.
+The geometry is computed in float32 (float64 where any input is float64: on the reference and the
+CPU twin; the GPU backends fall back to the reference for float64, with one warning), each gradient
+comes back in its input's dtype and the warped image in the image's dtype. Fused kernels sample in
+float32 and return the image dtype; the reference projects in float64 (then samples in the image's
+compute dtype), so that as the oracle it is at least as accurate as the kernels, extreme depths
+included. ``torch.autocast`` does not reach inside: every backend computes from the inputs' own
+dtypes. Gradients flow to all four tensors; pose and intrinsics gradients of the fused kernels are
 deterministic.
 """
 
@@ -47,6 +49,7 @@ def _forward_op(
     padding_mode: str,
     align_corners: bool,
     want_mask: bool,
+    deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     return backends.launcher("warp", backend, "forward")(
@@ -55,7 +58,9 @@ def _forward_op(
 
 
 @_forward_op.register_fake
-def _forward_fake(image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask, backend):
+def _forward_fake(
+    image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, want_mask, deterministic, backend
+):
     B, S, C, H, W = image.shape
     mask_shape = (B, S, 1, H, W) if want_mask else (0,)
     return torch.empty_like(image, memory_format=torch.contiguous_format), image.new_empty(mask_shape, dtype=torch.bool)
@@ -72,17 +77,20 @@ def _backward_op(
     padding_mode: str,
     align_corners: bool,
     needs: list[bool],
+    deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.launcher("warp", backend, "backward")(
-        grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, list(needs)
-    )
+        grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, list(needs),
+        deterministic,
+    )  # fmt: skip
 
 
 @_backward_op.register_fake
 def _backward_fake(
-    grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, needs, backend
-):
+    grad_out, image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, needs, deterministic,
+    backend,
+):  # fmt: skip
     shapes = [t.shape if need else (0,) for t, need in zip((image, depth, pose, camera_matrix), needs, strict=True)]
     return (
         image.new_empty(shapes[0]),
@@ -93,20 +101,29 @@ def _backward_fake(
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, _, backend = inputs
+    image, depth, pose, camera_matrix, normalize_points, padding_mode, align_corners, _, deterministic, backend = inputs
     ctx.save_for_backward(image, depth, pose, camera_matrix)
     ctx.options = (normalize_points, padding_mode, align_corners)
+    ctx.deterministic = deterministic
     ctx.backend = backend
 
 
 def _backward(ctx, grad_out, grad_mask):
     image, depth, pose, camera_matrix = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:4])
-    grads = _backward_op(grad_out, image, depth, pose, camera_matrix, *ctx.options, needs, ctx.backend)
-    return *(g if need else None for g, need in zip(grads, needs, strict=True)), None, None, None, None, None
+    grads = _backward_op(
+        grad_out, image, depth, pose, camera_matrix, *ctx.options, needs, ctx.deterministic, ctx.backend
+    )
+    return *(g if need else None for g, need in zip(grads, needs, strict=True)), *([None] * 6)
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def geometry_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype the geometry is computed in: float64 where any input is float64, else float32
+    (half-precision depth, pose or intrinsics are widened, as the kernels compute in float32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _validate(
@@ -132,10 +149,8 @@ def _validate(
         validation.check_shape("src_trans_dst", src_trans_dst, (B, 4, 4))
     validation.check_shape("depth_dst", depth_dst, (B, 1, H, W))
     validation.check_shape("camera_matrix", camera_matrix, (B, 3, 3))
-    validation.check_dtype("image_src", image_src, validation.FLOAT_DTYPES)
-    for name in ("depth_dst", "src_trans_dst", "camera_matrix"):
-        validation.check_dtype(name, named[name], validation.GEOMETRY_DTYPES)
-    validation.check_same_dtype({k: named[k] for k in ("depth_dst", "src_trans_dst", "camera_matrix")})
+    for name, t in named.items():
+        validation.check_dtype(name, t, validation.FLOAT_DTYPES)
     validation.check_same_device(named)
     validation.check_channels("image_src", image_src, -3)
     validation.check_index_range("image_src", image_src)
@@ -166,6 +181,7 @@ def warp(
     align_corners: bool = True,
     return_mask: bool = False,
     backend: str | None = None,
+    deterministic: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Warp source images onto the destination view with the destination depth and relative poses.
 
@@ -183,6 +199,11 @@ def warp(
         align_corners: grid_sample's align_corners.
         return_mask: also return the validity mask, bool, (B, 1, H, W) or (B, S, 1, H, W).
         backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"`` (see :mod:`fastdepth.backends`).
+        deterministic: the fused backends' image gradient, a scatter, in int64 fixed point: bitwise
+            equal run to run (the other gradients always are); NaN everywhere if the upstream
+            gradient is not finite. None (default): when ``torch.use_deterministic_algorithms(True)``
+            is in force. The reference's image gradient is grid_sample's (deterministic on the CPU;
+            on CUDA PyTorch refuses it in deterministic mode).
 
     Returns:
         The warped images, shaped like ``image_src`` in its dtype; and the mask if asked for.
@@ -197,13 +218,19 @@ def warp(
     )
     image = image_src if multi else image_src.unsqueeze(1)
     pose = src_trans_dst if multi else src_trans_dst.unsqueeze(1)
-    name = backends.resolve(backend, image.device, (image.dtype, depth_dst.dtype))
+    geometry = geometry_dtype(image, depth_dst, pose, camera_matrix)
+    name = backends.resolve(backend, image.device, (image.dtype, geometry))
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    validation.check_flag("deterministic", deterministic)
     options = (normalize_points, padding_mode, align_corners, return_mask)
     with validation.no_autocast(image.device):
+        # differentiable casts: each gradient comes back in its input's dtype
+        depth, pose, K = (t.to(geometry) for t in (depth_dst, pose, camera_matrix))
         if name == "torch":
-            out, mask = reference.warp(image, depth_dst, pose, camera_matrix, *options)
+            out, mask = reference.warp(image, depth, pose, K, *options)
         else:
-            out, mask = _forward_op(image, depth_dst, pose, camera_matrix, *options, name)
+            out, mask = _forward_op(image, depth, pose, K, *options, deterministic, name)
     if not multi:
         out = out.squeeze(1)
         mask = mask.squeeze(1) if return_mask else mask
@@ -218,6 +245,7 @@ def warp_frame_depth(
     normalize_points: bool = False,
     *,
     backend: str | None = None,
+    deterministic: bool | None = None,
 ) -> torch.Tensor:
     """Drop-in for ``kornia.geometry.depth.warp_frame_depth``: same signature, shapes and numbers.
 
@@ -227,7 +255,7 @@ def warp_frame_depth(
         src_trans_dst: (B, 4, 4) transform from destination to source.
         camera_matrix: (B, 3, 3) intrinsics.
         normalize_points: read depth as the Euclidean ray length (Kornia's flag).
-        backend: keyword only, fastdepth's addition (see :func:`warp`).
+        backend, deterministic: keyword only, fastdepth's additions (see :func:`warp`).
 
     Returns:
         (B, C, H, W) ``image_src`` resampled onto the destination pixel grid (bilinear,
@@ -236,4 +264,12 @@ def warp_frame_depth(
     validation.check_tensor("image_src", image_src)
     if image_src.dim() != 4:
         raise ValueError(f"image_src must have shape (B, C, H, W), got {tuple(image_src.shape)}")
-    return warp(image_src, depth_dst, src_trans_dst, camera_matrix, normalize_points, backend=backend)
+    return warp(
+        image_src,
+        depth_dst,
+        src_trans_dst,
+        camera_matrix,
+        normalize_points,
+        backend=backend,
+        deterministic=deterministic,
+    )

@@ -5,7 +5,9 @@ frames that share the depth map, and over the C channels. The forward kernel bac
 transforms, projects and samples bilinearly; the backward kernel recomputes all of that (only the
 inputs are saved) and writes
 
-* the image gradient by scatter (float32 atomics into a float32 buffer),
+* the image gradient by scatter: float32 atomics into a float32 buffer, or (DETERMINISTIC) int64
+  atomics of fixed-point contributions, whose sum does not depend on the order of the atomics
+  (:func:`fastdepth.conventions.fixed_point_scale`),
 * the depth gradient per pixel (summed over the sources in registers: no atomics),
 * pose and intrinsics gradients as per-program partial sums, reduced afterwards in a fixed order
   by the launcher: deterministic, no float atomics.
@@ -20,7 +22,14 @@ import triton
 import triton.language as tl
 from fastdepth.kernels.launch import device_guard
 
-from fastdepth.conventions import DIVIDE_EPS, FLOAT32_MAX, check_grid, sample_affine
+from fastdepth.conventions import (
+    DIVIDE_EPS,
+    FLOAT32_MAX,
+    check_grid,
+    fixed_point_scale,
+    from_fixed_point,
+    sample_affine,
+)
 
 BLOCK = 128
 NUM_WARPS = 4
@@ -119,6 +128,12 @@ def _taps(iu, iv, W, H):
 
 
 @triton.jit
+def _fixed(v):
+    """A scaled contribution as int64 fixed point (rounded to nearest)."""
+    return tl.floor(v + 0.5).to(tl.int64)
+
+
+@triton.jit
 def _block(H, W, BLOCK: tl.constexpr):
     """This program's block of pixels, its batch element and the blocks per image: the batch is
     folded into grid dimension 0 (limit 2**31 - 1; dimension 1 would cap it at 65535)."""
@@ -200,7 +215,9 @@ def warp_bwd_kernel(
     depth_ptr,  # (B, H, W) float32
     pose_ptr,  # (B, S, 4, 4) float32
     k_ptr,  # (B, 3, 3) float32
-    grad_image_ptr,  # (B, S, C, H, W) float32, zero-initialised, when NEED_IMAGE
+    grad_image_ptr,  # (B, S, C, H, W) float32, zero-initialised, when NEED_IMAGE and not DETERMINISTIC
+    grad_fixed_ptr,  # (B, S, C, H, W) int64, zero-initialised, when NEED_IMAGE and DETERMINISTIC
+    scale_ptr,  # (1,) float32 fixed-point scale, when DETERMINISTIC
     grad_depth_ptr,  # (B, H, W) float32, when NEED_DEPTH
     pose_part_ptr,  # (B, S, n_blocks, 16) float32, when NEED_POSE
     k_part_ptr,  # (B, n_blocks, 4) float32 [fx, fy, cx, cy], when NEED_K
@@ -218,6 +235,7 @@ def warp_bwd_kernel(
     NEED_DEPTH: tl.constexpr,
     NEED_POSE: tl.constexpr,
     NEED_K: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     NEED_GEOMETRY: tl.constexpr = NEED_DEPTH or NEED_POSE or NEED_K
@@ -226,6 +244,8 @@ def warp_bwd_kernel(
     pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
         depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
     )
+    if DETERMINISTIC:
+        scale = tl.load(scale_ptr)
 
     # gradient w.r.t. the destination point (X, Y, Z), summed over sources
     gX = tl.zeros([BLOCK], tl.float32)
@@ -260,11 +280,19 @@ def warp_bwd_kernel(
             plane = (bs * C + c) * HW
             go = tl.load(grad_out_ptr + plane + pix, mask=keep, other=0.0).to(tl.float32)
             if NEED_IMAGE:
-                gi = grad_image_ptr + plane
-                tl.atomic_add(gi + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00, sem="relaxed")
-                tl.atomic_add(gi + o01, fu * (1.0 - fv) * go, mask=keep & m01, sem="relaxed")
-                tl.atomic_add(gi + o10, (1.0 - fu) * fv * go, mask=keep & m10, sem="relaxed")
-                tl.atomic_add(gi + o11, fu * fv * go, mask=keep & m11, sem="relaxed")
+                if DETERMINISTIC:
+                    gf = grad_fixed_ptr + plane
+                    g = go * scale
+                    tl.atomic_add(gf + o00, _fixed((1.0 - fu) * (1.0 - fv) * g), mask=keep & m00, sem="relaxed")
+                    tl.atomic_add(gf + o01, _fixed(fu * (1.0 - fv) * g), mask=keep & m01, sem="relaxed")
+                    tl.atomic_add(gf + o10, _fixed((1.0 - fu) * fv * g), mask=keep & m10, sem="relaxed")
+                    tl.atomic_add(gf + o11, _fixed(fu * fv * g), mask=keep & m11, sem="relaxed")
+                else:
+                    gi = grad_image_ptr + plane
+                    tl.atomic_add(gi + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00, sem="relaxed")
+                    tl.atomic_add(gi + o01, fu * (1.0 - fv) * go, mask=keep & m01, sem="relaxed")
+                    tl.atomic_add(gi + o10, (1.0 - fu) * fv * go, mask=keep & m10, sem="relaxed")
+                    tl.atomic_add(gi + o11, fu * fv * go, mask=keep & m11, sem="relaxed")
             if NEED_GEOMETRY:
                 src = image_ptr + plane
                 v00 = tl.load(src + o00, mask=keep & m00, other=0.0).to(tl.float32)
@@ -384,10 +412,12 @@ def warp_backward(
     padding_mode: str,
     align_corners: bool,
     needs: list[bool],
+    deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernel; returns (grad image, grad depth, grad pose, grad K).
 
-    A gradient that is not needed comes back as an empty tensor.
+    A gradient that is not needed comes back as an empty tensor. ``deterministic``: the image
+    gradient is scattered in fixed point (bitwise reproducible); the other gradients always are.
     """
     need_image, need_depth, need_pose, need_k = needs
     B, S, C, H, W = image.shape
@@ -400,7 +430,11 @@ def warp_backward(
     depth = depth.contiguous()
     pose = pose.contiguous()
     K = K.contiguous()
-    g_image = torch.zeros(image.shape if need_image else (0,), **f32)
+    fixed = need_image and deterministic
+    g_image = torch.zeros(image.shape if need_image and not fixed else (0,), **f32)
+    g_fixed = torch.zeros(image.shape if fixed else (0,), dtype=torch.int64, device=dev)
+    # the largest mass one source plane can receive: each destination pixel spreads weights summing to <= 1
+    scale = fixed_point_scale(grad_out.abs().sum((-2, -1))) if fixed else torch.ones(1, **f32)
     g_depth = torch.empty(depth.shape if need_depth else (0,), **f32)
     # zeros: with no source (S = 0) the kernel does not run and the partials must sum to 0
     pose_part = torch.zeros((B, S, n_blocks, 16) if need_pose else (0,), **f32)
@@ -410,14 +444,16 @@ def warp_backward(
         sy, oy = sample_affine(H, align_corners)
         with device_guard(image):
             warp_bwd_kernel[(n_blocks * B,)](
-                grad_out, image, depth, pose, K, g_image, g_depth, pose_part, k_part,
+                grad_out, image, depth, pose, K, g_image, g_fixed, scale, g_depth, pose_part, k_part,
                 S, C, H, W, sx, ox, sy, oy,
                 NORMALIZE=normalize_points, BORDER=padding_mode == "border",
                 NEED_IMAGE=need_image, NEED_DEPTH=need_depth, NEED_POSE=need_pose, NEED_K=need_k,
-                BLOCK=BLOCK, num_warps=NUM_WARPS,
+                DETERMINISTIC=fixed, BLOCK=BLOCK, num_warps=NUM_WARPS,
             )  # fmt: skip
     elif need_depth:
         g_depth.zero_()
+    if fixed:
+        g_image = from_fixed_point(g_fixed, scale)
     g_pose = pose_part.sum(dim=2).reshape(B, S, 4, 4) if need_pose else pose_part
     if need_k:
         g4 = k_part.sum(dim=1)
@@ -443,21 +479,31 @@ def aot_variants():
             dict(NORMALIZE=True, BORDER=True, WRITE_MASK=True, BLOCK=BLOCK),
             NUM_WARPS,
         )
+    for img, deterministic in (("fp32", False), ("fp16", False), ("bf16", False), ("fp32", True)):
         yield (
-            f"warp_bwd_kernel[{img}]",
+            f"warp_bwd_kernel[{img}{',det' if deterministic else ''}]",
             warp_bwd_kernel,
             dict(
                 grad_out_ptr=f"*{img}",
                 image_ptr=f"*{img}",
                 **geometry,
                 grad_image_ptr="*fp32",
+                grad_fixed_ptr="*i64",
+                scale_ptr="*fp32",
                 grad_depth_ptr="*fp32",
                 pose_part_ptr="*fp32",
                 k_part_ptr="*fp32",
                 **scalars,
             ),  # fmt: skip
             dict(
-                NORMALIZE=True, BORDER=True, NEED_IMAGE=True, NEED_DEPTH=True, NEED_POSE=True, NEED_K=True, BLOCK=BLOCK
-            ),
+                NORMALIZE=True,
+                BORDER=True,
+                NEED_IMAGE=True,
+                NEED_DEPTH=True,
+                NEED_POSE=True,
+                NEED_K=True,
+                DETERMINISTIC=deterministic,
+                BLOCK=BLOCK,
+            ),  # fmt: skip
             NUM_WARPS,
         )

@@ -238,10 +238,14 @@ def test_min_reprojection_bad_inputs(warped, identity, error, pattern, backend):
 
 
 @pytest.mark.parametrize("backend,device", FLOAT32_ONLY)
-def test_fused_rejects_float64(backend, device):
+def test_fused_falls_back_to_the_reference_for_float64(backend, device, monkeypatch):
+    from fastdepth import backends
+
+    monkeypatch.setattr(backends, "_warned_float64", set())
     pred, target = torch.rand(1, 1, 3, 3, device=device).double(), torch.rand(1, 1, 3, 3, device=device).double()
-    with pytest.raises(TypeError, match=r"computes in float32"):
-        fastdepth.photometric_loss(pred, target, backend=backend)
+    with pytest.warns(UserWarning, match=r"computes in float32"):
+        loss = fastdepth.photometric_loss(pred, target, backend=backend)
+    assert torch.equal(loss, fastdepth.photometric_loss(pred, target, backend="torch"))
 
 
 @pytest.mark.parametrize("backend,device", ALL)
@@ -286,3 +290,22 @@ def test_autocast_does_not_reach_inside(backend, device, seed):
     for a, b in zip(under, expected, strict=True):
         assert torch.equal(a, b)
     assert single.dtype == torch.float32
+
+
+@pytest.mark.skipif("cuda" not in BACKEND_NAMES, reason="needs the C++ extension")
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        ((torch.rand(2, 3, 4, 5), torch.rand(2, 1, 3, 4, 4), None, 0.85, True), r"warped has shape \[2, 1, 3, 4, 4\]"),
+        ((torch.rand(2, 3, 4, 5), torch.rand(2, 1, 3, 4, 5), torch.rand(1, 1, 3, 4, 5), 0.85, True), r"identity has"),
+        ((torch.rand(2, 3, 1, 5), torch.rand(2, 1, 3, 1, 5), None, 0.85, True), r"H and W must be at least 2"),
+    ],
+)
+def test_raw_extension_op_checks_what_it_reads(args, pattern):
+    from fastdepth import _cuda
+
+    with pytest.raises(ValueError, match=pattern):
+        _cuda.library().photometric_forward(*args)
+    grad = torch.rand(1, 1, 4, 5)  # the wrong batch for any of the cases above
+    with pytest.raises(ValueError):
+        _cuda.library().photometric_backward(grad, None, *args[:4], [True, True, False])

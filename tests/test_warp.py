@@ -119,6 +119,47 @@ def test_non_finite_depth_is_zero_and_contained(backend, device, bad, padding_mo
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_backward_is_bitwise_equal_over_ten_runs(backend, device, seed):
+    # many destination pixels sample the same source pixels: the image gradient's scatter collides
+    scene = warp_scene(2, 2, 3, 24, 32, seed=seed, device=device, translation=0.5, depth_range=(5.0, 30.0))
+    inputs = leaves(*(scene[n] for n in NAMES))
+    g = torch.randn(scene["image"].shape, device=device)
+    runs = [grads(fastdepth.warp(*inputs, backend=backend, deterministic=True), inputs, g) for _ in range(10)]
+    for run in runs[1:]:
+        for name, a, b in zip(NAMES, run, runs[0], strict=True):
+            assert torch.equal(a, b), name
+    # as accurate as the float atomics: the sums are exact, each contribution rounded as float32
+    reference = leaves(*(scene[n] for n in NAMES), dtype=torch.float64)
+    expected = grads(fastdepth.warp(*reference, backend="torch"), reference, g.double())
+    tol = tolerance("warp", torch.float32, backend, device)
+    for name, a, b in zip(NAMES, runs[0], expected, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_algorithms_select_the_fixed_point_scatter(backend, device, seed):
+    scene = warp_scene(1, 2, 3, 8, 10, seed=seed, device=device, translation=0.5)
+    inputs = leaves(*(scene[n] for n in NAMES))
+    chosen = grads(fastdepth.warp(*inputs, backend=backend, deterministic=True), inputs, torch.ones_like(inputs[0]))
+    torch.use_deterministic_algorithms(True)
+    try:
+        default = grads(fastdepth.warp(*inputs, backend=backend), inputs, torch.ones_like(inputs[0]))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(a, b) for a, b in zip(default, chosen, strict=True))
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_scatter_with_a_non_finite_gradient_is_nan(backend, device, seed):
+    scene = warp_scene(1, 1, 1, 4, 5, seed=seed, device=device)
+    inputs = leaves(*(scene[n] for n in NAMES))
+    g = torch.ones_like(inputs[0])
+    g[0, 0, 0, 1, 1] = float("inf")
+    (g_image,) = torch.autograd.grad(fastdepth.warp(*inputs, backend=backend, deterministic=True), inputs[:1], g)
+    assert torch.isnan(g_image).all()
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 def test_backward_is_deterministic(backend, device, seed):
     scene = warp_scene(2, 2, 3, 24, 32, seed=seed, device=device, translation=0.5)
     inputs = leaves(*(scene[n] for n in NAMES))
@@ -180,15 +221,16 @@ def test_no_source_gives_zero_gradients(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
-@pytest.mark.parametrize("want_mask", [False, True])
-def test_opcheck(backend, device, want_mask, seed):
+@pytest.mark.parametrize("want_mask,deterministic", [(False, False), (True, True)])
+def test_opcheck(backend, device, want_mask, deterministic, seed):
     scene = warp_scene(1, 2, 2, 5, 6, seed=seed, device=device)
     args = leaves(*(scene[n] for n in NAMES))
-    torch.library.opcheck(torch.ops.fastdepth.warp.default, (*args, False, "border", False, want_mask, backend))
+    options = (False, "border", False, want_mask, deterministic, backend)
+    torch.library.opcheck(torch.ops.fastdepth.warp.default, (*args, *options))
     grad_out = torch.randn_like(scene["image"])
     torch.library.opcheck(
         torch.ops.fastdepth.warp_backward.default,
-        (grad_out, *[a.detach() for a in args], True, "zeros", True, [True, False, True, True], backend),
+        (grad_out, *[a.detach() for a in args], True, "zeros", True, [True, False, True, True], deterministic, backend),
     )
 
 

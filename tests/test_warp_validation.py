@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -55,8 +56,12 @@ BAD_INPUTS = [
     (dict(camera_matrix=lambda t: t[:, :2]), ValueError, r"camera_matrix must have shape \(2, 3, 3\)"),
     (dict(camera_matrix=lambda t: t[0]), ValueError, r"camera_matrix must have shape \(2, 3, 3\)"),
     (dict(image_src=lambda t: (t * 255).to(torch.uint8)), TypeError, r"image_src must have dtype in"),
-    (dict(depth_dst=lambda t: t.half()), TypeError, r"depth_dst must have dtype in \(float32, float64\)"),
-    (dict(camera_matrix=lambda t: t.double()), TypeError, r"camera_matrix has dtype torch.float64 but depth_dst"),
+    (
+        dict(depth_dst=lambda t: t.int()),
+        TypeError,
+        r"depth_dst must have dtype in \(float16, bfloat16, float32, float64",
+    ),
+    (dict(camera_matrix=lambda t: t.long()), TypeError, r"camera_matrix must have dtype in"),
     (dict(depth_dst=lambda t: t.to("meta")), ValueError, r"depth_dst is on meta but image_src is on cpu"),
     (dict(src_trans_dst=with_nan), ValueError, r"src_trans_dst must be finite"),
     (dict(camera_matrix=with_inf), ValueError, r"camera_matrix must be finite"),
@@ -112,9 +117,16 @@ def test_value_checks_can_be_switched_off(monkeypatch):
 
 
 @pytest.mark.parametrize("backend,device", FLOAT32_ONLY)
-def test_fused_backend_rejects_float64(backend, device):
+def test_fused_backend_falls_back_to_the_reference_for_float64(backend, device, monkeypatch):
+    from fastdepth import backends
+
+    monkeypatch.setattr(backends, "_warned_float64", set())
     args = {k: v.double().to(device) if isinstance(v, torch.Tensor) else v for k, v in single_source_inputs().items()}
-    with pytest.raises(TypeError, match=r"computes in float32.*use backend='torch' for float64"):
+    with pytest.warns(UserWarning, match=rf"backend='{backend}' computes in float32 .* run on the reference"):
+        out = fastdepth.warp(**args, backend=backend)
+    assert out.dtype == torch.float64 and torch.equal(out, fastdepth.warp(**args, backend="torch"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per process
         fastdepth.warp(**args, backend=backend)
 
 

@@ -1,5 +1,6 @@
 """The warp's benchmark work: Kornia's and Monodepth2's eager warps, torch.compile of the reference,
-and fastdepth's backends; gradients to depth and pose in fwd+bwd (as in training)."""
+and fastdepth's backends (also with the deterministic image gradient); fwd+bwd computes the
+gradients to the image, depth and pose (the image's is the scatter the deterministic variant replaces)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def inputs(size: Size, dtype: torch.dtype, device: str, grad: bool) -> dict:
     scene = warp_scene(size.batch, 1, size.channels, size.height, size.width, image_dtype=dtype, device=device)
     depth = scene["depth"].requires_grad_(grad)
     pose = scene["pose"][:, 0].contiguous().requires_grad_(grad)
-    image = scene["image"][:, 0].contiguous()
+    image = scene["image"][:, 0].contiguous().requires_grad_(grad)
     grad_out = torch.randn(image.shape, device=device).to(dtype)
     return {"image": image, "depth": depth, "pose": pose, "K": scene["K"], "grad_out": grad_out}
 
@@ -35,20 +36,23 @@ def make(name: str, x: dict, mode: str):
     elif name == "compile":
         compiled = torch.compile(reference.warp, dynamic=False)
         forward = lambda: compiled(image[:, None], depth, pose[:, None], K, False, "border", False)[0][:, 0]
-    else:
+    else:  # a backend, or "<backend>-deterministic": the fixed-point image gradient
+        backend, _, variant = name.partition("-")
         forward = lambda: fastdepth.warp(
-            image, depth, pose, K, padding_mode="border", align_corners=False, backend=name
-        )
-    return run_mode(mode, forward, [depth, pose], x["grad_out"])
+            image, depth, pose, K, padding_mode="border", align_corners=False, backend=backend,
+            deterministic=variant == "deterministic",
+        )  # fmt: skip
+    return run_mode(mode, forward, [image, depth, pose], x["grad_out"])
 
 
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
-    """fwd: read image + depth, write the warped image; bwd: read grad, image, depth, write grad depth."""
+    """fwd: read image + depth, write the warped image; bwd: read grad, image, depth, write the image
+    gradient (float32) and the depth gradient."""
     e = torch.finfo(dtype).bits // 8
     image = size.batch * size.channels * size.height * size.width
     plane = size.batch * size.height * size.width
     fwd = 2 * e * image + 4 * plane
-    return fwd if mode == "fwd" else fwd + 2 * e * image + 4 * plane + 4 * plane
+    return fwd if mode == "fwd" else fwd + 2 * e * image + 4 * image + 4 * plane + 4 * plane
 
 
-WORK = Work("warp", inputs, ("kornia", "monodepth2", "compile"), make, floor_bytes)
+WORK = Work("warp", inputs, ("kornia", "monodepth2", "compile"), make, floor_bytes, variants=("deterministic",))
