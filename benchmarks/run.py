@@ -208,6 +208,7 @@ def run(
     progress: Callable | None = None,
     modes=workloads.MODES,
     charts: bool = True,
+    tag: str = "",
 ) -> Path:
     """Measure, writing the JSON and Markdown after every case (PNG charts at the end); return the JSON's path."""
     torch.manual_seed(0)
@@ -216,7 +217,9 @@ def run(
     meta["copy_bandwidth_gbps"] = bandwidth / 1e9
     jobs = plan(device, sizes, dtypes, works, quick, modes)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{slug(meta['device'])}-{meta['date'][:10]}" + ("-quick" if quick else "")
+    stem = (
+        f"{slug(meta['device'])}-{meta['date'][:10]}" + (f"-{slug(tag)}" if tag else "") + ("-quick" if quick else "")
+    )
     path = out / f"{stem}.json"
     result = {"meta": meta, "rows": []}
     for job in progress(jobs) if progress else jobs:
@@ -235,6 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--works", default=",".join(workloads.WORKS))
     parser.add_argument("--modes", default=",".join(workloads.MODES), help="comma-separated, from fwd,fwd+bwd")
     parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
+    parser.add_argument("--tag", default="", help="a suffix for the result files (several runs on one day)")
     parser.add_argument("--quick", action="store_true", help="one tiny size, fp32, few runs, no torch.compile")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -277,6 +281,7 @@ def main(argv: list[str] | None = None, progress: Callable | None = None) -> int
         progress or _log_progress,
         args.modes,
         not args.no_charts,
+        args.tag,
     )
     print(path.with_suffix(".md").read_text())
     failed = [r for r in json.loads(path.read_text())["rows"] if r["error"]]

@@ -33,6 +33,19 @@ struct SsimTerms {
   F mx, my, a, b, c, d;  // box means, and SSIM = (a * b) / (c * d)
 };
 
+// The SSIM pieces from the window sums of x, y, x², y², xy.
+template <typename F>
+FD_HD SsimTerms<F> ssim_from_sums(F sx, F sy, F sxx, F syy, F sxy) {
+  SsimTerms<F> t;
+  t.mx = sx / F(9);
+  t.my = sy / F(9);
+  t.a = F(2) * t.mx * t.my + F(kC1);
+  t.b = F(2) * (sxy / F(9) - t.mx * t.my) + F(kC2);
+  t.c = t.mx * t.mx + t.my * t.my + F(kC1);
+  t.d = (sxx / F(9) - t.mx * t.mx) + (syy / F(9) - t.my * t.my) + F(kC2);
+  return t;
+}
+
 // Monodepth2's SSIM pieces over the reflected 3x3 window centred on (row, col).
 template <typename F, typename Img>
 FD_HD SsimTerms<F> ssim_terms(const Img* x, const Img* y, int row, int col, int H, int W) {
@@ -50,14 +63,7 @@ FD_HD SsimTerms<F> ssim_terms(const Img* x, const Img* y, int row, int col, int 
       sxy += xv * yv;
     }
   }
-  SsimTerms<F> t;
-  t.mx = sx / F(9);
-  t.my = sy / F(9);
-  t.a = F(2) * t.mx * t.my + F(kC1);
-  t.b = F(2) * (sxy / F(9) - t.mx * t.my) + F(kC2);
-  t.c = t.mx * t.mx + t.my * t.my + F(kC1);
-  t.d = (sxx / F(9) - t.mx * t.mx) + (syy / F(9) - t.my * t.my) + F(kC2);
-  return t;
+  return ssim_from_sums(sx, sy, sxx, syy, sxy);
 }
 
 // Loss of one candidate x against the target y at one pixel, averaged over the C planes.

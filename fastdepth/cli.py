@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--monodepth2-sampling", action="store_true", help="warp with border padding, align_corners=False"
     )
+    train.add_argument(
+        "--objective",
+        default=d.objective,
+        choices=["fused", "composed"],
+        help="fused: fastdepth.reprojection_loss per scale; composed: warp then min_reprojection_loss",
+    )
     train.add_argument("--log-every", type=int, default=d.log_every)
     train.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     train.add_argument("--eval-images", type=int, default=d.eval_images)

@@ -104,7 +104,7 @@ def _backward(ctx, grad_loss, grad_index):
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _check_image(name: str, t: object, shape: Sequence[int | str]) -> torch.Tensor:
+def check_image(name: str, t: object, shape: Sequence[int | str]) -> torch.Tensor:
     validation.check_tensor(name, t)
     validation.check_shape(name, t, shape)
     validation.check_dtype(name, t, validation.FLOAT_DTYPES)
@@ -115,7 +115,7 @@ def _check_image(name: str, t: object, shape: Sequence[int | str]) -> torch.Tens
     return t
 
 
-def _check_alpha(alpha: object) -> float:
+def check_alpha(alpha: object) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     return float(alpha)
@@ -135,11 +135,11 @@ def photometric_loss(
     Returns:
         (B, 1, H, W) loss map in the input dtype. Gradients flow to ``pred`` and ``target``.
     """
-    _check_image("pred", pred, ("B", "C", "H", "W"))
-    _check_image("target", target, pred.shape)
+    check_image("pred", pred, ("B", "C", "H", "W"))
+    check_image("target", target, pred.shape)
     validation.check_same_dtype({"pred": pred, "target": target})
     validation.check_same_device({"pred": pred, "target": target})
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     name = backends.resolve(backend, pred.device, (pred.dtype,))
     with validation.no_autocast(pred.device):
         if name == "torch":
@@ -185,19 +185,19 @@ def min_reprojection_loss(
         to the lowest index) and the bool mask of pixels where a warped source won. Monodepth2's
         training loss is ``loss.mean()``.
     """
-    _check_image("target", target, ("B", "C", "H", "W"))
+    check_image("target", target, ("B", "C", "H", "W"))
     B, C, H, W = target.shape
-    warped = _check_image("warped", _as_sources("warped", warped), (B, "S", C, H, W))
+    warped = check_image("warped", _as_sources("warped", warped), (B, "S", C, H, W))
     named = {"target": target, "warped": warped}
     if identity is not None:
-        identity = _check_image("identity", _as_sources("identity", identity), (B, "S'", C, H, W))
+        identity = check_image("identity", _as_sources("identity", identity), (B, "S'", C, H, W))
         named["identity"] = identity
     for name, t in named.items():
         if t.dim() == 5 and t.shape[1] == 0:
             raise ValueError(f"{name} must hold at least one source, got shape {tuple(t.shape)}")
     validation.check_same_dtype(named)
     validation.check_same_device(named)
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     name = backends.resolve(backend, target.device, (target.dtype,))
     with validation.no_autocast(target.device):
         if name == "torch":

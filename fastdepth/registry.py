@@ -35,6 +35,9 @@ class Op:
     api: tuple[str, ...]
     #: one line for ``fastdepth info`` and the docs
     summary: str
+    #: the passes with kernels of their own: ("fwd", "bwd"), or ("fwd",) where the backward is
+    #: composed of other ops' launchers (see the op's module)
+    passes: tuple[str, ...] = ("fwd", "bwd")
 
     @property
     def module(self) -> str:
@@ -49,9 +52,15 @@ class Op:
         return f"fastdepth.kernels.{self.name}"
 
     @property
-    def launchers(self) -> tuple[str, str]:
+    def launchers(self) -> tuple[str, ...]:
         """The launcher functions every fused backend offers, with the same arguments."""
-        return f"{self.name}_forward", f"{self.name}_backward"
+        names = {"fwd": "forward", "bwd": "backward"}
+        return tuple(f"{self.name}_{names[p]}" for p in self.passes)
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        """The Triton and CUDA kernels of the op, one per pass."""
+        return tuple(f"{self.name}_{p}_kernel" for p in self.passes)
 
     @property
     def cuda_sources(self) -> tuple[str, ...]:
@@ -80,6 +89,12 @@ OPS: dict[str, Op] = {
             "photometric",
             ("photometric_loss", "min_reprojection_loss"),
             "SSIM + L1 photometric loss and Monodepth2's per-pixel minimum reprojection",
+        ),
+        Op(
+            "reprojection",
+            ("reprojection_loss", "identity_loss"),
+            "the fused objective: warp, SSIM + L1 and the per-pixel minimum, warped images never stored",
+            passes=("fwd",),
         ),
     )
 }

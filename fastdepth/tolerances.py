@@ -48,6 +48,16 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("photometric", "float32", "twin"): Tolerance(1e-5, 1e-4, "as the interpreter (the same float32 math)"),
     ("photometric", "float32", "gpu"): Tolerance(2.5e-5, 5e-4, _NOT_ON_GPU_YET),
     ("photometric", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: about 1e-15", gradient_floor=1.0),
+    # the reprojection op composes the two: the photometric op's loss bound, the warp's gradient bound
+    ("reprojection", "float32", "reference"): Tolerance(1e-5, 1e-4, "as its parts: the warp and photometric rows"),
+    ("reprojection", "float32", "interpreter"): Tolerance(
+        1e-5, 1e-4, "first check, 2x2x3x9x13: loss 7.7e-7, gradients 3.8e-5 abs", gradient_floor=0.1
+    ),
+    ("reprojection", "float32", "twin"): Tolerance(1e-5, 1e-4, "as the interpreter (the same float32 math)", 0.1),
+    ("reprojection", "float32", "gpu"): Tolerance(2.5e-5, 5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
+    ("reprojection", "float64", "twin"): Tolerance(
+        1e-10, 1e-10, "first check: loss 1.3e-15, gradients 1e-13", gradient_floor=1.0
+    ),
 }
 
 

@@ -126,6 +126,22 @@ def geometry_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def check_camera(pose, camera_matrix, device, names=("src_trans_dst", "camera_matrix")) -> None:
+    """The value checks of the geometry: finite pose and intrinsics, non-zero focal lengths."""
+    if camera_matrix.shape[0] == 0:
+        return
+    pose_name, k_name = names
+    focal = camera_matrix[:, :2, :2].diagonal(dim1=-2, dim2=-1)
+    validation.check_values(
+        {
+            f"{pose_name} must be finite, but holds NaN or inf": torch.isfinite(pose).all(),
+            f"{k_name} must be finite, but holds NaN or inf": torch.isfinite(camera_matrix).all(),
+            f"{k_name}: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": (focal != 0).all(),
+        },
+        device,
+    )
+
+
 def _validate(
     image_src, depth_dst, src_trans_dst, camera_matrix, normalize_points, padding_mode, align_corners, return_mask
 ) -> bool:
@@ -158,16 +174,7 @@ def _validate(
     validation.check_choice("padding_mode", padding_mode, PADDING_MODES)
     validation.check_flag("align_corners", align_corners)
     validation.check_flag("return_mask", return_mask)
-    if B > 0:
-        focal = camera_matrix[:, :2, :2].diagonal(dim1=-2, dim2=-1)
-        validation.check_values(
-            {
-                "src_trans_dst must be finite, but holds NaN or inf": torch.isfinite(src_trans_dst).all(),
-                "camera_matrix must be finite, but holds NaN or inf": torch.isfinite(camera_matrix).all(),
-                "camera_matrix: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": (focal != 0).all(),
-            },
-            image_src.device,
-        )
+    check_camera(src_trans_dst, camera_matrix, image_src.device)
     return multi
 
 

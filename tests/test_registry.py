@@ -41,7 +41,7 @@ def test_triton_kernels_and_launchers(op):
     for launcher in op.launchers:
         assert callable(getattr(module, launcher)), launcher
     labels = {label.split("[")[0] for label, *_ in module.aot_variants()}
-    assert labels == {f"{op.name}_fwd_kernel", f"{op.name}_bwd_kernel"}
+    assert labels == set(op.kernels)
 
 
 @pytest.mark.parametrize("op", OP_PARAMS)
@@ -50,7 +50,7 @@ def test_cuda_sources(op):
     for name in (f"{op.name}.cuh", *op.cuda_sources, *op.cpu_sources):
         assert (csrc / name).exists(), name
     kernels = (csrc / f"{op.name}.cu").read_text()
-    for kernel in (f"{op.name}_fwd_kernel", f"{op.name}_bwd_kernel"):
+    for kernel in op.kernels:
         assert re.search(rf"__global__ .*{kernel}\(", kernels, re.S), kernel
     bindings = (csrc / f"{op.name}_bindings.cpp").read_text()
     for launcher in op.launchers:

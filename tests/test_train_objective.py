@@ -16,13 +16,13 @@ def batch(height, width, size, dtype):
     return torch.stack([s["frames"] for s in items]).to(dtype), torch.stack([s["K"] for s in items]).to(dtype)
 
 
-def loss_and_grads(backend, dtype, height=64, width=64, size=2):
+def loss_and_grads(backend, dtype, height=64, width=64, size=2, objective="fused"):
     torch.manual_seed(0)
     depth_net, pose_net = DepthNet().to(dtype), PoseNet().to(dtype)
     frames, K = batch(height, width, size, dtype)
     disps = depth_net(frames[:, 1])
     poses = predict_poses(pose_net, frames)
-    loss, _ = compute_loss(disps, poses, frames, K, backend)
+    loss, _ = compute_loss(disps, poses, frames, K, backend, objective=objective)
     params = [*depth_net.parameters(), *pose_net.parameters()]
     return loss, torch.autograd.grad(loss, params)
 
@@ -42,15 +42,19 @@ def kornia32():
     return loss_and_grads("kornia", torch.float32)
 
 
-def test_torch_backend_float64(kornia64):
-    loss, grads = loss_and_grads("torch", torch.float64)
+@pytest.mark.parametrize("objective", ["fused", "composed"])
+def test_torch_backend_float64(kornia64, objective):
+    loss, grads = loss_and_grads("torch", torch.float64, objective=objective)
     assert abs(loss.item() - kornia64[0].item()) <= 1e-9 * abs(kornia64[0].item())
     assert worst_relative(grads, kornia64[1]) <= 1e-9
 
 
 @pytest.mark.skipif(not TWIN, reason="the C++ extension cannot be built here")
-def test_cpu_twin_float64(kornia64):
-    loss, grads = loss_and_grads("cuda", torch.float64)
+@pytest.mark.parametrize("objective", ["fused", "composed"])
+def test_cpu_twin_float64(kornia64, objective):
+    # the fused objective and the composed one give the same loss and gradients over all network
+    # parameters (both against Kornia's composition, float64)
+    loss, grads = loss_and_grads("cuda", torch.float64, objective=objective)
     assert abs(loss.item() - kornia64[0].item()) <= 1e-9 * abs(kornia64[0].item())
     assert worst_relative(grads, kornia64[1]) <= 1e-9
 

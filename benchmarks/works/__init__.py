@@ -1,5 +1,6 @@
-"""The benchmark works: one per op of :mod:`fastdepth.registry` (``works/<op>.py``), plus the
-composed Monodepth2 objective of one training step (``works/objective.py``)."""
+"""The benchmark works: one per op of :mod:`fastdepth.registry` (``works/<op>.py``; the
+reprojection op's is the whole training-step objective, fused), plus the same objective composed of
+the warp and photometric ops (``works/objective.py``)."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ class TrainConfig:
     frames: int = 24
     pretrained: bool = False
     monodepth2_sampling: bool = False
+    objective: str = "fused"  # fused | composed: the same function, fastdepth.reprojection_loss or warp + min
     log_every: int = 10
     checkpoint_every: int = 100
     eval_images: int = 16

@@ -23,7 +23,14 @@ from fastdepth.train import evaluate
 from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import DepthNet, PoseNet
-from fastdepth.train.objective import BACKENDS, KORNIA_SAMPLING, MONODEPTH2_SAMPLING, compute_loss, predict_poses
+from fastdepth.train.objective import (
+    BACKENDS,
+    KORNIA_SAMPLING,
+    MONODEPTH2_SAMPLING,
+    OBJECTIVES,
+    compute_loss,
+    predict_poses,
+)
 from fastdepth.train.synthetic import SyntheticWorld
 
 CHECKPOINT = "checkpoint.pt"
@@ -150,6 +157,8 @@ def check_config(cfg: TrainConfig) -> None:
     """ValueError naming the option for values the loop cannot run with."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
                       ("eval_images", 1), ("scenes", 1), ("frames", 3)):  # fmt: skip
         if getattr(cfg, name) < low:
@@ -229,7 +238,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             disps = depth_net(frames[:, 1])
             poses = predict_poses(pose_net, frames)
-        loss, parts = compute_loss([d.float() for d in disps], poses.float(), frames, K, cfg.backend, sampling)
+        loss, parts = compute_loss(
+            [d.float() for d in disps], poses.float(), frames, K, cfg.backend, sampling, cfg.objective
+        )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -18,6 +18,9 @@ from fastdepth.reference import photometric as reference
 from fastdepth.scenes import axis_angle_to_matrix
 
 BACKENDS = ("kornia", "torch", "triton", "cuda", "auto")
+#: fused: fastdepth.reprojection_loss per scale (warped images never stored, identity maps once per
+#: batch); composed: fastdepth.warp then fastdepth.min_reprojection_loss (Kornia's backend always is)
+OBJECTIVES = ("fused", "composed")
 SMOOTHNESS = 1e-3
 #: Kornia's warp_frame_depth samples with zeros padding and align_corners=True; fastdepth's
 #: backends use the same sampling by default so that all backends optimise the same function
@@ -107,6 +110,7 @@ def compute_loss(
     K: torch.Tensor,
     backend: str = "auto",
     sampling: dict | None = None,
+    objective: str = "fused",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The objective of one batch.
 
@@ -117,6 +121,7 @@ def compute_loss(
         K: (B, 3, 3) intrinsics at full resolution.
         backend: ``"kornia"`` or a fastdepth backend.
         sampling: warp options of the fastdepth backends (default: Kornia's, see KORNIA_SAMPLING).
+        objective: ``"fused"`` or ``"composed"`` (see OBJECTIVES); the same function either way.
 
     Returns:
         ``(loss, parts)``; ``parts`` holds ``photometric``, ``smoothness`` and ``automask`` (the
@@ -124,6 +129,8 @@ def compute_loss(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     sampling = sampling or KORNIA_SAMPLING
     if backend == "kornia" and sampling != KORNIA_SAMPLING:
         raise ValueError("backend='kornia' warps with zeros padding and align_corners=True only")
@@ -131,6 +138,11 @@ def compute_loss(
     H, W = target.shape[-2:]
     if backend == "kornia":
         per_scale = lambda depth: _min_reprojection_kornia(target, sources, depth, poses, K)[::2]
+    elif objective == "fused":
+        identity = fastdepth.identity_loss(target, sources, backend=backend)
+        per_scale = lambda depth: fastdepth.reprojection_loss(
+            target, sources, depth, poses, K, identity=identity, backend=backend, **sampling
+        )[::2]
     else:
         per_scale = lambda depth: fastdepth.min_reprojection_loss(
             target, fastdepth.warp(sources, depth, poses, K, backend=backend, **sampling), sources, backend=backend

@@ -1,0 +1,33 @@
+"""The fused objective's benchmark work: the same training-step objective as ``objective`` (2
+sources, 4 scales, auto-masking; gradients to the disparities and poses), with fastdepth's
+``reprojection_loss`` at every scale and the identity maps computed once, beside the same peers."""
+
+from __future__ import annotations
+
+from fastdepth.benchmarks.work import Work, run_mode
+from fastdepth.benchmarks.works import objective
+
+import fastdepth
+from fastdepth.train.objective import full_resolution_depths, photometric_term
+
+
+def fused_objective(target, sources, disps, poses, K, backend: str):
+    identity = fastdepth.identity_loss(target, sources, backend=backend)
+
+    def per_scale(depth):
+        return fastdepth.reprojection_loss(
+            target, sources, depth, poses, K, identity=identity, backend=backend, **objective.MONODEPTH2_SAMPLING
+        )[::2]
+
+    total, _ = photometric_term(full_resolution_depths(disps, *target.shape[-2:]), per_scale)
+    return total / len(disps)
+
+
+def make(name: str, x: dict, mode: str):
+    if name in objective.WORK.peers:
+        return objective.make(name, x, mode)
+    args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
+    return run_mode(mode, lambda: fused_objective(*args, name), [*x["disps"], x["poses"]])
+
+
+WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make)

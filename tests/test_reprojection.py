@@ -1,0 +1,146 @@
+"""The fused objective against the reference composition: loss, winners and gradients to every
+input, on every backend that runs here; float64 on the CPU twin; ties, NaN depth, no identity,
+determinism, opcheck, torch.compile and bad inputs."""
+
+import pytest
+import torch
+from conftest import ALL, BACKEND_NAMES, FUSED, TWIN
+from helpers import grads, leaves
+
+import fastdepth
+from fastdepth.checks import run_one
+from fastdepth.compare import assert_close
+from fastdepth.scenes import natural_images, warp_scene
+from fastdepth.tolerances import tolerance
+
+MONODEPTH2 = dict(padding_mode="border", align_corners=False)
+
+
+def problem(seed, device="cpu", dtype=torch.float32, B=2, S=2, C=3, H=7, W=10):
+    scene = warp_scene(B, S, C, H, W, seed=seed, dtype=dtype, translation=0.3)
+    target = natural_images(B, C, H, W, seed=seed, dtype=dtype)
+    return [t.to(device) for t in (target, scene["image"], scene["depth"], scene["pose"], scene["K"])]
+
+
+def run(inputs, backend, with_identity=True, **options):
+    identity = fastdepth.identity_loss(inputs[0], inputs[1], backend=backend) if with_identity else None
+    return fastdepth.reprojection_loss(*inputs, identity=identity, backend=backend, **options)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("case", ["kornia", "monodepth2", "nan_depth", "ties"])
+def test_matches_the_reference(backend, device, case):
+    # the same cases as the GPU campaign: loss, winners, gradients to all six inputs
+    result = run_one("reprojection", case, backend, device, torch.float32, quick=True)
+    assert result.passed, result
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+@pytest.mark.parametrize("options", [dict(padding_mode="zeros", align_corners=True), MONODEPTH2], ids=["kornia", "md2"])
+def test_twin_float64_matches_the_reference(options, seed):
+    tensors = problem(seed, dtype=torch.float64)
+    ours_in, ref_in = leaves(*tensors), leaves(*tensors)
+    loss, index, automask = run(ours_in, "cuda", **options)
+    ref_loss, ref_index, ref_automask = run(ref_in, "torch", **options)
+    tol = tolerance("reprojection", torch.float64, "cuda", "cpu")
+    assert_close(loss, ref_loss, abs_tol=tol.forward, name="loss")
+    assert torch.equal(index, ref_index) and torch.equal(automask, ref_automask)
+    g = torch.rand_like(loss)
+    names = ("target", "sources", "depth", "poses", "K")
+    for name, a, b in zip(names, grads(loss, ours_in, g), grads(ref_loss, ref_in, g), strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+def test_equals_warp_then_min_reprojection_on_the_same_backend(backend, device, seed):
+    inputs = problem(seed, device)
+    loss, index, automask = run(inputs, backend, **MONODEPTH2)
+    warped = fastdepth.warp(*inputs[1:], backend=backend, **MONODEPTH2)
+    expected = fastdepth.min_reprojection_loss(inputs[0], warped, inputs[1], backend=backend)
+    tol = tolerance("reprojection", torch.float32, backend, device)
+    assert_close(loss, expected[0], abs_tol=tol.forward, name="loss")
+    assert torch.equal(index, expected[1]) and torch.equal(automask, expected[2])
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+def test_without_identity_every_pixel_is_a_warped_source(backend, device, seed):
+    loss, index, automask = run(problem(seed, device, S=1), backend, with_identity=False)
+    assert automask.all() and (index == 0).all() and loss.shape == (2, 1, 7, 10)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_gradient_reaches_only_the_winner(backend, device, seed):
+    inputs = leaves(*problem(seed, device))
+    identity = fastdepth.identity_loss(inputs[0].detach(), inputs[1].detach(), backend=backend).requires_grad_()
+    loss, index, _ = fastdepth.reprojection_loss(*inputs, identity=identity, backend=backend)
+    loss.sum().backward()
+    won = index == torch.arange(2, device=device).view(1, 2, 1, 1)
+    assert torch.equal(identity.grad != 0, won)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_gradients(backend, device, seed):
+    inputs = leaves(*problem(seed, device))
+    identity = fastdepth.identity_loss(inputs[0], inputs[1], backend=backend)
+    runs = []
+    for _ in range(3):
+        loss = fastdepth.reprojection_loss(*inputs, identity=identity, backend=backend, deterministic=True)[0]
+        runs.append(torch.autograd.grad(loss.sum(), inputs, retain_graph=True))
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(run, runs[0], strict=True))
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_opcheck(backend, device, seed):
+    target, sources, depth, poses, K = leaves(*problem(seed, device, B=1, S=1, C=2, H=3, W=4))
+    identity = torch.rand(1, 1, 3, 4, device=device, requires_grad=True)
+    options = (0.85, False, "border", False, False, backend)
+    torch.library.opcheck(
+        torch.ops.fastdepth.reprojection.default, (target, sources, depth, poses, K, identity, *options)
+    )
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_torch_compile_fullgraph(backend, device, seed):
+    def objective(target, sources, depth, poses, K):
+        identity = fastdepth.identity_loss(target, sources, backend=backend)
+        return fastdepth.reprojection_loss(target, sources, depth, poses, K, identity=identity, backend=backend)[
+            0
+        ].mean()
+
+    tensors = problem(seed, device, B=1, S=2, C=2, H=4, W=5)
+    eager_in, compiled_in = leaves(*tensors), leaves(*tensors)
+    eager = objective(*eager_in)
+    compiled = torch.compile(objective, fullgraph=True)(*compiled_in)
+    eager.backward()
+    compiled.backward()
+    assert torch.allclose(compiled, eager, rtol=0, atol=1e-6)
+    for a, b in zip(compiled_in, eager_in, strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+
+
+def bad(**changes):
+    target, sources, depth, poses, K = problem(0)
+    args = dict(target=target, sources=sources, depth=depth, poses=poses, K=K)
+    args.update(changes)
+    return args
+
+
+BAD_INPUTS = [
+    ("sources_4d", bad(sources=torch.rand(2, 3, 7, 10)), ValueError, r"sources must have shape \(2, S, 3, 7, 10\)"),
+    ("no_source", bad(sources=torch.rand(2, 0, 3, 7, 10)), ValueError, r"sources must hold at least one source"),
+    ("poses_count", bad(poses=torch.eye(4).expand(2, 3, 4, 4)), ValueError, r"poses must have shape \(2, 2, 4, 4\)"),
+    ("depth_size", bad(depth=torch.rand(2, 1, 7, 9)), ValueError, r"depth must have shape \(2, 1, 7, 10\)"),
+    ("dtype_mix", bad(sources=torch.rand(2, 2, 3, 7, 10).half()), TypeError, r"sources has dtype torch.float16"),
+    ("no_channel", bad(target=torch.rand(2, 0, 7, 10)), ValueError, r"target must have at least one channel"),
+    ("identity_size", dict(bad(), identity=torch.rand(2, 1, 7, 9)), ValueError, r"identity must have shape"),
+    ("nan_pose", bad(poses=torch.full((2, 2, 4, 4), float("nan"))), ValueError, r"poses must be finite"),
+    ("alpha", dict(bad(), alpha=2.0), ValueError, r"alpha must be a number in \[0, 1\]"),
+    ("padding", dict(bad(), padding_mode="reflection"), ValueError, r"padding_mode must be one of"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("name,args,error,pattern", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_inputs(backend, name, args, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fastdepth.reprojection_loss(**args, backend=backend)
