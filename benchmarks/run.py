@@ -42,7 +42,11 @@ def git_revision() -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent
+            # untracked files (results this runner writes, for one) do not change the code measured
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
         )
         rev = out.stdout.strip() or "unknown"
         return rev + ("-dirty" if dirty.stdout.strip() else "")
