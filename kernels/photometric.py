@@ -66,6 +66,12 @@ def _window_moments(x_ptr, y_ptr, rows, cols, H, W):
 def _ssim_terms(x_ptr, y_ptr, rows, cols, H, W):
     """Monodepth2's SSIM pieces at (rows, cols): box means and the four factors of n / d."""
     sx, sy, sxx, syy, sxy = _window_moments(x_ptr, y_ptr, rows, cols, H, W)
+    return _ssim_from_sums(sx, sy, sxx, syy, sxy)
+
+
+@triton.jit
+def _ssim_from_sums(sx, sy, sxx, syy, sxy):
+    """The SSIM pieces from the 3x3 window sums of x, y, x², y², xy (csrc/photometric.cuh: ssim_from_sums)."""
     mx = sx / 9.0
     my = sy / 9.0
     a = 2.0 * mx * my + SSIM_C1

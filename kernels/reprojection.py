@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from fastdepth.kernels import photometric as tiles
 from fastdepth.kernels.launch import device_guard
-from fastdepth.kernels.photometric import SSIM_C1, SSIM_C2, _clamp01, _reflect, _tile
+from fastdepth.kernels.photometric import _clamp01, _reflect, _ssim_from_sums, _tile
 from fastdepth.kernels.warp import FLOAT_MAX, _geometry, _ray, _taps
 
 from fastdepth.conventions import sample_affine
@@ -113,12 +113,7 @@ def reprojection_fwd_kernel(
                 s_yy += yv * yv
                 s_xy += xv * yv
                 center += tl.where(o == 4, xv, 0.0)
-            mx = s_x / 9.0
-            my = s_y / 9.0
-            a = 2.0 * mx * my + SSIM_C1
-            bb = 2.0 * (s_xy / 9.0 - mx * my) + SSIM_C2
-            cc = mx * mx + my * my + SSIM_C1
-            d = (s_xx / 9.0 - mx * mx) + (s_yy / 9.0 - my * my) + SSIM_C2
+            mx, my, a, bb, cc, d = _ssim_from_sums(s_x, s_y, s_xx, s_yy, s_xy)
             ssim += _clamp01((1.0 - (a * bb) / (cc * d)) * 0.5)
             l1 += tl.abs(tl.load(yc + off).to(tl.float32) - center)
         loss = (alpha * ssim + (1.0 - alpha) * l1) / C
