@@ -62,6 +62,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.predictions is not None or args.ground_truth is not None:
+        if args.predictions is None or args.ground_truth is None or args.checkpoint is not None:
+            raise ValueError("evaluate either --checkpoint, or --predictions with --ground-truth")
+        from fastdepth.train import predictions
+
+        return predictions.run(args)
+    if args.checkpoint is None:
+        raise ValueError("evaluate either --checkpoint, or --predictions with --ground-truth")
     _needs_torchvision("eval")
     if args.images < 1:
         raise ValueError(f"--images must be at least 1, got {args.images}")
@@ -118,8 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="depth metrics of a checkpoint on held-out synthetic images, and a PNG")
-    ev.add_argument("--checkpoint", required=True, help="a run directory or a checkpoint file")
+    ev = sub.add_parser(
+        "eval", help="depth metrics of a checkpoint on held-out synthetic images, or of saved predictions, and a PNG"
+    )
+    ev.add_argument("--checkpoint", default=None, help="a run directory or a checkpoint file")
+    ev.add_argument("--predictions", type=Path, default=None, help="a folder of depth maps (.npy, .pfm, 16-bit .png)")
+    ev.add_argument("--ground-truth", type=Path, default=None, help="ground-truth depth maps of the same file stems")
+    ev.add_argument("--align", default="median", choices=["median", "scale-shift", "scale-shift-inverse", "none"])
+    ev.add_argument("--png-scale", type=float, default=256.0, help="16-bit PNG value per metre (KITTI: 256)")
+    ev.add_argument("--min-depth", type=float, default=1e-3)
+    ev.add_argument("--max-depth", type=float, default=80.0)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--images", type=int, default=16, help="at least 1")
     ev.add_argument("--png", type=Path, default=None, help="where to write the PNG (default: beside the checkpoint)")

@@ -38,12 +38,14 @@ def scale_invariant_log_loss(gt: torch.Tensor, pred: torch.Tensor, lam: float = 
 
 
 def evaluate_image(
-    gt: torch.Tensor, pred: torch.Tensor, min_depth: float = 1e-3, max_depth: float = 80.0
+    gt: torch.Tensor, pred: torch.Tensor, min_depth: float = 1e-3, max_depth: float = 80.0, median_scaling: bool = True
 ) -> dict[str, float]:
     """All metrics of one image: valid gt pixels in (min_depth, max_depth), median scaling of the
-    prediction, predictions clamped to the same range (Monodepth2's evaluation)."""
+    prediction (unless it is aligned already), predictions clamped to the same range (Monodepth2's
+    evaluation)."""
     valid = (gt > min_depth) & (gt < max_depth)
     g, p = gt[valid].double(), pred[valid].double()
-    p = p * (g.median() / p.median())
+    if median_scaling:
+        p = p * (g.median() / p.median())
     p = p.clamp(min_depth, max_depth)
     return {**depth_errors(g, p), "silog": scale_invariant_log_loss(g, p)}

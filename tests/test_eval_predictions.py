@@ -1,0 +1,89 @@
+"""``fastdepth eval --predictions``: depth maps in .npy, .pfm and 16-bit .png, aligned per image;
+a prediction off by a known scale and shift (in depth or in inverse depth) scores perfectly with the
+right alignment and badly without it."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastdepth.cli import main
+from fastdepth.train.predictions import read_depth, write_pfm
+
+
+def ground_truth(seed):
+    gen = np.random.default_rng(seed)
+    depth = 2.0 + 30.0 * gen.random((24, 32))
+    depth[0, :5] = 0.0  # invalid pixels
+    return depth.astype(np.float32)
+
+
+def write(path, depth, fmt):
+    if fmt == "npy":
+        np.save(path.with_suffix(".npy"), depth)
+    elif fmt == "pfm":
+        write_pfm(path.with_suffix(".pfm"), depth)
+    else:
+        Image.fromarray(np.round(depth * 256).astype(np.uint16)).save(path.with_suffix(".png"))
+
+
+def evaluate(capsys, tmp_path, align):
+    code = main(["eval", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt"),
+                 "--align", align, "--json"])  # fmt: skip
+    assert code == 0
+    (line,) = [text for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    return json.loads(line)
+
+
+RELATIONS = {
+    # alignment: (prediction from the ground truth, the alignment that recovers it)
+    "median": lambda gt: 2.5 * gt,
+    "scale-shift": lambda gt: (gt - 3.0) / 2.0,
+    "scale-shift-inverse": lambda gt: np.where(gt > 0, (1.0 / np.maximum(gt, 1e-6) - 0.01) / 4.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("align", list(RELATIONS))
+@pytest.mark.parametrize("fmt", ["npy", "pfm"])
+def test_the_right_alignment_recovers_perfect_metrics(align, fmt, tmp_path, capsys):
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in range(3):
+        gt = ground_truth(i)
+        write(tmp_path / "gt" / f"frame{i}", gt, "png")
+        write(tmp_path / "pred" / f"frame{i}", RELATIONS[align](gt.astype(np.float64)).astype(np.float32), fmt)
+    right = evaluate(capsys, tmp_path, align)
+    assert right["images"] == 3 and right["abs_rel"] < 2e-3 and right["a1"] == 1.0
+    wrong = evaluate(capsys, tmp_path, "none")
+    assert wrong["abs_rel"] > 0.2
+    assert (tmp_path / "pred-worst.png").is_file()
+
+
+def test_formats_read_the_same_depth(tmp_path):
+    depth = ground_truth(0)
+    for fmt in ("npy", "pfm", "png"):
+        write(tmp_path / "d", depth, fmt)
+    npy, pfm, png = (read_depth(tmp_path / f"d.{fmt}") for fmt in ("npy", "pfm", "png"))
+    assert torch.equal(npy, pfm) and torch.allclose(png, npy, atol=1 / 512)
+
+
+@pytest.mark.parametrize(
+    "setup,pattern",
+    [
+        (lambda p: (p / "pred" / "a.txt").write_text("1"), r"holds no .npy, .pfm, .png file"),
+        (lambda p: np.save(p / "pred" / "b.npy", np.ones((4, 4))), r"no ground truth for 1 prediction"),
+        (lambda p: (p / "pred" / "c.pfm").write_bytes(b"PF\n2 2\n-1\n"), r"cannot read depth map .*c\.pfm"),
+    ],
+)
+def test_bad_prediction_folders(setup, pattern, tmp_path, capsys):
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    np.save(tmp_path / "gt" / "c.npy", np.ones((2, 2)))
+    setup(tmp_path)
+    code = main(["eval", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(pattern, err), err
