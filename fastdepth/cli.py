@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fused", "composed"],
         help="fused: fastdepth.reprojection_loss per scale; composed: warp then min_reprojection_loss",
     )
+    train.add_argument(
+        "--supervised", action="store_true", help="train on the synthetic world's ground-truth depth (see --loss)"
+    )
+    train.add_argument(
+        "--loss",
+        default=d.loss,
+        choices=["si", "ssi"],
+        help="with --supervised: scale-invariant | scale-shift-invariant",
+    )
     train.add_argument("--log-every", type=int, default=d.log_every)
     train.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     train.add_argument("--eval-images", type=int, default=d.eval_images)

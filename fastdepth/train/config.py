@@ -26,6 +26,8 @@ class TrainConfig:
     pretrained: bool = False
     monodepth2_sampling: bool = False
     objective: str = "fused"  # fused | composed: the same function, fastdepth.reprojection_loss or warp + min
+    supervised: bool = False  # train on the synthetic world's ground-truth depth instead of photometrically
+    loss: str = "si"  # with --supervised: si (scale-invariant log) | ssi (scale-and-shift-invariant, disparity)
     log_every: int = 10
     checkpoint_every: int = 100
     eval_images: int = 16

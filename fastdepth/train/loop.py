@@ -28,8 +28,10 @@ from fastdepth.train.objective import (
     KORNIA_SAMPLING,
     MONODEPTH2_SAMPLING,
     OBJECTIVES,
+    SUPERVISED_LOSSES,
     compute_loss,
     predict_poses,
+    supervised_loss,
 )
 from fastdepth.train.synthetic import SyntheticWorld
 
@@ -136,7 +138,10 @@ class TensorBoard:
 
 
 #: what must not change for ``--resume`` to continue the same run, batch for batch
-RUN_IDENTITY = ("seed", "batch_size", "height", "width", "data", "scenes", "frames", "backend", "monodepth2_sampling")
+RUN_IDENTITY = (
+    "seed", "batch_size", "height", "width", "data", "scenes", "frames", "backend", "monodepth2_sampling", "supervised",
+    "loss",
+)  # fmt: skip
 
 
 def check_same_run(saved: dict, cfg: TrainConfig) -> None:
@@ -159,6 +164,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"--objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.loss not in SUPERVISED_LOSSES:
+        raise ValueError(f"--loss must be one of {SUPERVISED_LOSSES}, got {cfg.loss!r}")
+    if cfg.supervised and cfg.data:
+        raise ValueError("--supervised trains on the synthetic world's ground-truth depth; --data folders have none")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
                       ("eval_images", 1), ("scenes", 1), ("frames", 3)):  # fmt: skip
         if getattr(cfg, name) < low:
@@ -237,10 +246,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         started = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             disps = depth_net(frames[:, 1])
-            poses = predict_poses(pose_net, frames)
-        loss, parts = compute_loss(
-            [d.float() for d in disps], poses.float(), frames, K, cfg.backend, sampling, cfg.objective
-        )
+            poses = None if cfg.supervised else predict_poses(pose_net, frames)
+        if cfg.supervised:
+            loss = supervised_loss([d.float() for d in disps], batch["depth"].to(device), cfg.loss)
+            parts = {"supervised": loss.detach()}
+        else:
+            loss, parts = compute_loss(
+                [d.float() for d in disps], poses.float(), frames, K, cfg.backend, sampling, cfg.objective
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

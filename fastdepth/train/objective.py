@@ -156,3 +156,26 @@ def compute_loss(
     n = len(disps)
     loss = (photometric + smoothness) / n
     return loss, {"photometric": photometric / n, "smoothness": smoothness / n, "automask": automask}
+
+
+SUPERVISED_LOSSES = ("si", "ssi")
+
+
+def supervised_loss(disps: list[torch.Tensor], depth_gt: torch.Tensor, loss: str = "si") -> torch.Tensor:
+    """Supervised objective against ground-truth depth (B, 1, H, W; 0 = invalid), averaged over the
+    scales upsampled to full resolution: ``si``, Eigen's scale-invariant log loss (lam 0.85) of the
+    predicted depth; ``ssi``, the scale-and-shift-invariant L1 loss of the predicted disparity
+    aligned to the inverse ground truth (MiDaS). The reference implementations (``fastdepth.reference.depth_loss``)."""
+    from fastdepth.reference import depth_loss
+
+    if loss not in SUPERVISED_LOSSES:
+        raise ValueError(f"--loss must be one of {SUPERVISED_LOSSES}, got {loss!r}")
+    H, W = depth_gt.shape[-2:]
+    total = 0.0
+    for disp in disps:
+        up = F.interpolate(disp, [H, W], mode="bilinear", align_corners=False)
+        if loss == "si":
+            total = total + depth_loss.scale_invariant_loss(disp_to_depth(up), depth_gt)
+        else:
+            total = total + depth_loss.scale_shift_invariant_loss(up, depth_gt, space="disparity")
+    return total / len(disps)
