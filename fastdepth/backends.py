@@ -65,11 +65,18 @@ def _cuda_reason(device: torch.device) -> str | None:
     return _cuda.unavailable_reason(device)
 
 
+def _assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` (it marks the function, nothing more) without its
+    import of dynamo, and of Triton with it, when fastdepth is imported: Triton must be imported
+    only after ``fastdepth info`` has set TRITON_INTERPRET on a machine without a GPU."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # torch.compile traces the backend choice: the extension's availability (compiler look-ups on the
 # file system, which dynamo cannot trace) is a constant of the process for each device type.
 _CUDA_UNAVAILABLE = {
-    kind: torch.compiler.assume_constant_result(lambda kind=kind: _cuda_reason(torch.device(kind)))
-    for kind in ("cpu", "cuda")
+    kind: _assume_constant_result(lambda kind=kind: _cuda_reason(torch.device(kind))) for kind in ("cpu", "cuda")
 }
 
 
