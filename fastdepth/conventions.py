@@ -24,6 +24,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 #: SSIM stabilisers of Monodepth2 (for images in [0, 1])
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
+#: pixel offsets within one image plane are int32 in the kernels: H * W must stay below this
+INDEX_LIMIT = 2**31
 #: CUDA's limits on the number of blocks (programs) per grid dimension
 GRID_X_LIMIT = 2**31 - 1
 GRID_Y_LIMIT = 65535

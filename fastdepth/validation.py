@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from fastdepth.conventions import INDEX_LIMIT
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-INDEX_LIMIT = 2**31
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:

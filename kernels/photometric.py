@@ -21,12 +21,11 @@ import triton
 import triton.language as tl
 from fastdepth.kernels.launch import device_guard
 
-from fastdepth.conventions import SSIM_C1, SSIM_C2, check_grid
+from fastdepth.conventions import INDEX_LIMIT, SSIM_C1, SSIM_C2, check_grid
 
 BH = 8
 BW = 32
 NUM_WARPS = 4
-INDEX_LIMIT = 2**31
 
 SSIM_C1 = tl.constexpr(SSIM_C1)
 SSIM_C2 = tl.constexpr(SSIM_C2)
