@@ -72,5 +72,8 @@ template <typename F>
 FD_HD F fd_abs(F a) {
   return a < F(0) ? -a : a;
 }
+// The natural log in the compute type on host and device (the host's global log is double only).
+FD_HD float fd_log(float x) { return logf(x); }
+FD_HD double fd_log(double x) { return log(x); }
 
 }  // namespace fastdepth

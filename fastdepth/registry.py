@@ -96,5 +96,10 @@ OPS: dict[str, Op] = {
             "the fused objective: warp, SSIM + L1 and the per-pixel minimum, warped images never stored",
             passes=("fwd",),
         ),
+        Op(
+            "depth_loss",
+            ("scale_invariant_loss", "scale_shift_invariant_loss"),
+            "supervised depth losses: scale-invariant log and scale-and-shift-invariant (MiDaS), masked",
+        ),
     )
 }

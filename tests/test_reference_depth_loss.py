@@ -73,3 +73,19 @@ def test_degenerate_images_are_defined(seed):
     # only the valid image counts: the same as the first image alone
     alone = depth_loss.scale_shift_invariant_loss(constant[:1], gt[:1])
     assert depth_loss.scale_shift_invariant_loss(constant, gt, mask).item() == pytest.approx(alone.item())
+
+
+@pytest.mark.parametrize("loss", ["si", "ssi"])
+def test_invalid_pixels_reach_neither_sums_nor_gradients(loss, seed):
+    # NaN predictions and inf ground truth where there is no valid pixel: the same loss as without
+    pred, gt = depths(seed), depths(seed + 1)
+    gt[0, 0, 0, :3] = float("inf")
+    gt[1, 0, 2, :] = 0.0
+    invalid = ~((gt > 0) & torch.isfinite(gt))
+    fn = depth_loss.scale_invariant_loss if loss == "si" else depth_loss.scale_shift_invariant_loss
+    garbage = torch.where(invalid, float("nan"), pred).requires_grad_()
+    clean = torch.where(invalid, 1.0, pred).requires_grad_()
+    values = [fn(p, gt) for p in (garbage, clean)]
+    assert torch.isfinite(values[0]) and values[0].item() == values[1].item()
+    (g,) = torch.autograd.grad(values[0], garbage)
+    assert torch.isfinite(g).all() and (g[invalid] == 0).all()

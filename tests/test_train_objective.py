@@ -84,3 +84,24 @@ def test_triton_interpreter_tiny_batch(monkeypatch):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         loss_and_grads("jax", torch.float32, size=1)
+
+
+@pytest.mark.skipif(not TWIN, reason="the C++ extension cannot be built here")
+@pytest.mark.parametrize("loss", ["si", "ssi"])
+def test_supervised_objective_on_the_twin_float64(loss):
+    # the fused supervised losses give the reference's loss and gradients over all DepthNet parameters
+    from fastdepth.train.objective import supervised_loss
+
+    world = SyntheticWorld(seed=3, scenes=1, frames=4, height=64, width=64)
+    items = [world[i] for i in range(2)]
+    frames = torch.stack([s["frames"] for s in items]).double()
+    depth_gt = torch.stack([s["depth"] for s in items]).double()
+    results = []
+    for backend in ("torch", "cuda"):
+        torch.manual_seed(0)
+        depth_net = DepthNet().double()
+        value = supervised_loss(depth_net(frames[:, 1]), depth_gt, loss, backend)
+        results.append((value, torch.autograd.grad(value, list(depth_net.parameters()))))
+    (ref, ref_grads), (ours, our_grads) = results
+    assert abs(ours.item() - ref.item()) <= 1e-9 * abs(ref.item())
+    assert worst_relative(our_grads, ref_grads) <= 1e-9

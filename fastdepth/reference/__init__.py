@@ -1,5 +1,4 @@
 """Plain-PyTorch references, one module per op (``fastdepth.reference.<op>``): the oracle of every test.
-(``depth_loss`` is the reference of the supervised losses, whose fused op is still to come.)
 
 They follow the conventions of each op's docstring (and :mod:`fastdepth.conventions`) line by line
 and run on any device in any float dtype.

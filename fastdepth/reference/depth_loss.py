@@ -1,5 +1,5 @@
-"""The plain-PyTorch reference of the supervised depth losses (the fused op that will use it as its
-oracle is not written yet): Eigen's scale-invariant log loss and the scale-and-shift-invariant loss
+"""The plain-PyTorch reference of the supervised depth losses (the oracle of
+:mod:`fastdepth.depth_loss`): Eigen's scale-invariant log loss and the scale-and-shift-invariant loss
 of MiDaS, each over the valid pixels of every image.
 
 * ``scale_invariant_loss``: ``d = log pred - log target``; ``mean(d²) - lam * mean(d)²``. With
@@ -23,11 +23,16 @@ REDUCTIONS = ("image", "batch")
 
 
 def _flat(pred, target, mask):
+    """(B, N) views of pred and target, 1.0 at the invalid pixels (whatever they hold there must not
+    reach the sums or the gradients), and the valid mask."""
     B = pred.shape[0]
     valid = (target > 0) & torch.isfinite(target)
     if mask is not None:
         valid = valid & mask.bool()
-    return pred.reshape(B, -1), target.reshape(B, -1), valid.reshape(B, -1)
+    valid = valid.reshape(B, -1)
+    p = torch.where(valid, pred.reshape(B, -1), 1.0)
+    t = torch.where(valid, target.reshape(B, -1), 1.0)
+    return p, t, valid
 
 
 def _reduce(per_pixel: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -42,7 +47,7 @@ def _reduce(per_pixel: torch.Tensor, valid: torch.Tensor, reduction: str) -> tor
 def scale_invariant_loss(pred, target, mask=None, lam: float = 0.85, reduction: str = "image") -> torch.Tensor:
     """pred, target (B, ...) positive depths where valid (target > 0, and ``mask`` if given)."""
     p, t, valid = _flat(pred, target, mask)
-    d = torch.where(valid, torch.log(torch.where(valid, p, 1.0)) - torch.log(torch.where(valid, t, 1.0)), 0.0)
+    d = torch.where(valid, torch.log(p) - torch.log(t), 0.0)
     if reduction == "batch":
         n = valid.sum().clamp(min=1)
         return (d * d).sum() / n - lam * (d.sum() / n) ** 2
@@ -51,20 +56,25 @@ def scale_invariant_loss(pred, target, mask=None, lam: float = 0.85, reduction: 
     return per_image.sum() / (valid.sum(1) > 0).sum().clamp(min=1)
 
 
+def alignment_from_sums(n, sp, st, spp, spt):
+    """The least-squares ``a * p + b ~ t`` from the masked sums ``n, Σp, Σt, Σp², Σpt`` (any shape):
+    ``(a, b, det, ok)``; where the prediction is constant (``det = nΣp² - (Σp)²`` vanishes relative to
+    ``nΣp²``) ``a = 0, b = mean(t)``, and ``b = 0`` without a valid pixel."""
+    det = n * spp - sp * sp
+    ok = det.abs() > 1e-12 * (n * spp).abs().clamp(min=1e-30)
+    a = torch.where(ok, (n * spt - sp * st) / torch.where(ok, det, 1.0), 0.0)
+    b = torch.where(n > 0, (st - a * sp) / n.clamp(min=1), 0.0)
+    return a, b, det, ok
+
+
 def align(pred, target, mask=None, space: str = "depth") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per image ``(a, b)`` of the least-squares ``a * pred + b ~ t`` and the valid mask (B, N); ``t``
     is the target, or its inverse in ``space="disparity"``."""
     p, t, valid = _flat(pred, target, mask)
     if space == "disparity":
-        t = torch.where(valid, 1.0 / torch.where(valid, t, 1.0), 0.0)
+        t = 1.0 / t
     w = valid.to(p.dtype)
-    n = w.sum(1)
-    sp, st = (w * p).sum(1), (w * t).sum(1)
-    spp, spt = (w * p * p).sum(1), (w * p * t).sum(1)
-    det = n * spp - sp * sp
-    ok = det.abs() > 1e-12 * (n * spp).abs().clamp(min=1e-30)
-    a = torch.where(ok, (n * spt - sp * st) / torch.where(ok, det, 1.0), 0.0)
-    b = torch.where(n > 0, (st - a * sp) / n.clamp(min=1), 0.0)
+    a, b, _, _ = alignment_from_sums(w.sum(1), (w * p).sum(1), (w * t).sum(1), (w * p * p).sum(1), (w * p * t).sum(1))
     return a, b, valid
 
 
@@ -75,6 +85,6 @@ def scale_shift_invariant_loss(
     a, b, valid = align(pred, target, mask, space)
     p, t, _ = _flat(pred, target, mask)
     if space == "disparity":
-        t = torch.where(valid, 1.0 / torch.where(valid, t, 1.0), 0.0)
+        t = 1.0 / t
     r = torch.where(valid, a[:, None] * p + b[:, None] - t, 0.0)
     return _reduce(r.abs() if residual == "l1" else r * r, valid, reduction)

@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             disps = depth_net(frames[:, 1])
             poses = None if cfg.supervised else predict_poses(pose_net, frames)
         if cfg.supervised:
-            loss = supervised_loss([d.float() for d in disps], batch["depth"].to(device), cfg.loss)
+            loss = supervised_loss([d.float() for d in disps], batch["depth"].to(device), cfg.loss, cfg.backend)
             parts = {"supervised": loss.detach()}
         else:
             loss, parts = compute_loss(

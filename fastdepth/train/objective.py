@@ -161,21 +161,23 @@ def compute_loss(
 SUPERVISED_LOSSES = ("si", "ssi")
 
 
-def supervised_loss(disps: list[torch.Tensor], depth_gt: torch.Tensor, loss: str = "si") -> torch.Tensor:
+def supervised_loss(
+    disps: list[torch.Tensor], depth_gt: torch.Tensor, loss: str = "si", backend: str = "auto"
+) -> torch.Tensor:
     """Supervised objective against ground-truth depth (B, 1, H, W; 0 = invalid), averaged over the
     scales upsampled to full resolution: ``si``, Eigen's scale-invariant log loss (lam 0.85) of the
     predicted depth; ``ssi``, the scale-and-shift-invariant L1 loss of the predicted disparity
-    aligned to the inverse ground truth (MiDaS). The reference implementations (``fastdepth.reference.depth_loss``)."""
-    from fastdepth.reference import depth_loss
-
+    aligned to the inverse ground truth (MiDaS). fastdepth's ops on ``backend`` (Kornia has no such
+    loss: ``backend="kornia"`` runs the reference)."""
     if loss not in SUPERVISED_LOSSES:
         raise ValueError(f"--loss must be one of {SUPERVISED_LOSSES}, got {loss!r}")
+    backend = "torch" if backend == "kornia" else backend
     H, W = depth_gt.shape[-2:]
     total = 0.0
     for disp in disps:
         up = F.interpolate(disp, [H, W], mode="bilinear", align_corners=False)
         if loss == "si":
-            total = total + depth_loss.scale_invariant_loss(disp_to_depth(up), depth_gt)
+            total = total + fastdepth.scale_invariant_loss(disp_to_depth(up), depth_gt, backend=backend)
         else:
-            total = total + depth_loss.scale_shift_invariant_loss(up, depth_gt, space="disparity")
+            total = total + fastdepth.scale_shift_invariant_loss(up, depth_gt, space="disparity", backend=backend)
     return total / len(disps)

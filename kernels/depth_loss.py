@@ -1,0 +1,219 @@
+"""Triton kernels of the supervised depth losses: masked per-image sums, and the gradient to the
+prediction from per-image coefficients.
+
+The forward kernel runs one *stage* (``STAGE``): the log-ratio moments of the scale-invariant loss
+(``n, Σd, Σd²``), the moments of the scale-and-shift alignment (``n, Σp, Σt, Σp², Σpt``) or, given
+each image's alignment ``(a, b)``, the residual sums (``Σρ(r), Σρ'(r), Σρ'(r)p``). One program
+computes the terms of BLOCK pixels of one image in float32, sums them in float64 (the alignment's
+closed form cancels: float32 sums cost it about two digits) and writes one row of partial sums;
+the launcher adds the rows of each image in a fixed order (the sums are deterministic). The losses
+and the backward's coefficients are computed from the sums in :mod:`fastdepth.depth_loss`. The
+backward kernel is elementwise. The CUDA twin is csrc/depth_loss.cu.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from fastdepth.kernels.launch import device_guard
+
+from fastdepth.conventions import check_grid
+
+BLOCK = 1024
+NUM_WARPS = 4
+SUMS = 5
+COEFFS = 8
+STAGES = {"log_moments": 0, "align_moments": 1, "residual": 2}
+LOSSES = {"scale_invariant": 0, "scale_shift_invariant": 1}
+
+
+@triton.jit
+def _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK: tl.constexpr):
+    """A pixel with ground truth: target > 0 and finite, and the mask where one is given."""
+    ok = in_range & (t > 0) & (t < float("inf"))
+    if HAS_MASK:
+        ok = ok & (tl.load(mask_ptr + offs, mask=in_range, other=0) != 0)
+    return ok
+
+
+@triton.jit
+def _target_in_space(t, DISPARITY: tl.constexpr):
+    if DISPARITY:
+        return 1.0 / t
+    return t
+
+
+@triton.jit
+def _residual_slope(r, SQUARED: tl.constexpr):
+    """sign(r) (0 at 0, as the gradient of |r|) or 2r."""
+    if SQUARED:
+        return 2.0 * r
+    return tl.where(r > 0, 1.0, tl.where(r < 0, -1.0, 0.0)).to(r.dtype)
+
+
+@triton.jit
+def _pixel_sums(p, t, a, b, STAGE: tl.constexpr, SQUARED: tl.constexpr):
+    """The contributions of each pixel to the stage's five sums (csrc/depth_loss.cuh: pixel_sums)."""
+    zero = tl.zeros_like(p)
+    if STAGE == 0:
+        d = tl.log(p) - tl.log(t)
+        return zero + 1.0, d, d * d, zero, zero
+    elif STAGE == 1:
+        return zero + 1.0, p, t, p * p, p * t
+    else:
+        r = a * p + b - t
+        slope = _residual_slope(r, SQUARED)
+        if SQUARED:
+            penalty = r * r
+        else:
+            penalty = tl.abs(r)
+        return penalty, slope, slope * p, zero, zero
+
+
+@triton.jit
+def _pixel_grad(p, t, c0, c1, c2, c3, c4, c5, c6, c7, LOSS: tl.constexpr, SQUARED: tl.constexpr):
+    """The gradient to each valid pixel's prediction (csrc/depth_loss.cuh: pixel_grad)."""
+    if LOSS == 0:
+        return (c0 + c1 * (tl.log(p) - tl.log(t))) / p
+    r = c0 * p + c1 - t
+    return c2 * _residual_slope(r, SQUARED) + c3 * (t - c6) + c4 * (p - c7) + c5
+
+
+@triton.jit
+def _load_f32(ptr):
+    return tl.load(ptr).to(tl.float32)
+
+
+@triton.jit
+def depth_loss_fwd_kernel(
+    pred_ptr, target_ptr, mask_ptr, coeffs_ptr, partial_ptr, N, blocks,
+    STAGE: tl.constexpr, HAS_MASK: tl.constexpr, DISPARITY: tl.constexpr, SQUARED: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    local = blk * BLOCK + tl.arange(0, BLOCK)
+    in_range = local < N
+    offs = b.to(tl.int64) * N + local
+    p = tl.load(pred_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    t = tl.load(target_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    ok = _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK)
+    p = tl.where(ok, p, 1.0)
+    t = _target_in_space(tl.where(ok, t, 1.0), DISPARITY)
+    s0, s1, s2, s3, s4 = _pixel_sums(
+        p, t, _load_f32(coeffs_ptr + 2 * b), _load_f32(coeffs_ptr + 2 * b + 1), STAGE, SQUARED
+    )
+    row = partial_ptr + (b.to(tl.int64) * blocks + blk) * 5
+    tl.store(row + 0, tl.sum(tl.where(ok, s0, 0.0).to(tl.float64), axis=0))
+    tl.store(row + 1, tl.sum(tl.where(ok, s1, 0.0).to(tl.float64), axis=0))
+    tl.store(row + 2, tl.sum(tl.where(ok, s2, 0.0).to(tl.float64), axis=0))
+    tl.store(row + 3, tl.sum(tl.where(ok, s3, 0.0).to(tl.float64), axis=0))
+    tl.store(row + 4, tl.sum(tl.where(ok, s4, 0.0).to(tl.float64), axis=0))
+
+
+@triton.jit
+def depth_loss_bwd_kernel(
+    coeffs_ptr, pred_ptr, target_ptr, mask_ptr, grad_pred_ptr, N,
+    LOSS: tl.constexpr, HAS_MASK: tl.constexpr, DISPARITY: tl.constexpr, SQUARED: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    local = blk * BLOCK + tl.arange(0, BLOCK)
+    in_range = local < N
+    offs = b.to(tl.int64) * N + local
+    p = tl.load(pred_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    t = tl.load(target_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    ok = _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK)
+    p = tl.where(ok, p, 1.0)
+    t = _target_in_space(tl.where(ok, t, 1.0), DISPARITY)
+    c = coeffs_ptr + 8 * b
+    g = _pixel_grad(
+        p, t, _load_f32(c), _load_f32(c + 1), _load_f32(c + 2), _load_f32(c + 3), _load_f32(c + 4), _load_f32(c + 5),
+        _load_f32(c + 6), _load_f32(c + 7), LOSS, SQUARED,
+    )  # fmt: skip
+    tl.store(grad_pred_ptr + offs, tl.where(ok, g, 0.0).to(grad_pred_ptr.dtype.element_ty), mask=in_range)
+
+
+def _grid(B: int, N: int) -> tuple[int, int]:
+    grid = (triton.cdiv(N, BLOCK), B)
+    check_grid("pred", grid)
+    return grid
+
+
+def depth_loss_forward(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    coeffs: torch.Tensor | None,
+    stage: str,
+    disparity: bool,
+    squared: bool,
+) -> torch.Tensor:
+    """Launch the forward kernel for ``stage``: the per-image sums (B, 5) in float64.
+
+    pred, target (B, N) one float dtype, mask (B, N) bool or None, coeffs (B, 2) float64 ``(a, b)``
+    for the residual stage (else None).
+    """
+    B, N = pred.shape
+    grid = _grid(B, N)
+    pred, target = pred.contiguous(), target.contiguous()
+    partial = torch.zeros((B, grid[0], SUMS), dtype=torch.float64, device=pred.device)
+    if coeffs is None:
+        coeffs = torch.zeros((B, 2), dtype=torch.float64, device=pred.device)
+    if pred.numel() > 0:
+        with device_guard(pred):
+            depth_loss_fwd_kernel[grid](
+                pred, target, mask.contiguous() if mask is not None else pred, coeffs.contiguous(), partial, N,
+                grid[0], STAGE=STAGES[stage], HAS_MASK=mask is not None, DISPARITY=disparity, SQUARED=squared,
+                BLOCK=BLOCK, num_warps=NUM_WARPS,
+            )  # fmt: skip
+    return partial.sum(1)
+
+
+def depth_loss_backward(
+    coeffs: torch.Tensor,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    loss: str,
+    disparity: bool,
+    squared: bool,
+) -> torch.Tensor:
+    """Launch the backward kernel: the gradient to pred (B, N) in its dtype, from the per-image
+    coefficients (B, 8) float64 (see :mod:`fastdepth.depth_loss`); 0 at invalid pixels."""
+    B, N = pred.shape
+    grid = _grid(B, N)
+    pred, target = pred.contiguous(), target.contiguous()
+    grad_pred = torch.empty_like(pred)
+    if pred.numel() > 0:
+        with device_guard(pred):
+            depth_loss_bwd_kernel[grid](
+                coeffs.contiguous(), pred, target, mask.contiguous() if mask is not None else pred, grad_pred, N,
+                LOSS=LOSSES[loss], HAS_MASK=mask is not None, DISPARITY=disparity, SQUARED=squared, BLOCK=BLOCK,
+                num_warps=NUM_WARPS,
+            )  # fmt: skip
+    return grad_pred
+
+
+def aot_variants():
+    """(label, kernel, signature, constexprs, num_warps) for the compile report, per prediction dtype."""
+    for img in ("fp32", "fp16", "bf16"):
+        images = dict(pred_ptr=f"*{img}", target_ptr=f"*{img}", mask_ptr="*i1")
+        for stage in (0, 2):
+            yield (
+                f"depth_loss_fwd_kernel[{img},stage{stage}]",
+                depth_loss_fwd_kernel,
+                dict(**images, coeffs_ptr="*fp64", partial_ptr="*fp64", N="i32", blocks="i32"),
+                dict(STAGE=stage, HAS_MASK=True, DISPARITY=stage == 2, SQUARED=False, BLOCK=BLOCK),
+                NUM_WARPS,
+            )
+        for loss in (0, 1):
+            yield (
+                f"depth_loss_bwd_kernel[{img},loss{loss}]",
+                depth_loss_bwd_kernel,
+                dict(coeffs_ptr="*fp64", **images, grad_pred_ptr=f"*{img}", N="i32"),
+                dict(LOSS=loss, HAS_MASK=True, DISPARITY=loss == 1, SQUARED=False, BLOCK=BLOCK),
+                NUM_WARPS,
+            )
