@@ -51,7 +51,7 @@ FD_HD F residual_slope(F r, bool squared) {
 template <typename F>
 FD_HD void pixel_sums(int stage, F p, F t, F a, F b, bool squared, F s[kSums]) {
   if (stage == kLogMoments) {
-    const F d = fd_log(p) - fd_log(t);
+    const F d = fd_log(p / t);
     s[0] = F(1), s[1] = d, s[2] = d * d, s[3] = F(0), s[4] = F(0);
   } else if (stage == kAlignMoments) {
     s[0] = F(1), s[1] = p, s[2] = t, s[3] = p * p, s[4] = p * t;
@@ -67,7 +67,7 @@ FD_HD void pixel_sums(int stage, F p, F t, F a, F b, bool squared, F s[kSums]) {
 // and p in c6, c7: c2 rho'(a p + b - t) + c3 (t - c6) + c4 (p - c7) + c5.
 template <typename F>
 FD_HD F pixel_grad(int loss, F p, F t, const F c[kCoeffs], bool squared) {
-  if (loss == kScaleInvariant) return (c[0] + c[1] * (fd_log(p) - fd_log(t))) / p;
+  if (loss == kScaleInvariant) return (c[0] + c[1] * fd_log(p / t)) / p;
   const F r = c[0] * p + c[1] - t;
   return c[2] * residual_slope(r, squared) + c[3] * (t - c[6]) + c[4] * (p - c[7]) + c[5];
 }

@@ -57,7 +57,7 @@ def _pixel_sums(p, t, a, b, STAGE: tl.constexpr, SQUARED: tl.constexpr):
     """The contributions of each pixel to the stage's five sums (csrc/depth_loss.cuh: pixel_sums)."""
     zero = tl.zeros_like(p)
     if STAGE == 0:
-        d = tl.log(p) - tl.log(t)
+        d = tl.log(p / t)
         return zero + 1.0, d, d * d, zero, zero
     elif STAGE == 1:
         return zero + 1.0, p, t, p * p, p * t
@@ -75,7 +75,7 @@ def _pixel_sums(p, t, a, b, STAGE: tl.constexpr, SQUARED: tl.constexpr):
 def _pixel_grad(p, t, c0, c1, c2, c3, c4, c5, c6, c7, LOSS: tl.constexpr, SQUARED: tl.constexpr):
     """The gradient to each valid pixel's prediction (csrc/depth_loss.cuh: pixel_grad)."""
     if LOSS == 0:
-        return (c0 + c1 * (tl.log(p) - tl.log(t))) / p
+        return (c0 + c1 * tl.log(p / t)) / p
     r = c0 * p + c1 - t
     return c2 * _residual_slope(r, SQUARED) + c3 * (t - c6) + c4 * (p - c7) + c5
 
