@@ -92,6 +92,26 @@ def test_readme_section_is_generated_from_results(tmp_path, quick_result):
     assert "old" not in text and data["meta"]["device"] in text and text.endswith(f"{report.END}\nrest\n")
 
 
+def test_readme_shows_every_work_from_its_newest_result(tmp_path, quick_result):
+    # an older run of every work and a newer run of one: both tables, each work once
+    _, data, _ = quick_result
+    data["meta"]["quick"] = False
+    works = sorted({r["work"] for r in data["rows"]})
+    newer = json.loads(json.dumps(data))
+    newer["meta"]["date"] = "9" + data["meta"]["date"][1:]
+    newer["rows"] = [r for r in data["rows"] if r["work"] == works[0]]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    (tmp_path / "new.json").write_text(json.dumps(newer))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.BEGIN}\n{report.END}\n")
+    assert report.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert "results/old.json" in text and "results/new.json" in text
+    for work in works:
+        assert text.count(f"| {work} fwd |") == 1, work
+    assert text.index(f"| {works[0]} fwd |") > text.index("results/new.json")
+
+
 def test_committed_results_are_runner_output():
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         data = json.loads(path.read_text())

@@ -1,7 +1,8 @@
 """The supervised depth losses' benchmark work: the scale-invariant loss plus the
 scale-and-shift-invariant loss of one (B, 1, H, W) depth prediction against ground truth with
-missing pixels, the gradient to the prediction in fwd+bwd. Peers: the eager reference (masked sums
-as MiDaS and the SILog losses write them) and ``torch.compile`` of it."""
+missing pixels (the size's channels are not used), the gradient to the prediction in fwd+bwd.
+Peers: the eager reference (masked sums as MiDaS and the SILog losses write them) and
+``torch.compile`` of it."""
 
 from __future__ import annotations
 
