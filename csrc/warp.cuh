@@ -174,6 +174,17 @@ FD_HD void sample_position_grad(const Img* plane, const Taps<F>& t, int W, F go,
   *g_iv += go * ((v10 - v00) * (F(1) - t.fu) + (v11 - v01) * t.fu);
 }
 
+// The adjoint of the bilinear sample: go times each tap's weight, through scatter(offset, value)
+// with offsets from the plane's start at ``plane``.
+template <typename F, typename Scatter>
+FD_HD void scatter_bilinear(const Taps<F>& t, int64_t plane, int W, F go, Scatter& scatter) {
+  const int64_t at = plane + t.o00;
+  if (t.m00) scatter(at, (F(1) - t.fu) * (F(1) - t.fv) * go);
+  if (t.m01) scatter(at + 1, t.fu * (F(1) - t.fv) * go);
+  if (t.m10) scatter(at + W, (F(1) - t.fu) * t.fv * go);
+  if (t.m11) scatter(at + W + 1, t.fu * t.fv * go);
+}
+
 // Chain rule from the sample position back to the pose, the projection intrinsics and the
 // destination point. Adds the pose gradient (16 values) to gT, the projection's share of the
 // intrinsics gradient to gK (fx, fy, cx, cy), and d/d(X, Y, Z) to gP.
@@ -286,13 +297,7 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t plane = (bs * sh.C + c) * HW;
     const F go = load_as<F>(grad_out + plane + pix);
-    if (need_image) {
-      const int64_t at = plane + t.o00;
-      if (t.m00) scatter(at, (F(1) - t.fu) * (F(1) - t.fv) * go);
-      if (t.m01) scatter(at + 1, t.fu * (F(1) - t.fv) * go);
-      if (t.m10) scatter(at + sh.W, (F(1) - t.fu) * t.fv * go);
-      if (t.m11) scatter(at + sh.W + 1, t.fu * t.fv * go);
-    }
+    if (need_image) scatter_bilinear(t, plane, sh.W, go, scatter);
     if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, &g_iu, &g_iv);
   }
   if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);

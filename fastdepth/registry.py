@@ -101,5 +101,10 @@ OPS: dict[str, Op] = {
             ("scale_invariant_loss", "scale_shift_invariant_loss"),
             "supervised depth losses: scale-invariant log and scale-and-shift-invariant (MiDaS), masked",
         ),
+        Op(
+            "cost_volume",
+            ("cost_volume",),
+            "plane-sweep cost volume (ManyDepth, MVSNet): D hypotheses, the warped volume never stored",
+        ),
     )
 }

@@ -68,6 +68,15 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("depth_loss", "float32", "twin"): Tolerance(1e-5, 1e-5, "as the interpreter (float32 terms, float64 sums)"),
     ("depth_loss", "float32", "gpu"): Tolerance(2.5e-5, 5e-5, _NOT_ON_GPU_YET),
     ("depth_loss", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: loss 2.7e-15, gradients 6.4e-14"),
+    ("cost_volume", "float32", "reference"): Tolerance(
+        1e-5, 1e-4, "as the warp's reference (the same projection in float64, grid_sample in float32)"
+    ),
+    ("cost_volume", "float32", "interpreter"): Tolerance(
+        1e-5, 5e-5, "first check, 2x2x4x9x13, D=5, all reductions: cost 4.9e-7, gradients 7e-6", gradient_floor=0.1
+    ),
+    ("cost_volume", "float32", "twin"): Tolerance(1e-5, 5e-5, "as the interpreter (the same float32 math)", 0.1),
+    ("cost_volume", "float32", "gpu"): Tolerance(2.5e-5, 2.5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
+    ("cost_volume", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: cost 7e-16, gradients 6e-15", 1.0),
 }
 
 

@@ -40,6 +40,7 @@ def project(
     src_trans_dst: torch.Tensor,
     camera_matrix: torch.Tensor,
     normalize_points: bool = False,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Back-project every destination pixel, move it to each source frame and project it.
 
@@ -50,17 +51,18 @@ def project(
         normalize_points: read depth as the Euclidean ray length instead of z.
 
     Returns:
-        ``(u, v, z, finite)``, each (B, S, H, W) and float64: the projected pixel column and row in
+        ``(u, v, z, finite)``, each (B, S, H, W) and in ``dtype``: the projected pixel column and row in
         the source image, the camera z of the point in the source frame (after the division by w),
         and whether the pixel's depth is finite and its projection within the range of the inputs'
         dtype (as the kernels decide it). Non-finite depth is replaced by 0 before any arithmetic so
-        that no NaN reaches the gradients. The arithmetic is float64 whatever the inputs' dtype: the
-        oracle stays accurate where float32 would overflow or cancel (depths near 1e30 and beyond).
+        that no NaN reaches the gradients. The arithmetic is float64 whatever the inputs' dtype (the
+        oracle stays accurate where float32 would overflow or cancel: depths near 1e30 and beyond)
+        unless ``dtype`` says otherwise (the cost volume's fused path projects in its compute dtype).
     """
     B, _, H, W = depth_dst.shape
     limit = torch.finfo(depth_dst.dtype).max
     depth_ok = torch.isfinite(depth_dst)
-    depth_dst, src_trans_dst, camera_matrix = (t.double() for t in (depth_dst, src_trans_dst, camera_matrix))
+    depth_dst, src_trans_dst, camera_matrix = (t.to(dtype) for t in (depth_dst, src_trans_dst, camera_matrix))
     dtype, device = depth_dst.dtype, depth_dst.device
     fx, fy, cx, cy = _intrinsics(camera_matrix)
     col = torch.arange(W, dtype=dtype, device=device).view(1, 1, 1, W)
@@ -129,8 +131,13 @@ def warp(
     if not want_mask:
         return warped, None
 
+    return warped, validity(u, v, z, finite, H, W, align_corners)[:, :, None]
+
+
+def validity(u, v, z, finite, H: int, W: int, align_corners: bool) -> torch.Tensor:
+    """The warp's mask from :func:`project`'s outputs: finite, in front of the source camera and all
+    four bilinear taps inside the source image."""
     iu = sample_position(u, W, align_corners)
     iv = sample_position(v, H, align_corners)
     inside = (iu >= 0) & (iu <= W - 1) & (iv >= 0) & (iv <= H - 1)
-    valid = (finite & (z > DIVIDE_EPS) & inside)[:, :, None]
-    return warped, valid
+    return finite & (z > DIVIDE_EPS) & inside

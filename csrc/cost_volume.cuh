@@ -1,0 +1,171 @@
+// Per-pixel math of the plane-sweep cost volume, shared by the CUDA kernels (cost_volume.cu) and
+// the CPU twin (cost_volume_cpu.cpp). Mirrors kernels/cost_volume.py function by function;
+// conventions in fastdepth/cost_volume.py. The sampling is the warp's (warp.cuh). No torch, no CUDA
+// runtime calls.
+#pragma once
+
+#include "warp.cuh"
+
+namespace fastdepth {
+namespace cost_volume {
+
+// Pixels per block, as kernels/cost_volume.py's BLOCK.
+constexpr int kBlock = 128;
+
+// l1, dot (group_dot is dot with G groups) or the per-channel variance of the views (G = C).
+enum Reduction : int { kL1 = 0, kDot = 1, kVariance = 2 };
+
+// Features (B, C, H, W) and (B, S, C, H, W); projections u, v (B, S, D, H, W); cost (B, G, D, H, W).
+struct Shape {
+  int64_t B, S, C, D, G;
+  int H, W;
+};
+
+struct Options {
+  warp::AxisMap mu, mv;
+  bool border;
+  int reduction;
+};
+
+// Where source s is read for one target pixel at one hypothesis: the bilinear taps (all masked
+// off where the projection does not exist) and d(sample position)/d(projected pixel) per axis.
+template <typename F>
+struct View {
+  warp::Taps<F> t;
+  F du, dv;
+  bool keep;
+};
+
+template <typename F>
+FD_HD View<F> make_view(F pu, F pv, const Shape& sh, const Options& o) {
+  View<F> r;
+  bool inside_u, inside_v;
+  r.keep = warp::is_finite(pu) && warp::is_finite(pv);
+  const F iu = warp::sample_coord(pu, sh.W, o.mu, o.border, &r.du, &inside_u);
+  const F iv = warp::sample_coord(pv, sh.H, o.mv, o.border, &r.dv, &inside_v);
+  r.t = warp::bilinear_taps(iu, iv, sh.W, sh.H);
+  if (!r.keep) r.t.m00 = r.t.m01 = r.t.m10 = r.t.m11 = false;
+  return r;
+}
+
+// Offsets: the projections of (b, s, d), the target features' plane (b, c), a source plane (b, s, c).
+FD_HD int64_t view_at(int64_t b, int64_t s, int64_t d, int64_t pix, const Shape& sh) {
+  return ((b * sh.S + s) * sh.D + d) * sh.H * sh.W + pix;
+}
+FD_HD int64_t target_plane(int64_t b, int64_t c, const Shape& sh) { return (b * sh.C + c) * sh.H * sh.W; }
+FD_HD int64_t source_plane(int64_t b, int64_t s, int64_t c, const Shape& sh) {
+  return ((b * sh.S + s) * sh.C + c) * sh.H * sh.W;
+}
+
+template <typename F, typename Img>
+FD_HD F sample_view(const Img* fs, const F* u, const F* v, int64_t b, int64_t s, int64_t c, int64_t d, int64_t pix,
+                    const Shape& sh, const Options& o) {
+  const int64_t at = view_at(b, s, d, pix, sh);
+  return warp::sample<F>(fs + source_plane(b, s, c, sh), make_view(u[at], v[at], sh, o).t, sh.W);
+}
+
+// The cost of one target pixel at hypothesis d, for every group g.
+template <typename F, typename Img>
+FD_HD void forward_pixel(const Img* ft, const Img* fs, const F* u, const F* v, Img* out, int64_t b, int64_t d,
+                         int64_t pix, const Shape& sh, const Options& o) {
+  const int64_t Cg = sh.C / sh.G, HW = static_cast<int64_t>(sh.H) * sh.W;
+  for (int64_t g = 0; g < sh.G; ++g) {
+    F acc = F(0);
+    for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+      const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
+      F sum = F(0), sum_sq = F(0);
+      for (int64_t s = 0; s < sh.S; ++s) {
+        const F x = sample_view(fs, u, v, b, s, c, d, pix, sh, o);
+        if (o.reduction == kL1) {
+          acc += fd_abs(t - x);
+        } else if (o.reduction == kDot) {
+          acc += t * x;
+        } else {
+          sum += x, sum_sq += x * x;
+        }
+      }
+      if (o.reduction == kVariance) {
+        const F n = F(sh.S + 1), mean = (t + sum) / n;
+        acc = (t * t + sum_sq) / n - mean * mean;
+      }
+    }
+    const F cost = o.reduction == kVariance ? acc : acc / F(Cg * sh.S);
+    store_as(out + ((b * sh.G + g) * sh.D + d) * HW + pix, cost);
+  }
+}
+
+// d cost / d (sample x of source s, target value t) times the upstream gradient go, for one
+// channel of a group of Cg; ``mean`` is the views' mean (variance only).
+template <typename F>
+FD_HD void reduction_grads(int reduction, F go, F t, F x, F mean, int64_t S, int64_t Cg, F* gx, F* gt) {
+  if (reduction == kL1) {
+    *gx = go * F((x > t) - (x < t)) / F(Cg * S);
+    *gt = -*gx;
+  } else if (reduction == kDot) {
+    *gx = go * t / F(Cg * S);
+    *gt = go * x / F(Cg * S);
+  } else {
+    *gx = go * F(2) * (x - mean) / F(S + 1);
+    *gt = go * F(2) * (t - mean) / F(S + 1);
+  }
+}
+
+// Backward of one target pixel at hypothesis d: the features' gradients through
+// scatter_t(offset, value) and scatter_s(offset, value), and the projections' gradient at (b, s, d).
+template <typename F, typename Img, typename ScatterT, typename ScatterS>
+FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F* u, const F* v, F* g_u, F* g_v,
+                          int64_t b, int64_t d, int64_t pix, const Shape& sh, const Options& o, bool need_features,
+                          bool need_geometry, ScatterT scatter_t, ScatterS scatter_s) {
+  const int64_t Cg = sh.C / sh.G, HW = static_cast<int64_t>(sh.H) * sh.W;
+  for (int64_t s = 0; s < sh.S; ++s) {
+    const int64_t at = view_at(b, s, d, pix, sh);
+    const View<F> w = make_view(u[at], v[at], sh, o);
+    F g_iu = F(0), g_iv = F(0);
+    for (int64_t g = 0; g < sh.G; ++g) {
+      const F go = load_as<F>(grad + ((b * sh.G + g) * sh.D + d) * HW + pix);
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+        F mean = F(0);
+        if (o.reduction == kVariance) {
+          for (int64_t s2 = 0; s2 < sh.S; ++s2) mean += sample_view(fs, u, v, b, s2, c, d, pix, sh, o);
+        }
+        const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
+        mean = (mean + t) / F(sh.S + 1);
+        const int64_t plane = source_plane(b, s, c, sh);
+        const F x = warp::sample<F>(fs + plane, w.t, sh.W);
+        F gx, gt;
+        reduction_grads(o.reduction, go, t, x, mean, sh.S, Cg, &gx, &gt);
+        if (need_features) {
+          // the variance's target term belongs to no source: it is added once, with the first
+          if (o.reduction != kVariance || s == 0) scatter_t(target_plane(b, c, sh) + pix, gt);
+          warp::scatter_bilinear(w.t, plane, sh.W, gx, scatter_s);
+        }
+        if (need_geometry) warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu, &g_iv);
+      }
+    }
+    if (need_geometry) {
+      g_u[at] = w.keep ? g_iu * w.du : F(0);
+      g_v[at] = w.keep ? g_iv * w.dv : F(0);
+    }
+  }
+}
+
+}  // namespace cost_volume
+
+// ---- entry points on raw pointers: CUDA launchers (cost_volume.cu; stream is a cudaStream_t,
+// projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double). The feature
+// gradients are float32 (F on the CPU), zero-initialised; each output may be null when not needed. ----
+void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, const float* u, const float* v,
+                              void* out, const cost_volume::Shape& shape, const cost_volume::Options& options,
+                              void* stream);
+void cost_volume_backward_cuda(ImageType type, const void* grad, const void* ft, const void* fs, const float* u,
+                               const float* v, float* grad_ft, float* grad_fs, float* grad_u, float* grad_v,
+                               const cost_volume::Shape& shape, const cost_volume::Options& options, void* stream);
+template <typename F>
+void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F* out, const cost_volume::Shape& shape,
+                             const cost_volume::Options& options);
+template <typename F>
+void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* u, const F* v, F* grad_ft, F* grad_fs,
+                              F* grad_u, F* grad_v, const cost_volume::Shape& shape,
+                              const cost_volume::Options& options);
+
+}  // namespace fastdepth

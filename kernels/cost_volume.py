@@ -1,0 +1,275 @@
+"""Triton kernels of the plane-sweep cost volume: sample every source at the projected pixels of each
+hypothesis (the warp's bilinear sampling, :mod:`fastdepth.kernels.warp`) and reduce against the
+target features on the fly; the warped features are never written.
+
+One program handles BLOCK target pixels of one (image, hypothesis), looping over groups, channels
+and sources. The backward recomputes the samples, scatters the features' gradients with float
+atomics and writes the gradient of the projected pixels (u, v), from which autograd reaches the
+hypotheses, poses and K (:mod:`fastdepth.cost_volume`). The CUDA twin is csrc/cost_volume.cu.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from fastdepth.kernels.launch import device_guard
+from fastdepth.kernels.warp import FLOAT_MAX, _sample_coord, _taps
+
+from fastdepth.conventions import check_grid, sample_affine
+
+BLOCK = 128
+# measured in the compile report: the forward spills on sm_80 at 4 warps, the backward (variance)
+# on sm_90 at 2
+FWD_WARPS = 2
+BWD_WARPS = 4
+REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
+
+
+@triton.jit
+def _view(u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER: tl.constexpr):
+    """Where a source is read for each pixel: the taps (masked off where the projection does not
+    exist), d(sample position)/d(projected pixel) per axis (csrc/cost_volume.cuh: make_view)."""
+    pu = tl.load(u_ptr + at, mask=in_range, other=float("nan"))
+    pv = tl.load(v_ptr + at, mask=in_range, other=float("nan"))
+    keep = in_range & (tl.abs(pu) <= FLOAT_MAX) & (tl.abs(pv) <= FLOAT_MAX)
+    iu, du, _ = _sample_coord(pu, W, sx, ox, BORDER)
+    iv, dv, _ = _sample_coord(pv, H, sy, oy, BORDER)
+    o00, o01, o10, o11, m00, m01, m10, m11, fu, fv = _taps(iu, iv, W, H)
+    return o00, o01, o10, o11, keep & m00, keep & m01, keep & m10, keep & m11, fu, fv, du, dv, keep
+
+
+@triton.jit
+def _corners(plane_ptr, o00, o01, o10, o11, m00, m01, m10, m11):
+    v00 = tl.load(plane_ptr + o00, mask=m00, other=0.0).to(tl.float32)
+    v01 = tl.load(plane_ptr + o01, mask=m01, other=0.0).to(tl.float32)
+    v10 = tl.load(plane_ptr + o10, mask=m10, other=0.0).to(tl.float32)
+    v11 = tl.load(plane_ptr + o11, mask=m11, other=0.0).to(tl.float32)
+    return v00, v01, v10, v11
+
+
+@triton.jit
+def _bilinear(v00, v01, v10, v11, fu, fv):
+    return (v00 * (1.0 - fu) + v01 * fu) * (1.0 - fv) + (v10 * (1.0 - fu) + v11 * fu) * fv
+
+
+@triton.jit
+def _sample_view(fs_ptr, u_ptr, v_ptr, src_plane, at, in_range, W, H, sx, ox, sy, oy, BORDER: tl.constexpr):
+    o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, du, dv, keep = _view(
+        u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+    )
+    v00, v01, v10, v11 = _corners(fs_ptr + src_plane, o00, o01, o10, o11, m00, m01, m10, m11)
+    return _bilinear(v00, v01, v10, v11, fu, fv)
+
+
+@triton.jit
+def _block(HW, D, BLOCK: tl.constexpr):
+    """This program's pixels, image b and hypothesis d: (image, hypothesis, block) folded into grid
+    dimension 0."""
+    n_blocks = tl.cdiv(HW, BLOCK)
+    pid = tl.program_id(0)
+    blk = pid % n_blocks
+    bd = (pid // n_blocks).to(tl.int64)
+    pix = blk * BLOCK + tl.arange(0, BLOCK)
+    return pix, pix < HW, bd // D, bd % D
+
+
+@triton.jit
+def cost_volume_fwd_kernel(
+    ft_ptr, fs_ptr, u_ptr, v_ptr, out_ptr, S, C, D, G, H, W, sx, ox, sy, oy,
+    REDUCTION: tl.constexpr, BORDER: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    HW = H * W
+    pix, in_range, b, d = _block(HW, D, BLOCK)
+    Cg = C // G
+    for g in range(G):
+        acc = tl.zeros([BLOCK], tl.float32)
+        for cc in range(Cg):
+            c = g * Cg + cc
+            t = tl.load(ft_ptr + (b * C + c) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+            total = tl.zeros([BLOCK], tl.float32)
+            total_sq = tl.zeros([BLOCK], tl.float32)
+            for s in range(S):
+                at = ((b * S + s) * D + d) * HW + pix
+                plane = ((b * S + s) * C + c) * HW
+                x = _sample_view(fs_ptr, u_ptr, v_ptr, plane, at, in_range, W, H, sx, ox, sy, oy, BORDER)
+                if REDUCTION == 0:
+                    acc += tl.abs(t - x)
+                elif REDUCTION == 1:
+                    acc += t * x
+                else:
+                    total += x
+                    total_sq += x * x
+            if REDUCTION == 2:
+                mean = (t + total) / (S + 1)
+                acc = (t * t + total_sq) / (S + 1) - mean * mean
+        if REDUCTION != 2:
+            acc = acc / (Cg * S)
+        tl.store(out_ptr + ((b * G + g) * D + d) * HW + pix, acc.to(out_ptr.dtype.element_ty), mask=in_range)
+
+
+@triton.jit
+def _reduction_grads(go, t, x, mean, S, Cg, REDUCTION: tl.constexpr):
+    """d cost / d (sample x, target t) times go (csrc/cost_volume.cuh: reduction_grads)."""
+    if REDUCTION == 0:
+        gx = go * tl.where(x > t, 1.0, tl.where(x < t, -1.0, 0.0)) / (Cg * S)
+        gt = -gx
+    elif REDUCTION == 1:
+        gx = go * t / (Cg * S)
+        gt = go * x / (Cg * S)
+    else:
+        gx = go * 2.0 * (x - mean) / (S + 1)
+        gt = go * 2.0 * (t - mean) / (S + 1)
+    return gx, gt
+
+
+@triton.jit
+def cost_volume_bwd_kernel(
+    grad_ptr, ft_ptr, fs_ptr, u_ptr, v_ptr, grad_ft_ptr, grad_fs_ptr, grad_u_ptr, grad_v_ptr,
+    S, C, D, G, H, W, sx, ox, sy, oy,
+    REDUCTION: tl.constexpr, BORDER: tl.constexpr, NEED_FEATURES: tl.constexpr, NEED_GEOMETRY: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    HW = H * W
+    pix, in_range, b, d = _block(HW, D, BLOCK)
+    Cg = C // G
+    for s in range(S):
+        at = ((b * S + s) * D + d) * HW + pix
+        o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, du, dv, keep = _view(
+            u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+        )
+        g_iu = tl.zeros([BLOCK], tl.float32)
+        g_iv = tl.zeros([BLOCK], tl.float32)
+        for g in range(G):
+            go = tl.load(grad_ptr + ((b * G + g) * D + d) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+            for cc in range(Cg):
+                c = g * Cg + cc
+                mean = tl.zeros([BLOCK], tl.float32)
+                if REDUCTION == 2:
+                    for s2 in range(S):
+                        at2 = ((b * S + s2) * D + d) * HW + pix
+                        plane2 = ((b * S + s2) * C + c) * HW
+                        mean += _sample_view(fs_ptr, u_ptr, v_ptr, plane2, at2, in_range, W, H, sx, ox, sy, oy, BORDER)
+                t = tl.load(ft_ptr + (b * C + c) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+                mean = (mean + t) / (S + 1)
+                plane = ((b * S + s) * C + c) * HW
+                v00, v01, v10, v11 = _corners(fs_ptr + plane, o00, o01, o10, o11, m00, m01, m10, m11)
+                x = _bilinear(v00, v01, v10, v11, fu, fv)
+                gx, gt = _reduction_grads(go, t, x, mean, S, Cg, REDUCTION)
+                if NEED_FEATURES:
+                    # the variance's target term belongs to no source: it is added once, with the first
+                    add_target = s == 0
+                    if REDUCTION != 2:
+                        add_target = s >= 0
+                    tl.atomic_add(grad_ft_ptr + (b * C + c) * HW + pix, gt, mask=in_range & add_target, sem="relaxed")
+                    gs = grad_fs_ptr + plane
+                    tl.atomic_add(gs + o00, (1.0 - fu) * (1.0 - fv) * gx, mask=m00, sem="relaxed")
+                    tl.atomic_add(gs + o01, fu * (1.0 - fv) * gx, mask=m01, sem="relaxed")
+                    tl.atomic_add(gs + o10, (1.0 - fu) * fv * gx, mask=m10, sem="relaxed")
+                    tl.atomic_add(gs + o11, fu * fv * gx, mask=m11, sem="relaxed")
+                if NEED_GEOMETRY:
+                    g_iu += gx * ((v01 - v00) * (1.0 - fv) + (v11 - v10) * fv)
+                    g_iv += gx * ((v10 - v00) * (1.0 - fu) + (v11 - v01) * fu)
+        if NEED_GEOMETRY:
+            tl.store(grad_u_ptr + at, tl.where(keep, g_iu * du, 0.0), mask=in_range)
+            tl.store(grad_v_ptr + at, tl.where(keep, g_iv * dv, 0.0), mask=in_range)
+
+
+def _setup(features_target, features_source, u, reduction, groups, padding_mode, align_corners):
+    B, S, C, H, W = features_source.shape
+    D = u.shape[2]
+    G = {"l1": 1, "dot": 1, "group_dot": groups, "variance": C}[reduction]
+    grid = (triton.cdiv(H * W, BLOCK) * B * D,)
+    check_grid("features_target", grid)
+    sx, ox = sample_affine(W, align_corners)
+    sy, oy = sample_affine(H, align_corners)
+    sizes = (S, C, D, G, H, W, sx, ox, sy, oy)
+    flags = dict(REDUCTION=REDUCTIONS[reduction], BORDER=padding_mode == "border", BLOCK=BLOCK)
+    return grid, sizes, flags, (B, G, D, H, W)
+
+
+def cost_volume_forward(
+    features_target: torch.Tensor,
+    features_source: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    reduction: str,
+    groups: int,
+    padding_mode: str,
+    align_corners: bool,
+) -> torch.Tensor:
+    """Launch the forward kernel: the cost (B, G, D, H, W) in the features' dtype, from the
+    projected pixels u, v (B, S, D, H, W) float32 (NaN where a projection does not exist)."""
+    grid, sizes, flags, out_shape = _setup(
+        features_target, features_source, u, reduction, groups, padding_mode, align_corners
+    )
+    out = features_target.new_empty(out_shape)
+    if out.numel() > 0 and features_source.shape[1] > 0:
+        with device_guard(features_target):
+            cost_volume_fwd_kernel[grid](
+                features_target.contiguous(), features_source.contiguous(), u.float().contiguous(),
+                v.float().contiguous(), out, *sizes, **flags, num_warps=FWD_WARPS,
+            )  # fmt: skip
+    return out
+
+
+def cost_volume_backward(
+    grad: torch.Tensor,
+    features_target: torch.Tensor,
+    features_source: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    reduction: str,
+    groups: int,
+    padding_mode: str,
+    align_corners: bool,
+    needs: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the backward kernel: gradients (features_target, features_source, u, v), empty where
+    not needed (``needs``: features, geometry)."""
+    need_features, need_geometry = needs
+    grid, sizes, flags, _ = _setup(features_target, features_source, u, reduction, groups, padding_mode, align_corners)
+    f32 = dict(dtype=torch.float32, device=features_target.device)
+    g_ft = torch.zeros(features_target.shape, **f32) if need_features else torch.empty(0, **f32)
+    g_fs = torch.zeros(features_source.shape, **f32) if need_features else torch.empty(0, **f32)
+    g_u = torch.zeros(u.shape, **f32) if need_geometry else torch.empty(0, **f32)
+    g_v = torch.zeros(v.shape, **f32) if need_geometry else torch.empty(0, **f32)
+    if grad.numel() > 0 and features_source.shape[1] > 0 and (need_features or need_geometry):
+        with device_guard(features_target):
+            cost_volume_bwd_kernel[grid](
+                grad.contiguous(), features_target.contiguous(), features_source.contiguous(),
+                u.float().contiguous(), v.float().contiguous(), g_ft, g_fs, g_u, g_v, *sizes,
+                NEED_FEATURES=need_features, NEED_GEOMETRY=need_geometry, **flags, num_warps=BWD_WARPS,
+            )  # fmt: skip
+    back = [(g_ft, features_target), (g_fs, features_source), (g_u, u), (g_v, v)]
+    return tuple(g.to(like.dtype) if g.numel() else g for g, like in back)
+
+
+def aot_variants():
+    """(label, kernel, signature, constexprs, num_warps) for the compile report, per feature dtype."""
+    sizes = dict(S="i32", C="i32", D="i32", G="i32", H="i32", W="i32", sx="fp32", ox="fp32", sy="fp32", oy="fp32")
+    for img in ("fp32", "fp16", "bf16"):
+        feats = dict(ft_ptr=f"*{img}", fs_ptr=f"*{img}", u_ptr="*fp32", v_ptr="*fp32")
+        for name, reduction in (("l1", 0), ("variance", 2)):
+            yield (
+                f"cost_volume_fwd_kernel[{img},{name}]",
+                cost_volume_fwd_kernel,
+                dict(**feats, out_ptr=f"*{img}", **sizes),
+                dict(REDUCTION=reduction, BORDER=False, BLOCK=BLOCK),
+                FWD_WARPS,
+            )
+            yield (
+                f"cost_volume_bwd_kernel[{img},{name}]",
+                cost_volume_bwd_kernel,
+                dict(
+                    grad_ptr=f"*{img}",
+                    **feats,
+                    grad_ft_ptr="*fp32",
+                    grad_fs_ptr="*fp32",
+                    grad_u_ptr="*fp32",
+                    grad_v_ptr="*fp32",
+                    **sizes,
+                ),  # fmt: skip
+                dict(REDUCTION=reduction, BORDER=False, NEED_FEATURES=True, NEED_GEOMETRY=True, BLOCK=BLOCK),
+                BWD_WARPS,
+            )

@@ -1,0 +1,164 @@
+"""The fused cost volume against the reference composition: every reduction and sampling option,
+forward and gradients to all five inputs, the mask, dtypes, opcheck, torch.compile and bad inputs."""
+
+import pytest
+import torch
+from conftest import ALL, BACKEND_NAMES, FUSED, INTERPRETED, TWIN
+from helpers import grads, leaves
+
+import fastdepth
+from fastdepth.checks import run_one
+from fastdepth.checks.cost_volume import CASES, OPTIONS, inputs
+from fastdepth.compare import assert_close
+from fastdepth.tolerances import tolerance
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("case", CASES)
+def test_matches_the_reference(backend, device, case):
+    # the GPU campaign's cases: the cost and the gradients to features, hypotheses, poses and K
+    result = run_one("cost_volume", case, backend, device, torch.float32, quick=True)
+    assert result.passed, result
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+@pytest.mark.parametrize("case", CASES)
+def test_twin_float64_matches_the_reference(case, seed):
+    tensors = inputs(2, 2, 4, 9, 13, 5, seed, torch.float64, "cpu", per_pixel=case == "per_pixel")
+    ours_in, ref_in = leaves(*tensors, dtype=torch.float64), leaves(*tensors, dtype=torch.float64)
+    ours = fastdepth.cost_volume(*ours_in, **OPTIONS[case], backend="cuda")
+    ref = fastdepth.cost_volume(*ref_in, **OPTIONS[case], backend="torch")
+    tol = tolerance("cost_volume", torch.float64, "cuda", "cpu")
+    assert_close(ours, ref, abs_tol=tol.forward, name="cost")
+    g = torch.rand_like(ours)
+    names = ("features_target", "features_source", "depth_hypotheses", "poses", "K")
+    for name, a, b in zip(names, grads(ours, ours_in, g), grads(ref, ref_in, g), strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+@pytest.mark.parametrize(
+    "reduction,groups,shape", [("l1", None, (1, 3)), ("group_dot", 2, (1, 2, 3)), ("variance", None, (1, 4, 3))]
+)
+def test_output_shapes_and_mask(backend, device, reduction, groups, shape, seed):
+    tensors = inputs(1, 2, 4, 5, 6, 3, seed, torch.float32, device)
+    cost, mask = fastdepth.cost_volume(*tensors, reduction=reduction, groups=groups, return_mask=True, backend=backend)
+    assert cost.shape == (*shape, 5, 6) and cost.dtype == torch.float32
+    _, ref_mask = fastdepth.cost_volume(*tensors, reduction="l1", return_mask=True, backend="torch")
+    assert mask.shape == (1, 3, 5, 6) and mask.dtype == torch.bool and torch.equal(mask, ref_mask)
+    assert mask.any() and not mask.all()  # some hypotheses project outside a source
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+def test_per_pixel_hypotheses_equal_to_planes_give_the_planes_cost(backend, device, seed):
+    ft, fs, planes, poses, K = inputs(1, 1, 3, 5, 6, 4, seed, torch.float32, device)
+    per_pixel = planes[:, :, None, None].expand(1, 4, 5, 6).contiguous()
+    a = fastdepth.cost_volume(ft, fs, planes, poses, K, backend=backend)
+    b = fastdepth.cost_volume(ft, fs, per_pixel, poses, K, backend=backend)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_only_the_features_need_a_gradient(backend, device, seed):
+    # ManyDepth's hypotheses are buffers: no projection gradient is computed or kept
+    ft, fs, planes, poses, K = inputs(1, 1, 3, 5, 6, 3, seed, torch.float32, device)
+    ours_in, ref_in = leaves(ft, fs), leaves(ft, fs, dtype=torch.float64)
+    ours = fastdepth.cost_volume(*ours_in, planes, poses, K, backend=backend)
+    ref = fastdepth.cost_volume(*ref_in, planes.double(), poses.double(), K.double(), backend="torch")
+    g = torch.rand_like(ours)
+    tol = tolerance("cost_volume", torch.float32, backend, device)
+    for a, b in zip(grads(ours, ours_in, g), grads(ref, ref_in, g.double()), strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name="gradient")
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_half_precision_features(backend, device, dtype):
+    if dtype == torch.bfloat16 and INTERPRETED and backend == "triton":
+        pytest.skip("Triton's interpreter has no bfloat16 (3.8); bf16 is covered by the AOT compile and GPU runs")
+    for case in ("l1", "variance"):
+        result = run_one("cost_volume", case, backend, device, dtype, quick=True)
+        assert result.passed, result
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_opcheck(backend, device, seed):
+    ft, fs, planes, poses, K = inputs(1, 1, 2, 3, 4, 2, seed, torch.float32, device)
+    from fastdepth.cost_volume import projections
+
+    u, v = projections(planes, poses, K, 3, 4, torch.float32)
+    ft, fs, u, v = leaves(ft, fs, u, v)
+    op = torch.ops.fastdepth.cost_volume.default
+    torch.library.opcheck(op, (ft, fs, u, v, "l1", 1, "zeros", True, backend))
+    torch.library.opcheck(op, (ft, fs, u, v, "variance", 1, "border", False, backend))
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_torch_compile_fullgraph(backend, device, seed):
+    tensors = inputs(1, 1, 2, 4, 5, 3, seed, torch.float32, device)
+
+    def objective(ft, fs, planes, poses, K):
+        return fastdepth.cost_volume(ft, fs, planes, poses, K, backend=backend).mean()
+
+    eager_in, compiled_in = leaves(*tensors), leaves(*tensors)
+    eager = objective(*eager_in)
+    compiled = torch.compile(objective, fullgraph=True)(*compiled_in)
+    eager.backward()
+    compiled.backward()
+    assert abs(compiled.item() - eager.item()) <= 1e-6
+    for a, b in zip(compiled_in, eager_in, strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+
+
+NAMES = ("features_target", "features_source", "depth_hypotheses", "poses", "K")
+
+
+def args(**changes):
+    values = dict(zip(NAMES, inputs(1, 2, 4, 5, 6, 3, 0, torch.float32, "cpu"), strict=True))
+    values.update(changes)
+    return values
+
+
+BAD = [
+    (args(features_target=torch.rand(1, 4, 5)), ValueError, r"features_target must have shape \(B, C, h, w\)"),
+    (args(features_source=torch.rand(1, 2, 3, 5, 6)), ValueError, r"features_source must have shape \(1, S, 4, 5, 6\)"),
+    (args(features_source=torch.rand(1, 0, 4, 5, 6), poses=torch.rand(1, 0, 4, 4)), ValueError, r"at least one source"),
+    (args(depth_hypotheses=torch.rand(1, 0)), ValueError, r"depth_hypotheses must hold at least one hypothesis"),
+    (args(depth_hypotheses=torch.rand(1, 3, 5, 5)), ValueError, r"depth_hypotheses must have shape \(1, D, 5, 6\)"),
+    (args(poses=torch.rand(1, 1, 4, 4)), ValueError, r"poses must have shape \(1, 2, 4, 4\)"),
+    (args(K=torch.rand(1, 4, 4)), ValueError, r"K must have shape \(1, 3, 3\)"),
+    (args(features_source=torch.rand(1, 2, 4, 5, 6).double()), TypeError, r"features_source has dtype torch.float64"),
+    (args(reduction="mean"), ValueError, r"reduction must be one of"),
+    (args(reduction="group_dot", groups=3), ValueError, r"groups must be a positive divisor of the 4 channels"),
+    (args(reduction="group_dot"), ValueError, r"groups must be a positive divisor"),
+    (args(groups=2), ValueError, r"groups is for reduction='group_dot' only"),
+    (args(padding_mode="reflection"), ValueError, r"padding_mode must be one of"),
+    (args(align_corners=1), TypeError, r"align_corners must be True or False"),
+    (args(depth_hypotheses=torch.tensor([[1.0, float("nan"), 2.0]])), ValueError, r"depth_hypotheses must be finite"),
+    (args(poses=torch.full((1, 2, 4, 4), float("inf"))), ValueError, r"poses must be finite"),
+    (args(K=torch.zeros(1, 3, 3)), ValueError, r"K: fx and fy"),
+    (args(K=None), TypeError, r"K must be a torch.Tensor, got NoneType"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("kwargs,error,pattern", BAD)
+def test_bad_inputs(backend, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fastdepth.cost_volume(**kwargs, backend=backend)
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the C++ extension")
+def test_raw_extension_op_checks_what_it_reads():
+    from fastdepth import _cuda
+
+    lib = _cuda.library()
+    ft, fs, u = torch.rand(1, 4, 5, 6), torch.rand(1, 2, 4, 5, 6), torch.rand(1, 2, 3, 5, 6)
+    with pytest.raises(ValueError, match=r"v has shape \[1, 2, 2, 5, 6\]"):
+        lib.cost_volume_forward(ft, fs, u, torch.rand(1, 2, 2, 5, 6), "l1", 1, "zeros", True)
+    with pytest.raises(ValueError, match=r"reduction must be"):
+        lib.cost_volume_forward(ft, fs, u, u, "mean", 1, "zeros", True)
+    with pytest.raises(ValueError, match=r"groups must divide"):
+        lib.cost_volume_forward(ft, fs, u, u, "group_dot", 3, "zeros", True)
+    with pytest.raises(ValueError, match=r"grad has shape"):
+        lib.cost_volume_backward(torch.rand(1, 1, 2, 5, 6), ft, fs, u, u, "l1", 1, "zeros", True, [True, True])
