@@ -94,19 +94,26 @@ FD_HD void forward_pixel(const Img* ft, const Img* fs, const F* u, const F* v, I
   }
 }
 
-// d cost / d (sample x of source s, target value t) times the upstream gradient go, for one
-// channel of a group of Cg; ``mean`` is the views' mean (variance only).
+// The upstream gradient go times the reduction's constant factor: 1 / (Cg S) for the means (l1,
+// dot), 2 / (S + 1) for the variance; computed once per pixel and group.
 template <typename F>
-FD_HD void reduction_grads(int reduction, F go, F t, F x, F mean, int64_t S, int64_t Cg, F* gx, F* gt) {
+FD_HD F scaled_upstream(int reduction, F go, int64_t S, int64_t Cg) {
+  return reduction == kVariance ? go * F(2) / F(S + 1) : go / F(Cg * S);
+}
+
+// d cost / d (sample x of source s, target value t) times the upstream gradient, from its scaled
+// form ``scaled``; ``mean`` is the views' mean (variance only).
+template <typename F>
+FD_HD void reduction_grads(int reduction, F scaled, F t, F x, F mean, F* gx, F* gt) {
   if (reduction == kL1) {
-    *gx = go * F((x > t) - (x < t)) / F(Cg * S);
+    *gx = scaled * F((x > t) - (x < t));
     *gt = -*gx;
   } else if (reduction == kDot) {
-    *gx = go * t / F(Cg * S);
-    *gt = go * x / F(Cg * S);
+    *gx = scaled * t;
+    *gt = scaled * x;
   } else {
-    *gx = go * F(2) * (x - mean) / F(S + 1);
-    *gt = go * F(2) * (t - mean) / F(S + 1);
+    *gx = scaled * (x - mean);
+    *gt = scaled * (t - mean);
   }
 }
 
@@ -122,7 +129,7 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
     const View<F> w = make_view(u[at], v[at], sh, o);
     F g_iu = F(0), g_iv = F(0);
     for (int64_t g = 0; g < sh.G; ++g) {
-      const F go = load_as<F>(grad + ((b * sh.G + g) * sh.D + d) * HW + pix);
+      const F go = scaled_upstream(o.reduction, load_as<F>(grad + ((b * sh.G + g) * sh.D + d) * HW + pix), sh.S, Cg);
       for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
         F mean = F(0);
         if (o.reduction == kVariance) {
@@ -133,7 +140,7 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
         const int64_t plane = source_plane(b, s, c, sh);
         const F x = warp::sample<F>(fs + plane, w.t, sh.W);
         F gx, gt;
-        reduction_grads(o.reduction, go, t, x, mean, sh.S, Cg, &gx, &gt);
+        reduction_grads(o.reduction, go, t, x, mean, &gx, &gt);
         if (need_features) {
           // the variance's target term belongs to no source: it is added once, with the first
           if (o.reduction != kVariance || s == 0) scatter_t(target_plane(b, c, sh) + pix, gt);

@@ -143,8 +143,9 @@ struct Taps {
 
 template <typename F>
 FD_HD Taps<F> bilinear_taps(F iu, F iv, int W, int H) {
-  const F u0f = floor(iu);
-  const F v0f = floor(iv);
+  // iu, iv lie in [-2, size + 1] (sample_coord pins them there)
+  const F u0f = fd_floor_small(iu);
+  const F v0f = fd_floor_small(iv);
   const int u0 = static_cast<int>(u0f);
   const int v0 = static_cast<int>(v0f);
   const bool mu0 = u0 >= 0 && u0 < W, mu1 = u0 + 1 >= 0 && u0 + 1 < W;

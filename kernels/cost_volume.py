@@ -109,17 +109,25 @@ def cost_volume_fwd_kernel(
 
 
 @triton.jit
-def _reduction_grads(go, t, x, mean, S, Cg, REDUCTION: tl.constexpr):
-    """d cost / d (sample x, target t) times go (csrc/cost_volume.cuh: reduction_grads)."""
+def _scaled_upstream(go, S, Cg, REDUCTION: tl.constexpr):
+    """go times the reduction's constant factor (csrc/cost_volume.cuh: scaled_upstream)."""
+    if REDUCTION == 2:
+        return go * 2.0 / (S + 1)
+    return go / (Cg * S)
+
+
+@triton.jit
+def _reduction_grads(scaled, t, x, mean, REDUCTION: tl.constexpr):
+    """d cost / d (sample x, target t) times the upstream gradient (csrc/cost_volume.cuh: reduction_grads)."""
     if REDUCTION == 0:
-        gx = go * tl.where(x > t, 1.0, tl.where(x < t, -1.0, 0.0)) / (Cg * S)
+        gx = scaled * tl.where(x > t, 1.0, tl.where(x < t, -1.0, 0.0))
         gt = -gx
     elif REDUCTION == 1:
-        gx = go * t / (Cg * S)
-        gt = go * x / (Cg * S)
+        gx = scaled * t
+        gt = scaled * x
     else:
-        gx = go * 2.0 * (x - mean) / (S + 1)
-        gt = go * 2.0 * (t - mean) / (S + 1)
+        gx = scaled * (x - mean)
+        gt = scaled * (t - mean)
     return gx, gt
 
 
@@ -142,6 +150,7 @@ def cost_volume_bwd_kernel(
         g_iv = tl.zeros([BLOCK], tl.float32)
         for g in range(G):
             go = tl.load(grad_ptr + ((b * G + g) * D + d) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+            go = _scaled_upstream(go, S, Cg, REDUCTION)
             for cc in range(Cg):
                 c = g * Cg + cc
                 mean = tl.zeros([BLOCK], tl.float32)
@@ -155,7 +164,7 @@ def cost_volume_bwd_kernel(
                 plane = ((b * S + s) * C + c) * HW
                 v00, v01, v10, v11 = _corners(fs_ptr + plane, o00, o01, o10, o11, m00, m01, m10, m11)
                 x = _bilinear(v00, v01, v10, v11, fu, fv)
-                gx, gt = _reduction_grads(go, t, x, mean, S, Cg, REDUCTION)
+                gx, gt = _reduction_grads(go, t, x, mean, REDUCTION)
                 if NEED_FEATURES:
                     # the variance's target term belongs to no source: it is added once, with the first
                     add_target = s == 0

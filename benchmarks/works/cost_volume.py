@@ -24,8 +24,11 @@ def hypotheses(size: Size) -> int:
 
 def inputs(size: Size, dtype: torch.dtype, device: str, grad: bool) -> dict:
     h, w = size.height // 4, size.width // 4
-    ft, fs, planes, poses, K = volume_inputs(size.batch, 1, CHANNELS, h, w, hypotheses(size), 0, dtype, device)
-    return {"ft": ft.requires_grad_(grad), "fs": fs.requires_grad_(grad), "planes": planes, "poses": poses, "K": K}
+    D = hypotheses(size)
+    ft, fs, planes, poses, K = volume_inputs(size.batch, 1, CHANNELS, h, w, D, 0, dtype, device)
+    grad_out = torch.rand(size.batch, D, h, w, device=device).to(dtype)
+    x = {"ft": ft.requires_grad_(grad), "fs": fs.requires_grad_(grad), "planes": planes, "poses": poses, "K": K}
+    return x | {"grad_out": grad_out}
 
 
 def homo_warping(ft, fs, planes, poses, K):
@@ -50,7 +53,7 @@ def make(name: str, x: dict, mode: str):
         forward = lambda: compiled(*args)
     else:
         forward = lambda: fastdepth.cost_volume(*args, backend=name)
-    return run_mode(mode, forward, [x["ft"], x["fs"]])
+    return run_mode(mode, forward, [x["ft"], x["fs"]], x["grad_out"])
 
 
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
