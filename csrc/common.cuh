@@ -68,10 +68,17 @@ template <typename F>
 FD_HD F fd_clamp01(F v) {
   return v != v ? v : fd_min(fd_max(v, F(0)), F(1));
 }
-// |a| without a branch (a compare-and-negate compiles to one on the host, mispredicted half of the
-// time where the sign is random, as in the cost volume's l1 reduction).
-FD_HD float fd_abs(float a) { return fabsf(a); }
-FD_HD double fd_abs(double a) { return fabs(a); }
+// |a|. On the host without a branch: a compare-and-negate compiles to one there, mispredicted half
+// of the time where the sign is random (the cost volume's l1 reduction). The device keeps the
+// select it always compiled to (fabsf there changes the warp backward's register allocation).
+template <typename F>
+FD_HD F fd_abs(F a) {
+#ifdef __CUDA_ARCH__
+  return a < F(0) ? -a : a;
+#else
+  return std::fabs(a);
+#endif
+}
 // floor(x) for |x| < 2**31. On the host it avoids libm: without SSE4.1 (the baseline x86-64 the
 // extension is compiled for) std::floor is a library call, which made it the CPU twins' hot spot.
 template <typename F>

@@ -178,7 +178,7 @@ FD_HD void sample_position_grad(const Img* plane, const Taps<F>& t, int W, F go,
 // The adjoint of the bilinear sample: go times each tap's weight, through scatter(offset, value)
 // with offsets from the plane's start at ``plane``.
 template <typename F, typename Scatter>
-FD_HD void scatter_bilinear(const Taps<F>& t, int64_t plane, int W, F go, Scatter& scatter) {
+FD_HD void scatter_bilinear(const Taps<F>& t, int64_t plane, int W, F go, Scatter scatter) {
   const int64_t at = plane + t.o00;
   if (t.m00) scatter(at, (F(1) - t.fu) * (F(1) - t.fv) * go);
   if (t.m01) scatter(at + 1, t.fu * (F(1) - t.fv) * go);
