@@ -143,7 +143,7 @@ def cost_volume_bwd_kernel(
     Cg = C // G
     for s in range(S):
         at = ((b * S + s) * D + d) * HW + pix
-        o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, du, dv, keep = _view(
+        o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, _, _, _ = _view(
             u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
         )
         g_iu = tl.zeros([BLOCK], tl.float32)
@@ -180,6 +180,8 @@ def cost_volume_bwd_kernel(
                     g_iu += gx * ((v01 - v00) * (1.0 - fv) + (v11 - v10) * fv)
                     g_iv += gx * ((v10 - v00) * (1.0 - fu) + (v11 - v01) * fu)
         if NEED_GEOMETRY:
+            # recomputed rather than kept live through the loops (register pressure: the compile report)
+            _, _, _, _, _, _, _, _, _, _, du, dv, keep = _view(u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER)
             tl.store(grad_u_ptr + at, tl.where(keep, g_iu * du, 0.0), mask=in_range)
             tl.store(grad_v_ptr + at, tl.where(keep, g_iv * dv, 0.0), mask=in_range)
 
