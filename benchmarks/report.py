@@ -50,6 +50,9 @@ def targets(result: dict) -> list[dict]:
         ("photometric", "monodepth2", 5),
         ("photometric", "compile", 1.5),
         ("objective", "monodepth2", 5),
+        ("reprojection", "monodepth2", 8),
+        ("cost_volume", "homo_warping", 5),
+        ("cost_volume", "compile", 2),
     ):
         best = _best_fused(rows, work, "fwd+bwd", size, "fp32")
         peer_ms = _ms(rows, work, "fwd+bwd", size, "fp32", peer)
@@ -61,11 +64,19 @@ def targets(result: dict) -> list[dict]:
                 row = rows.get((work, mode, largest, "fp32", impl))
                 add(f"{impl} {work} {mode}: fraction of copy bandwidth at the largest size",
                     row["bandwidth_fraction"] if row else None, 0.6)  # fmt: skip
-    eager = rows.get(("objective", "fwd+bwd", size, "fp32", "monodepth2"))
-    best = _best_fused(rows, "objective", "fwd+bwd", size, "fp32")
-    ours = rows.get(("objective", "fwd+bwd", size, "fp32", best[0])) if best else None
-    ratio = ours["peak_mem_mb"] / eager["peak_mem_mb"] if ours and eager and eager["peak_mem_mb"] else None
-    add("objective peak memory / eager", ratio, 0.5, "<=")
+    composed, fused = (_best_fused(rows, w, "fwd+bwd", size, "fp32") for w in ("objective", "reprojection"))
+    speed_up = composed[1] / fused[1] if composed and fused else None
+    add("reprojection fwd+bwd speed-up over the composed fused ops", speed_up, 2)
+    for work, peer, threshold in (
+        ("objective", "monodepth2", 0.5),
+        ("reprojection", "monodepth2", 0.25),
+        ("cost_volume", "homo_warping", 1 / 20),
+    ):
+        eager = rows.get((work, "fwd+bwd", size, "fp32", peer))
+        best = _best_fused(rows, work, "fwd+bwd", size, "fp32")
+        ours = rows.get((work, "fwd+bwd", size, "fp32", best[0])) if best else None
+        ratio = ours["peak_mem_mb"] / eager["peak_mem_mb"] if ours and eager and eager["peak_mem_mb"] else None
+        add(f"{work} peak memory / {peer}", ratio, threshold, "<=")
     for impl in FUSED:
         atomic = _ms(rows, "warp", "fwd+bwd", size, "fp32", impl)
         fixed = _ms(rows, "warp", "fwd+bwd", size, "fp32", f"{impl}-deterministic")

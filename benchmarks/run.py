@@ -4,7 +4,8 @@ Writes ``<out>/<device>-<date>.json`` (device, driver, versions, git revision, d
 measurement), a Markdown table and PNG bar charts beside it, and prints each speed target as met
 or not met. Timing: on a GPU ``triton.testing.do_bench`` (CUDA events after warm-up, L2 flushed
 before every run, median); on the CPU the median of wall-clock runs after a warm-up. Peak memory
-(GPU only) is ``torch.cuda.max_memory_allocated`` during one run, above the inputs. Bandwidth is
+is ``torch.cuda.max_memory_allocated`` during one run, above the inputs; on the CPU the peak
+resident set during one run above the one before it (:func:`cpu_peak_memory_mb`). Bandwidth is
 the floor traffic of the work (inputs read once, outputs written once) over the median time, as a
 fraction of the device's copy bandwidth measured in the same run.
 
@@ -14,7 +15,9 @@ fraction of the device's copy bandwidth measured in the same run.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
+import gc
 import json
 import os
 import platform
@@ -125,9 +128,54 @@ def time_ms(fn: Callable, device: str, quick: bool) -> float:
     return sorted(samples)[len(samples) // 2]
 
 
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (VmRSS: resident now, VmHWM: its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _mallopt(param: int, value: int) -> bool:
+    try:
+        return bool(ctypes.CDLL(None).mallopt(param, value))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+M_MMAP_THRESHOLD = -3
+#: glibc's largest dynamic mmap threshold on 64-bit systems, where it settles by itself
+DEFAULT_MMAP_THRESHOLD = 32 * 2**20
+
+
+def cpu_peak_memory_mb(fn: Callable) -> float | None:
+    """The peak resident set during one run above the resident set before it (Linux, glibc).
+
+    The peak (VmHWM) is reset through ``/proc/self/clear_refs`` after ``malloc_trim`` has given the
+    free heap pages back. During the run glibc maps every allocation above 64 KiB on its own and
+    unmaps it when freed, so that the resident set follows the live memory (tensors and the C++
+    twins' own buffers alike); the threshold is put back near glibc's steady state afterwards, so
+    that the timings of later rows are unaffected.
+    """
+    clear_refs = Path("/proc/self/clear_refs")
+    if not clear_refs.exists() or not _mallopt(M_MMAP_THRESHOLD, 64 * 1024):
+        return None
+    try:
+        gc.collect()
+        ctypes.CDLL(None).malloc_trim(0)  # free heap pages back to the system: reused ones count again
+        clear_refs.write_text("5")
+        base = _status_kib("VmRSS")
+        fn()
+        return (_status_kib("VmHWM") - base) / 1024
+    except OSError:
+        return None
+    finally:
+        _mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+
+
 def peak_memory_mb(fn: Callable, device: str) -> float | None:
     if device != "cuda":
-        return None
+        return cpu_peak_memory_mb(fn)
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
