@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from fastdepth.benchmarks import report, workloads
 from helpers import subprocess_env
 
