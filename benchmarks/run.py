@@ -195,16 +195,17 @@ def copy_bandwidth(device: str, quick: bool) -> float:
 def plan(
     device: str, sizes: list[str], dtypes: list[str], works: list[str], quick: bool, modes=workloads.MODES
 ) -> list[tuple]:
-    """Every case to measure, the slow torch.compile cases last (results are written after every
+    """Every case to measure: dtype first (a run cut short by its time limit has measured every
+    work in the first dtype), the slow torch.compile cases last (results are written after every
     case, so a run cut short keeps the rest). torch.compile is measured at the first size in fp32
     only (each new shape or dtype recompiles, which would dominate a campaign) and not at all in a
     quick run."""
     jobs, compiled = [], []
     size_list = [("quick", workloads.QUICK_SIZE)] if quick else [(s, workloads.SIZES[s]) for s in sizes]
-    for work in works:
-        for mode in modes:
-            for size_key, size in size_list:
-                for dtype in dtypes:
+    for dtype in dtypes:
+        for work in works:
+            for mode in modes:
+                for size_key, size in size_list:
                     for impl in workloads.implementations(work, device):
                         job = (work, mode, size_key, size, dtype, impl)
                         if impl != "compile":

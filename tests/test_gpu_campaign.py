@@ -107,6 +107,9 @@ def test_benchmark_plan_puts_torch_compile_last_in_fp32_only():
     assert all(impl == "compile" for impl in impls[first_compile:])
     assert {job[4] for job in jobs if job[5] == "compile"} == {"fp32"}
     assert {job[1] for job in jobs} == {"fwd+bwd"}
+    dtypes = [job[4] for job in jobs[:first_compile]]  # every work in fp32 before any in bf16
+    assert dtypes == sorted(dtypes, key=["fp32", "bf16"].index)
+    assert {job[0] for job in jobs if job[4] == "fp32"} == set(workloads.WORKS)
 
 
 def test_git_revision_from_the_environment(monkeypatch):
