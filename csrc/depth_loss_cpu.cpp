@@ -3,6 +3,15 @@
 #include "depth_loss.cuh"
 
 namespace fastdepth {
+namespace {
+
+// The pixels [begin, end) of block blk of image b.
+void block_range(int64_t b, int blk, const depth_loss::Shape& sh, int64_t* begin, int64_t* end) {
+  *begin = b * sh.N + static_cast<int64_t>(blk) * depth_loss::kBlock;
+  *end = b * sh.N + (blk + 1 < sh.blocks ? static_cast<int64_t>(blk + 1) * depth_loss::kBlock : sh.N);
+}
+
+}  // namespace
 
 // One row of partial sums per block of kBlock pixels of one image, as the GPU kernels write them:
 // the per-pixel terms in F, their sums in double.
@@ -15,8 +24,8 @@ void depth_loss_forward_cpu(const F* pred, const F* target, const bool* mask, co
     for (int blk = 0; blk < sh.blocks; ++blk) {
       const F a = static_cast<F>(coeffs[2 * b]), shift = static_cast<F>(coeffs[2 * b + 1]);
       double acc[kSums] = {0.0, 0.0, 0.0, 0.0, 0.0};
-      const int64_t begin = b * sh.N + static_cast<int64_t>(blk) * kBlock;
-      const int64_t end = b * sh.N + (blk + 1 < sh.blocks ? static_cast<int64_t>(blk + 1) * kBlock : sh.N);
+      int64_t begin, end;
+      block_range(b, blk, sh, &begin, &end);
       for (int64_t i = begin; i < end; ++i) {
         const F t = target[i];
         if (!valid_pixel(t, mask, i)) continue;
@@ -38,8 +47,8 @@ void depth_loss_backward_cpu(const double* coeffs, const F* pred, const F* targe
     for (int blk = 0; blk < sh.blocks; ++blk) {
       F c[kCoeffs];
       for (int k = 0; k < kCoeffs; ++k) c[k] = static_cast<F>(coeffs[b * kCoeffs + k]);
-      const int64_t begin = b * sh.N + static_cast<int64_t>(blk) * kBlock;
-      const int64_t end = b * sh.N + (blk + 1 < sh.blocks ? static_cast<int64_t>(blk + 1) * kBlock : sh.N);
+      int64_t begin, end;
+      block_range(b, blk, sh, &begin, &end);
       for (int64_t i = begin; i < end; ++i) {
         const F t = target[i];
         grad_pred[i] =

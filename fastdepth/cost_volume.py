@@ -132,19 +132,11 @@ def _backward(ctx, grad):
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _planes(depth_hypotheses: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B * D, 1, h, w): the depth of every hypothesis as a depth map, batch-major."""
-    B, D = depth_hypotheses.shape[:2]
-    if depth_hypotheses.dim() == 2:
-        return depth_hypotheses.reshape(B * D, 1, 1, 1).expand(B * D, 1, h, w)
-    return depth_hypotheses.reshape(B * D, 1, h, w)
-
-
 def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     """The warp's projection at every hypothesis: ``(u, v, z, finite)``, each (B * D, S, h, w)."""
-    D = depth_hypotheses.shape[1]
-    planes = _planes(depth_hypotheses, h, w)
-    return reference_warp.project(planes, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
+    B, D = depth_hypotheses.shape[:2]
+    maps = reference.hypothesis_maps(depth_hypotheses, h, w).reshape(B * D, 1, h, w)
+    return reference_warp.project(maps, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
 
 
 def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):

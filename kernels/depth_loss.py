@@ -81,6 +81,21 @@ def _pixel_grad(p, t, c0, c1, c2, c3, c4, c5, c6, c7, LOSS: tl.constexpr, SQUARE
 
 
 @triton.jit
+def _pixels(
+    pred_ptr, target_ptr, mask_ptr, b, blk, N, HAS_MASK: tl.constexpr, DISPARITY: tl.constexpr, BLOCK: tl.constexpr
+):
+    """A program's pixels of image b: offsets, in range, valid, and pred and the target in the loss's
+    space (1 where invalid, so that no garbage reaches the arithmetic)."""
+    local = blk * BLOCK + tl.arange(0, BLOCK)
+    in_range = local < N
+    offs = b.to(tl.int64) * N + local
+    p = tl.load(pred_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    t = tl.load(target_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
+    ok = _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK)
+    return offs, in_range, ok, tl.where(ok, p, 1.0), _target_in_space(tl.where(ok, t, 1.0), DISPARITY)
+
+
+@triton.jit
 def _load_f32(ptr):
     return tl.load(ptr).to(tl.float32)
 
@@ -93,14 +108,7 @@ def depth_loss_fwd_kernel(
 ):  # fmt: skip
     blk = tl.program_id(0)
     b = tl.program_id(1)
-    local = blk * BLOCK + tl.arange(0, BLOCK)
-    in_range = local < N
-    offs = b.to(tl.int64) * N + local
-    p = tl.load(pred_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
-    t = tl.load(target_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
-    ok = _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK)
-    p = tl.where(ok, p, 1.0)
-    t = _target_in_space(tl.where(ok, t, 1.0), DISPARITY)
+    offs, in_range, ok, p, t = _pixels(pred_ptr, target_ptr, mask_ptr, b, blk, N, HAS_MASK, DISPARITY, BLOCK)
     s0, s1, s2, s3, s4 = _pixel_sums(
         p, t, _load_f32(coeffs_ptr + 2 * b), _load_f32(coeffs_ptr + 2 * b + 1), STAGE, SQUARED
     )
@@ -120,14 +128,7 @@ def depth_loss_bwd_kernel(
 ):  # fmt: skip
     blk = tl.program_id(0)
     b = tl.program_id(1)
-    local = blk * BLOCK + tl.arange(0, BLOCK)
-    in_range = local < N
-    offs = b.to(tl.int64) * N + local
-    p = tl.load(pred_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
-    t = tl.load(target_ptr + offs, mask=in_range, other=1.0).to(tl.float32)
-    ok = _valid_pixel(t, mask_ptr, offs, in_range, HAS_MASK)
-    p = tl.where(ok, p, 1.0)
-    t = _target_in_space(tl.where(ok, t, 1.0), DISPARITY)
+    offs, in_range, ok, p, t = _pixels(pred_ptr, target_ptr, mask_ptr, b, blk, N, HAS_MASK, DISPARITY, BLOCK)
     c = coeffs_ptr + 8 * b
     g = _pixel_grad(
         p, t, _load_f32(c), _load_f32(c + 1), _load_f32(c + 2), _load_f32(c + 3), _load_f32(c + 4), _load_f32(c + 5),

@@ -32,11 +32,11 @@ def reduce_views(target: torch.Tensor, warped: torch.Tensor, reduction: str, gro
     return (views * views).mean(1) - views.mean(1) ** 2
 
 
-def hypothesis_depth(depth_hypotheses: torch.Tensor, d: int, h: int, w: int) -> torch.Tensor:
-    """The (B, 1, h, w) depth of hypothesis ``d``: a plane (B, D) or a per-pixel map (B, D, h, w)."""
+def hypothesis_maps(depth_hypotheses: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, D, h, w): each hypothesis as a depth map, from planes (B, D) (a view, no copy) or as given."""
     if depth_hypotheses.dim() == 2:
-        return depth_hypotheses[:, d].reshape(-1, 1, 1, 1).expand(-1, 1, h, w)
-    return depth_hypotheses[:, d : d + 1]
+        return depth_hypotheses[:, :, None, None].expand(-1, -1, h, w)
+    return depth_hypotheses
 
 
 def cost_volume(
@@ -56,8 +56,9 @@ def cost_volume(
     hypothesis projects inside every source (the warp's validity), or None."""
     B, S, C, h, w = features_source.shape
     costs, masks = [], []
+    maps = hypothesis_maps(depth_hypotheses, h, w)
     for d in range(depth_hypotheses.shape[1]):
-        depth = hypothesis_depth(depth_hypotheses, d, h, w)
+        depth = maps[:, d : d + 1]
         warped, valid = reference_warp.warp(
             features_source, depth, poses, K, False, padding_mode, align_corners, want_mask
         )
