@@ -3,7 +3,8 @@
 Writes ``<out>/<device>-<date>.json`` (device, driver, versions, git revision, date, every
 measurement), a Markdown table and PNG bar charts beside it, and prints each speed target as met
 or not met. Timing: on a GPU ``triton.testing.do_bench`` (CUDA events after warm-up, L2 flushed
-before every run, median); on the CPU the median of wall-clock runs after a warm-up. Peak memory
+before every run, median); on the CPU the median of wall-clock runs after a warm-up, with glibc's allocator held in its
+steady state (:func:`steady_allocator`). Peak memory
 is ``torch.cuda.max_memory_allocated`` during one run, above the inputs; on the CPU the peak
 resident set during one run above the one before it (:func:`cpu_peak_memory_mb`). Bandwidth is
 the floor traffic of the work (inputs read once, outputs written once) over the median time, as a
@@ -143,9 +144,20 @@ def _mallopt(param: int, value: int) -> bool:
         return False
 
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: glibc's largest dynamic mmap threshold on 64-bit systems, where it settles by itself
 DEFAULT_MMAP_THRESHOLD = 32 * 2**20
+
+
+def steady_allocator() -> None:
+    """Put glibc's allocator where a long CPU run settles: allocations up to 32 MiB from the heap,
+    freed memory kept for reuse. Left dynamic, the first implementation measured pays for page
+    faults on every large temporary that later ones do not (measured: Monodepth2's eager objective
+    at B=2 took 1.3 s as the first row of a run, 0.7 s later on), which made CPU comparisons depend
+    on the order of the rows."""
+    _mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+    _mallopt(M_TRIM_THRESHOLD, 2**30)
 
 
 def cpu_peak_memory_mb(fn: Callable) -> float | None:
@@ -154,8 +166,7 @@ def cpu_peak_memory_mb(fn: Callable) -> float | None:
     The peak (VmHWM) is reset through ``/proc/self/clear_refs`` after ``malloc_trim`` has given the
     free heap pages back. During the run glibc maps every allocation above 64 KiB on its own and
     unmaps it when freed, so that the resident set follows the live memory (tensors and the C++
-    twins' own buffers alike); the threshold is put back near glibc's steady state afterwards, so
-    that the timings of later rows are unaffected.
+    twins' own buffers alike); :func:`steady_allocator` is restored afterwards.
     """
     clear_refs = Path("/proc/self/clear_refs")
     if not clear_refs.exists() or not _mallopt(M_MMAP_THRESHOLD, 64 * 1024):
@@ -170,7 +181,7 @@ def cpu_peak_memory_mb(fn: Callable) -> float | None:
     except OSError:
         return None
     finally:
-        _mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
+        steady_allocator()
 
 
 def peak_memory_mb(fn: Callable, device: str) -> float | None:
@@ -265,6 +276,8 @@ def run(
 ) -> Path:
     """Measure, writing the JSON and Markdown after every case (PNG charts at the end); return the JSON's path."""
     torch.manual_seed(0)
+    if device == "cpu":
+        steady_allocator()
     meta = metadata(device, quick)
     bandwidth = copy_bandwidth(device, quick)
     meta["copy_bandwidth_gbps"] = bandwidth / 1e9

@@ -1,6 +1,7 @@
 // The CPU twin of the photometric loss's CUDA kernels: the same per-pixel math (photometric.cuh)
 // driven by host loops, parallel over pixels with OpenMP; the backward runs in two passes (see
 // there). No torch.
+#include <memory>
 #include <vector>
 
 #include "photometric.cuh"
@@ -32,7 +33,8 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
   const int64_t K = sh.S_id + sh.S_w;
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
-  std::vector<photometric::StatGrads<F>> stats(static_cast<size_t>(K * sh.C * HW));
+  // every element is written in pass 1: no initialisation (a 16-byte struct per candidate plane pixel)
+  std::unique_ptr<photometric::StatGrads<F>[]> stats(new photometric::StatGrads<F>[K * sh.C * HW]);
   for (int64_t b = 0; b < sh.B; ++b) {
     const F* g_map = grad + b * HW;
     const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
@@ -62,19 +64,30 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
         for (int col = 0; col < sh.W; ++col) {
           const int64_t off = static_cast<int64_t>(row) * sh.W + col;
           const F yv = target[(b * sh.C + c) * HW + off];
+          const bool interior = row >= 2 && row < sh.H - 2 && col >= 2 && col < sh.W - 2;
           F g_target = F(0);
           for (int64_t k = 0; k < K; ++k) {
             photometric::StatGrads<F> sum = {F(0), F(0), F(0), F(0)};
-            const photometric::StatGrads<F>* at = stats.data() + (k * sh.C + c) * HW;
-            for (int o = 0; o < 9; ++o) {
-              const int oy = o / 3 - 1, ox = o % 3 - 1;
-              const int count = photometric::reflect_count(row, oy, sh.H) * photometric::reflect_count(col, ox, sh.W);
-              if (count == 0) continue;
-              const photometric::StatGrads<F>& s = at[off + static_cast<int64_t>(oy) * sh.W + ox];
-              sum.mx += F(count) * s.mx;
-              sum.my += F(count) * s.my;
-              sum.var += F(count) * s.var;
-              sum.cov += F(count) * s.cov;
+            const photometric::StatGrads<F>* at = stats.get() + (k * sh.C + c) * HW;
+            if (interior) {  // every count is 1: the same sum without the reflection's branches
+              for (int oy = -1; oy <= 1; ++oy) {
+                for (int ox = -1; ox <= 1; ++ox) {
+                  const photometric::StatGrads<F>& s = at[off + static_cast<int64_t>(oy) * sh.W + ox];
+                  sum.mx += s.mx, sum.my += s.my, sum.var += s.var, sum.cov += s.cov;
+                }
+              }
+            } else {
+              for (int o = 0; o < 9; ++o) {
+                const int oy = o / 3 - 1, ox = o % 3 - 1;
+                const int count =
+                    photometric::reflect_count(row, oy, sh.H) * photometric::reflect_count(col, ox, sh.W);
+                if (count == 0) continue;
+                const photometric::StatGrads<F>& s = at[off + static_cast<int64_t>(oy) * sh.W + ox];
+                sum.mx += F(count) * s.mx;
+                sum.my += F(count) * s.my;
+                sum.var += F(count) * s.var;
+                sum.cov += F(count) * s.cov;
+              }
             }
             const F g_here = (i_map == nullptr || i_map[off] == k) ? g_map[off] : F(0);
             const F xv = source(k)[plane(k, c) + off];
