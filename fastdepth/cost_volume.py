@@ -21,9 +21,11 @@ Conventions:
 * ``return_mask=True`` also returns the (B, D, h, w) bool mask of hypotheses that project inside
   every source (the warp's validity: in front of the camera, all four taps inside).
 * Gradients flow to both feature maps, the hypotheses, the poses and K. The fused backends compute
-  each hypothesis' projected pixels in plain PyTorch (so the geometry's gradient is autograd's, and
-  the projections are kept only while the geometry needs a gradient), then one kernel samples and
-  reduces (its backward writes the features' gradients and the projections' gradient).
+  each hypothesis' projected pixels (u, v) in plain PyTorch (the geometry's gradient is autograd's,
+  and its graph exists only where the geometry needs a gradient), then one kernel samples and
+  reduces (its backward writes the features' gradients and the gradient of u and v). What stays in
+  memory between forward and backward is u and v: 2 * B * S * D * h * w values, against the
+  B * S * C * D * h * w of an eager warped volume.
 
 Dtypes: features float16, bfloat16, float32 (float64 on the reference and the CPU twin); the
 geometry is computed in float32 (float64 where an input is float64); the cost comes back in the
