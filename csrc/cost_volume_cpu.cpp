@@ -44,6 +44,18 @@ inline __attribute__((always_inline)) F sample_fast(const F* plane, const warp::
   return val;
 }
 
+// warp::scatter_bilinear into the buffer ``to``, with the same branch-free path as sample_fast.
+template <typename F, typename Scatter>
+inline __attribute__((always_inline)) void scatter_fast(F* to, const warp::Taps<F>& t, int64_t plane, int W, F go,
+                                                        Scatter& scatter) {
+  if (!(t.m00 && t.m01 && t.m10 && t.m11)) return warp::scatter_bilinear(t, plane, W, go, scatter);
+  F* q = to + plane + t.o00;
+  q[0] += (F(1) - t.fu) * (F(1) - t.fv) * go;
+  q[1] += t.fu * (F(1) - t.fv) * go;
+  q[W] += (F(1) - t.fu) * t.fv * go;
+  q[W + 1] += t.fu * t.fv * go;
+}
+
 int thread_count() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -160,7 +172,7 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                   if (need_features) {
                     // the variance's target term belongs to no source: it is added once, with the first
                     if (o.reduction != kVariance || s == 0) my_t[target_plane(b, c, sh) + first + col] += gt;
-                    warp::scatter_bilinear(w.t, plane, sh.W, gx, scatter_s);
+                    scatter_fast(my_s, w.t, plane, sh.W, gx, scatter_s);
                   }
                   if (need_geometry) {
                     warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu[s * sh.W + col], &g_iv[s * sh.W + col]);
