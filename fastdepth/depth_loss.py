@@ -294,7 +294,8 @@ def scale_shift_invariant_loss(
         target: (B, ...) ground-truth depth; <= 0 or non-finite marks a pixel without ground truth.
         mask: (B, ...) bool, or None: further restricts the valid pixels.
         space: ``"depth"`` (align to the target) or ``"disparity"`` (align to 1 / target, as MiDaS).
-        residual: ``"l1"`` (mean |r|, MiDaS's trimmed-free variant) or ``"l2"`` (mean r²).
+        residual: ``"l1"`` (the mean |r|; MiDaS also trims the largest residuals, this does not) or
+            ``"l2"`` (the mean r²).
         reduction: ``"image"`` or ``"batch"``.
         backend: ``"auto"``, ``"torch"``, ``"triton"``, ``"cuda"``.
 
