@@ -141,14 +141,37 @@ def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     return reference_warp.project(maps, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
 
 
-def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
-    """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
-    pixel at every hypothesis (NaN where the projection does not exist)."""
+#: target pixels x hypotheses x sources projected at once where the geometry needs no gradient: the
+#: projection's temporaries (a few 4-vectors per point) stay bounded whatever D is
+CHUNK_POINTS = 2**21
+
+
+def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
     u, v, _, finite = _project(depth_hypotheses, poses, K, h, w, dtype)
     nan = torch.tensor(float("nan"), dtype=dtype, device=u.device)
     u, v = (torch.where(finite, t, nan).reshape(B, D, S, h, w).transpose(1, 2) for t in (u, v))
     return u.contiguous(), v.contiguous()
+
+
+def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
+    """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
+    pixel at every hypothesis (NaN where the projection does not exist). Without a gradient to
+    compute, a few hypotheses at a time (:data:`CHUNK_POINTS`)."""
+    geometry = (depth_hypotheses, poses, K)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in geometry):
+        return _projections(*geometry, h, w, dtype)
+    B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
+    step = max(1, CHUNK_POINTS // (B * S * h * w))
+    if step >= D:
+        return _projections(*geometry, h, w, dtype)
+    u = torch.empty((B, S, D, h, w), dtype=dtype, device=depth_hypotheses.device)
+    v = torch.empty_like(u)
+    with torch.no_grad():
+        for first in range(0, D, step):
+            part = _projections(depth_hypotheses[:, first : first + step], poses, K, h, w, dtype)
+            u[:, :, first : first + step], v[:, :, first : first + step] = part
+    return u, v
 
 
 def _validate(features_target, features_source, depth_hypotheses, poses, K, reduction, groups, padding_mode):

@@ -1,6 +1,8 @@
 """The fused cost volume against the reference composition: every reduction and sampling option,
 forward and gradients to all five inputs, the mask, dtypes, opcheck, torch.compile and bad inputs."""
 
+import importlib
+
 import pytest
 import torch
 from conftest import ALL, BACKEND_NAMES, FUSED, INTERPRETED, TWIN
@@ -162,3 +164,18 @@ def test_raw_extension_op_checks_what_it_reads():
         lib.cost_volume_forward(ft, fs, u, u, "group_dot", 3, "zeros", True)
     with pytest.raises(ValueError, match=r"grad has shape"):
         lib.cost_volume_backward(torch.rand(1, 1, 2, 5, 6), ft, fs, u, u, "l1", 1, "zeros", True, [True, True])
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+def test_projections_in_chunks_are_the_same(monkeypatch, seed):
+    # without a gradient to the geometry the hypotheses are projected a few at a time
+    cost_volume = importlib.import_module("fastdepth.cost_volume")  # the module (fastdepth.cost_volume is the op)
+
+    ft, fs, planes, poses, K = inputs(1, 2, 3, 5, 6, 7, seed, torch.float32, "cpu")
+    whole = fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda")
+    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 2 * 5 * 6 * 3)  # 3 hypotheses of 2 sources at a time
+    assert torch.equal(fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda"), whole)
+    chunked = cost_volume.projections(planes, poses, K, 5, 6, torch.float32)
+    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 2**21)
+    for a, b in zip(chunked, cost_volume.projections(planes, poses, K, 5, 6, torch.float32), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
