@@ -3,7 +3,7 @@
 Public ops (each documents its conventions): :func:`warp_frame_depth` (Kornia drop-in),
 :func:`warp` (multi-source, padding and mask options), :func:`patch_kornia`,
 :func:`photometric_loss` (SSIM + L1), :func:`min_reprojection_loss` (Monodepth2's objective),
-:func:`reprojection_loss` with :func:`identity_loss` (the objective fused with the warp), and the
+:func:`reprojection_loss` with :func:`identity_loss` (the objective fused with the warp), the
 supervised :func:`scale_invariant_loss` and :func:`scale_shift_invariant_loss`, and the plane-sweep
 :func:`cost_volume` (ManyDepth, MVSNet).
 Every op's public functions are exported from its module as listed in :mod:`fastdepth.registry`.

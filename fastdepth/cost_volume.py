@@ -271,7 +271,8 @@ def cost_volume(
 
 
 def _inside_every_source(depth_hypotheses, poses, K, h, w, align_corners) -> torch.Tensor:
-    """(B, D, h, w): the warp's validity at every hypothesis, in every source."""
+    """(B, D, h, w): the warp's validity at every hypothesis, in every source, projected in float64
+    as the reference decides it (a float32 projection can move a pixel across the border)."""
     B, D = depth_hypotheses.shape[:2]
     with torch.no_grad():
         u, v, z, finite = _project(depth_hypotheses, poses, K, h, w, torch.float64)

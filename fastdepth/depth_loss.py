@@ -46,11 +46,6 @@ from fastdepth.reference import depth_loss as reference
 REDUCTIONS = reference.REDUCTIONS
 SPACES = ("depth", "disparity")
 RESIDUALS = ("l1", "l2")
-LOSSES = ("scale_invariant", "scale_shift_invariant")
-
-
-def _scalar_like(pred: torch.Tensor) -> torch.Tensor:
-    return pred.new_empty(())
 
 
 @torch.library.custom_op("fastdepth::depth_loss", mutates_args=())
@@ -81,7 +76,7 @@ def _forward_op(
 @_forward_op.register_fake
 def _forward_fake(pred, target, mask, loss, lam, disparity, squared, per_image, backend):
     columns = 5 if loss == "scale_invariant" else 10
-    return _scalar_like(pred), pred.new_empty((pred.shape[0], columns), dtype=torch.float64)
+    return pred.new_empty(()), pred.new_empty((pred.shape[0], columns), dtype=torch.float64)
 
 
 @torch.library.custom_op("fastdepth::depth_loss_backward", mutates_args=())
@@ -99,12 +94,10 @@ def _backward_op(
     backend: str,
 ) -> torch.Tensor:
     if loss == "scale_invariant":
-        coeffs = _scale_invariant_coefficients(sums, lam, per_image)
+        coeffs, gradient_terms = _scale_invariant_coefficients(sums, lam, per_image), slice(0, 2)
     else:
-        coeffs = _scale_shift_coefficients(sums, per_image)
-    coeffs[:, 2:6] *= grad.double()
-    if loss == "scale_invariant":
-        coeffs[:, :2] *= grad.double()
+        coeffs, gradient_terms = _scale_shift_coefficients(sums, per_image), slice(2, 6)  # not a, b, the means
+    coeffs[:, gradient_terms] *= grad.double()
     return backends.launcher("depth_loss", backend, "backward")(coeffs, pred, target, mask, loss, disparity, squared)
 
 

@@ -23,7 +23,6 @@ from fastdepth.conventions import check_grid
 BLOCK = 1024
 NUM_WARPS = 4
 SUMS = 5
-COEFFS = 8
 STAGES = {"log_moments": 0, "align_moments": 1, "residual": 2}
 LOSSES = {"scale_invariant": 0, "scale_shift_invariant": 1}
 
