@@ -119,12 +119,13 @@ struct StatGrads {
   F mx, my, var, cov;  // d/d E[x], d/d E[y], d/d E[x²] (= d/d E[y²]), d/d E[xy]
 };
 
-template <typename F, typename Img>
-FD_HD StatGrads<F> stat_grads_at(const Img* x, const Img* y, int p_row, int p_col, int H, int W, F g, F alpha_c) {
-  const SsimTerms<F> t = ssim_terms<F>(x, y, p_row, p_col, H, W);
+// The stat gradients from the SSIM pieces t, where the clamp is active (*active): the caller zeroes
+// them where it is not.
+template <typename F>
+FD_HD StatGrads<F> stat_grads_from_terms(const SsimTerms<F>& t, F g, F alpha_c, bool* active) {
   const F s = (t.a * t.b) / (t.c * t.d);
   const F half = (F(1) - s) * F(0.5);
-  if (!(half >= F(0) && half <= F(1))) return {F(0), F(0), F(0), F(0)};
+  *active = (half >= F(0)) & (half <= F(1));
   const F g_s = F(-0.5) * alpha_c * g / F(9);
   const F g_a = g_s * t.b / (t.c * t.d);
   const F g_b = g_s * t.a / (t.c * t.d);
@@ -134,11 +135,18 @@ FD_HD StatGrads<F> stat_grads_at(const Img* x, const Img* y, int p_row, int p_co
           F(2) * g_b};
 }
 
+template <typename F, typename Img>
+FD_HD StatGrads<F> stat_grads_at(const Img* x, const Img* y, int p_row, int p_col, int H, int W, F g, F alpha_c) {
+  bool active;
+  const StatGrads<F> sg = stat_grads_from_terms(ssim_terms<F>(x, y, p_row, p_col, H, W), g, alpha_c, &active);
+  return active ? sg : StatGrads<F>{F(0), F(0), F(0), F(0)};
+}
+
 // The gradients at one input pixel from the summed stat gradients of every window holding it and
 // the L1 term: returns d/dx, adds d/dy to *g_y. d|y - x|/dx = -sign(y - x), 0 where equal.
 template <typename F>
 FD_HD F pixel_grads(const StatGrads<F>& sum, F xv, F yv, F g_here, F l1_c, F* g_y) {
-  const F g_l1 = g_here * l1_c * (yv > xv ? F(1) : (yv < xv ? F(-1) : F(0)));
+  const F g_l1 = g_here * l1_c * (F(yv > xv) - F(yv < xv));  // no branch: the CPU twin vectorises it
   *g_y += sum.my + F(2) * yv * sum.var + xv * sum.cov + g_l1;
   return sum.mx + F(2) * xv * sum.var + yv * sum.cov - g_l1;
 }

@@ -1,30 +1,46 @@
-// The CPU twin of the photometric loss's CUDA kernels: the same per-pixel math (photometric.cuh)
-// driven by host loops, parallel over pixels with OpenMP; the backward runs in two passes (see
-// there). No torch.
+// The CPU twin of the photometric loss's CUDA kernels: the same per-pixel math (photometric.cuh),
+// computed a row at a time (photometric_rows.h: separable window sums, loops the compiler
+// vectorises), parallel over rows with OpenMP. The backward runs in two passes (see there). No torch.
+#include <algorithm>
 #include <memory>
 #include <vector>
 
-#include "photometric.cuh"
+#include "photometric_rows.h"
 
 namespace fastdepth {
 
 template <typename F>
 void photometric_forward_cpu(const F* target, const F* identity, const F* warped, F* loss, int64_t* index,
                              const photometric::Shape& sh, F alpha) {
-#pragma omp parallel for collapse(3) schedule(static)
-  for (int64_t b = 0; b < sh.B; ++b) {
-    for (int row = 0; row < sh.H; ++row) {
-      for (int col = 0; col < sh.W; ++col) {
-        photometric::forward_pixel(target, identity, warped, loss, index, b, row, col, sh, alpha);
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+#pragma omp parallel
+  {
+    photometric::RowScratch<F> scratch(sh.W);
+    std::vector<F> ssim(sh.W), l1(sh.W), l(sh.W);
+    std::vector<int64_t> best_k(sh.W);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < sh.B; ++b) {
+      for (int row = 0; row < sh.H; ++row) {
+        const int64_t off = b * HW + static_cast<int64_t>(row) * sh.W;
+        F* best = loss + off;
+        for (int j = 0; j < sh.W; ++j) best[j] = F(INFINITY), best_k[j] = 0;
+        for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
+          const F* x = k < sh.S_id ? identity + (b * sh.S_id + k) * sh.C * HW
+                                   : warped + (b * sh.S_w + k - sh.S_id) * sh.C * HW;
+          photometric::candidate_loss_row(x, target + b * sh.C * HW, HW, row, sh.C, sh.H, sh.W, alpha, scratch,
+                                          ssim.data(), l1.data(), l.data());
+          photometric::take_min_row(l.data(), k, best, best_k.data(), sh.W);
+        }
+        if (index != nullptr) std::copy(best_k.begin(), best_k.end(), index + off);
       }
     }
   }
 }
 
 // Unlike the GPU kernels, which recompute the window statistics of the 9 neighbours of every
-// pixel, the twin computes each output pixel's stat gradients once (pass 1, skipping pixels a
-// candidate did not win) and then applies the adjoint of the reflected box filter (pass 2): the
-// same per-pixel functions, about a ninth of the arithmetic on a CPU.
+// pixel, the twin computes each output pixel's stat gradients once (pass 1, zero where a candidate
+// did not win) and then applies the adjoint of the reflected box filter (pass 2): the same
+// per-pixel functions, about a ninth of the arithmetic on a CPU.
 template <typename F>
 void photometric_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* identity,
                               const F* warped, F* grad_target, F* grad_identity, F* grad_warped,
@@ -33,8 +49,9 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
   const int64_t K = sh.S_id + sh.S_w;
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
-  // every element is written in pass 1: no initialisation (a 16-byte struct per candidate plane pixel)
-  std::unique_ptr<photometric::StatGrads<F>[]> stats(new photometric::StatGrads<F>[K * sh.C * HW]);
+  // four planes (d/d E[x], E[y], E[x²], E[xy]) per candidate plane, every element written in pass 1
+  std::unique_ptr<F[]> stats(new F[K * sh.C * 4 * HW]);
+  const auto stat_plane = [&](int64_t k, int64_t c, int q) { return stats.get() + ((k * sh.C + c) * 4 + q) * HW; };
   for (int64_t b = 0; b < sh.B; ++b) {
     const F* g_map = grad + b * HW;
     const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
@@ -42,60 +59,45 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
       return k < sh.S_id ? ((b * sh.S_id + k) * sh.C + c) * HW : ((b * sh.S_w + k - sh.S_id) * sh.C + c) * HW;
     };
     const auto source = [&](int64_t k) { return k < sh.S_id ? identity : warped; };
-#pragma omp parallel for collapse(3) schedule(static)
-    for (int64_t k = 0; k < K; ++k) {
-      for (int64_t c = 0; c < sh.C; ++c) {
-        for (int row = 0; row < sh.H; ++row) {
-          for (int col = 0; col < sh.W; ++col) {
-            const int64_t off = static_cast<int64_t>(row) * sh.W + col;
-            const bool won = i_map == nullptr || i_map[off] == k;
-            const F g = won ? g_map[off] : F(0);
-            stats[(k * sh.C + c) * HW + off] =
-                g != F(0) ? photometric::stat_grads_at(source(k) + plane(k, c), target + (b * sh.C + c) * HW, row,
-                                                       col, sh.H, sh.W, g, alpha_c)
-                          : photometric::StatGrads<F>{F(0), F(0), F(0), F(0)};
+#pragma omp parallel
+    {
+      photometric::RowScratch<F> scratch(sh.W);
+      std::vector<F> g_won(sh.W), g_target(sh.W), g_unused(sh.W);
+      // the upstream gradient along a row where candidate k won, else 0
+      const auto gradient_where_won = [&](int64_t k, int64_t off) {
+        photometric::where_won_row(g_map + off, i_map != nullptr ? i_map + off : nullptr, k, sh.W, g_won.data());
+      };
+#pragma omp for collapse(3) schedule(static)
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t c = 0; c < sh.C; ++c) {
+          for (int row = 0; row < sh.H; ++row) {
+            const int64_t off = static_cast<int64_t>(row) * sh.W;
+            gradient_where_won(k, off);
+            photometric::stat_grads_row(source(k) + plane(k, c), target + (b * sh.C + c) * HW, row, sh.H, sh.W,
+                                        g_won.data(), alpha_c, scratch, stat_plane(k, c, 0) + off,
+                                        stat_plane(k, c, 1) + off, stat_plane(k, c, 2) + off,
+                                        stat_plane(k, c, 3) + off);
           }
         }
       }
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t c = 0; c < sh.C; ++c) {
-      for (int row = 0; row < sh.H; ++row) {
-        for (int col = 0; col < sh.W; ++col) {
-          const int64_t off = static_cast<int64_t>(row) * sh.W + col;
-          const F yv = target[(b * sh.C + c) * HW + off];
-          const bool interior = row >= 2 && row < sh.H - 2 && col >= 2 && col < sh.W - 2;
-          F g_target = F(0);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t c = 0; c < sh.C; ++c) {
+        for (int row = 0; row < sh.H; ++row) {
+          const int64_t off = static_cast<int64_t>(row) * sh.W;
+          std::fill(g_target.begin(), g_target.end(), F(0));
           for (int64_t k = 0; k < K; ++k) {
-            photometric::StatGrads<F> sum = {F(0), F(0), F(0), F(0)};
-            const photometric::StatGrads<F>* at = stats.get() + (k * sh.C + c) * HW;
-            if (interior) {  // every count is 1: the same sum without the reflection's branches
-              for (int oy = -1; oy <= 1; ++oy) {
-                for (int ox = -1; ox <= 1; ++ox) {
-                  const photometric::StatGrads<F>& s = at[off + static_cast<int64_t>(oy) * sh.W + ox];
-                  sum.mx += s.mx, sum.my += s.my, sum.var += s.var, sum.cov += s.cov;
-                }
-              }
-            } else {
-              for (int o = 0; o < 9; ++o) {
-                const int oy = o / 3 - 1, ox = o % 3 - 1;
-                const int count =
-                    photometric::reflect_count(row, oy, sh.H) * photometric::reflect_count(col, ox, sh.W);
-                if (count == 0) continue;
-                const photometric::StatGrads<F>& s = at[off + static_cast<int64_t>(oy) * sh.W + ox];
-                sum.mx += F(count) * s.mx;
-                sum.my += F(count) * s.my;
-                sum.var += F(count) * s.var;
-                sum.cov += F(count) * s.cov;
-              }
-            }
-            const F g_here = (i_map == nullptr || i_map[off] == k) ? g_map[off] : F(0);
-            const F xv = source(k)[plane(k, c) + off];
-            const F g_x = photometric::pixel_grads(sum, xv, yv, g_here, l1_c, &g_target);
+            const F* const planes[4] = {stat_plane(k, c, 0), stat_plane(k, c, 1), stat_plane(k, c, 2),
+                                        stat_plane(k, c, 3)};
+            photometric::adjoint_box_row(planes, row, sh.H, sh.W, scratch);
+            gradient_where_won(k, off);
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
-            if (g_out != nullptr) g_out[plane(k, c) + off] = g_x;
+            photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3),
+                                         source(k) + plane(k, c) + off, target + (b * sh.C + c) * HW + off,
+                                         g_won.data(), l1_c, sh.W,
+                                         g_out != nullptr ? g_out + plane(k, c) + off : g_unused.data(),
+                                         g_target.data());
           }
-          if (grad_target != nullptr) grad_target[(b * sh.C + c) * HW + off] = g_target;
+          if (grad_target != nullptr) std::copy(g_target.begin(), g_target.end(), grad_target + (b * sh.C + c) * HW + off);
         }
       }
     }

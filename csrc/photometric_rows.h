@@ -1,0 +1,176 @@
+// Row-at-a-time SSIM + L1 for the CPU twins (photometric_cpu.cpp, reprojection_cpu.cpp). The GPU
+// kernels sum the 9 taps of each pixel's reflected 3x3 window (photometric.cuh); on a CPU the same
+// window sums are cheaper separably: three rows added per column, then three columns, in straight
+// loops over a row that the compiler vectorises. The per-pixel formulas are photometric.cuh's own
+// (ssim_from_sums, the clamp, pixel_grads); only the order of the nine additions differs. The
+// backward's adjoint of the reflected box filter is separable the same way (reflect_count). No torch.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "photometric.cuh"
+
+namespace fastdepth {
+namespace photometric {
+
+// on ? v : 0 as a bit mask. Written as a select, GCC sinks the computation of v into a branch and
+// then cannot vectorise the loop ("control flow in loop").
+template <typename F>
+inline F keep_if(bool on, F v) {
+  using Bits = std::conditional_t<sizeof(F) == 4, uint32_t, uint64_t>;
+  return std::bit_cast<F>(std::bit_cast<Bits>(v) & (Bits(0) - Bits(on)));
+}
+
+// One thread's scratch for rows of width W: five column sums and five window sums.
+template <typename F>
+struct RowScratch {
+  explicit RowScratch(int W) : W(W), cols(5 * static_cast<size_t>(W)), sums(5 * static_cast<size_t>(W)) {}
+  int W;
+  std::vector<F> cols, sums;
+  F* col(int q) { return cols.data() + static_cast<size_t>(q) * W; }
+  F* sum(int q) { return sums.data() + static_cast<size_t>(q) * W; }
+};
+
+// s[j] = v[j - 1] + v[j] + v[j + 1] with the reflection at both ends (W >= 2).
+template <typename F>
+inline void reflected_sum3(const F* __restrict__ v, F* __restrict__ s, int W) {
+  s[0] = v[1] + v[0] + v[1];
+  for (int j = 1; j < W - 1; ++j) s[j] = v[j - 1] + v[j] + v[j + 1];
+  s[W - 1] = v[W - 2] + v[W - 1] + v[W - 2];
+}
+
+// The reflected 3x3 window sums of x, y, x², y², xy at every pixel of output row `row` of the
+// planes x and y (H x W), into scratch.sum(0..4).
+template <typename F>
+inline void window_sums_row(const F* x, const F* y, int row, int H, int W, RowScratch<F>& scratch) {
+  const int64_t r0 = static_cast<int64_t>(reflect(row - 1, H)) * W, r1 = static_cast<int64_t>(row) * W,
+                r2 = static_cast<int64_t>(reflect(row + 1, H)) * W;
+  F* __restrict__ cx = scratch.col(0);
+  F* __restrict__ cy = scratch.col(1);
+  F* __restrict__ cxx = scratch.col(2);
+  F* __restrict__ cyy = scratch.col(3);
+  F* __restrict__ cxy = scratch.col(4);
+  for (int j = 0; j < W; ++j) {
+    const F a = x[r0 + j], b = x[r1 + j], c = x[r2 + j];
+    const F d = y[r0 + j], e = y[r1 + j], f = y[r2 + j];
+    cx[j] = a + b + c;
+    cy[j] = d + e + f;
+    cxx[j] = a * a + b * b + c * c;
+    cyy[j] = d * d + e * e + f * f;
+    cxy[j] = a * d + b * e + c * f;
+  }
+  for (int q = 0; q < 5; ++q) reflected_sum3(scratch.col(q), scratch.sum(q), W);
+}
+
+// Candidate x's loss against the target y along output row `row`, averaged over the C planes
+// (plane_stride apart), into out[0..W): candidate_loss of every pixel of the row.
+template <typename F>
+inline void candidate_loss_row(const F* x, const F* y, int64_t plane_stride, int row, int64_t C, int H, int W,
+                               F alpha, RowScratch<F>& scratch, F* __restrict__ ssim, F* __restrict__ l1,
+                               F* __restrict__ out) {
+  const int64_t off = static_cast<int64_t>(row) * W;
+  for (int j = 0; j < W; ++j) ssim[j] = l1[j] = F(0);
+  for (int64_t c = 0; c < C; ++c) {
+    const F* xc = x + c * plane_stride;
+    const F* yc = y + c * plane_stride;
+    window_sums_row(xc, yc, row, H, W, scratch);
+    const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
+            *sxy = scratch.sum(4);
+    for (int j = 0; j < W; ++j) {
+      const SsimTerms<F> t = ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]);
+      ssim[j] += fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
+      l1[j] += fd_abs(yc[off + j] - xc[off + j]);
+    }
+  }
+  for (int j = 0; j < W; ++j) out[j] = (alpha * ssim[j] + (F(1) - alpha) * l1[j]) / F(C);
+}
+
+// The running minimum of forward_pixel along a row: candidate k's losses l replace best where
+// strictly lower, or where l is the first NaN.
+template <typename F>
+inline void take_min_row(const F* __restrict__ l, int64_t k, F* __restrict__ best, int64_t* __restrict__ best_k,
+                         int W) {
+  for (int j = 0; j < W; ++j) {
+    const bool wins = (l[j] < best[j]) | ((l[j] != l[j]) & (best[j] == best[j]));  // no branch
+    best[j] = wins ? l[j] : best[j];
+    best_k[j] = wins ? k : best_k[j];
+  }
+}
+
+// g_won[j] = g[j] where candidate k won (index[j] == k, or index null: a single candidate), else 0.
+template <typename F>
+inline void where_won_row(const F* __restrict__ g, const int64_t* __restrict__ index, int64_t k, int W,
+                          F* __restrict__ g_won) {
+  if (index == nullptr) {
+    for (int j = 0; j < W; ++j) g_won[j] = g[j];
+  } else {
+    for (int j = 0; j < W; ++j) g_won[j] = keep_if(index[j] == k, g[j]);
+  }
+}
+
+// The stat gradients (stat_grads_at) of candidate plane x against target plane y along output row
+// `row`, where g[j] != 0 (g: the upstream gradient where the candidate won, else 0); zero
+// elsewhere. Into the planes mx, my, var, cov at the row.
+template <typename F>
+inline void stat_grads_row(const F* x, const F* y, int row, int H, int W, const F* __restrict__ g, F alpha_c,
+                           RowScratch<F>& scratch, F* __restrict__ mx, F* __restrict__ my, F* __restrict__ var,
+                           F* __restrict__ cov) {
+  window_sums_row(x, y, row, H, W, scratch);
+  const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
+          *sxy = scratch.sum(4);
+  for (int j = 0; j < W; ++j) {
+    bool active;
+    const StatGrads<F> sg =
+        stat_grads_from_terms(ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]), g[j], alpha_c, &active);
+    const bool on = active & (g[j] != F(0));
+    mx[j] = keep_if(on, sg.mx);
+    my[j] = keep_if(on, sg.my);
+    var[j] = keep_if(on, sg.var);
+    cov[j] = keep_if(on, sg.cov);
+  }
+}
+
+// The adjoint of the reflected box filter at input row `row`: for each of the four stat planes
+// (H x W, row-major, `planes[q]`), the sum over the output pixels whose window holds each input
+// pixel, weighted by how often it appears there (reflect_count), into scratch.sum(0..3).
+template <typename F>
+inline void adjoint_box_row(const F* const planes[4], int row, int H, int W, RowScratch<F>& scratch) {
+  const F w_up = F(reflect_count(row, -1, H)), w_down = F(reflect_count(row, 1, H));
+  const int64_t r1 = static_cast<int64_t>(row) * W;
+  for (int q = 0; q < 4; ++q) {
+    const F* __restrict__ p = planes[q] + r1;
+    F* __restrict__ v = scratch.col(q);
+    F* __restrict__ s = scratch.sum(q);
+    // a row outside the image is skipped, not weighted by 0: its neighbour may hold NaN
+    if (row == 0) {
+      for (int j = 0; j < W; ++j) v[j] = p[j] + w_down * p[W + j];
+    } else if (row == H - 1) {
+      for (int j = 0; j < W; ++j) v[j] = w_up * p[j - W] + p[j];
+    } else {
+      for (int j = 0; j < W; ++j) v[j] = w_up * p[j - W] + p[j] + w_down * p[W + j];
+    }
+    for (int j : {0, 1, W - 2, W - 1}) {
+      if (j < 0 || j >= W) continue;
+      F acc = v[j];
+      if (reflect_count(j, -1, W) != 0) acc += F(reflect_count(j, -1, W)) * v[j - 1];
+      if (reflect_count(j, 1, W) != 0) acc += F(reflect_count(j, 1, W)) * v[j + 1];
+      s[j] = acc;
+    }
+    for (int j = 2; j < W - 2; ++j) s[j] = v[j - 1] + v[j] + v[j + 1];
+  }
+}
+
+// pixel_grads along a row: the adjoint sums s0..s3 (adjoint_box_row), the candidate x, the target
+// y and g (the upstream gradient where the candidate won, else 0); d/dx into g_x, d/dy added to g_y.
+template <typename F>
+inline void pixel_grads_row(const F* __restrict__ s0, const F* __restrict__ s1, const F* __restrict__ s2,
+                                 const F* __restrict__ s3, const F* __restrict__ x, const F* __restrict__ y,
+                                 const F* __restrict__ g, F l1_c, int W, F* __restrict__ g_x, F* __restrict__ g_y) {
+  for (int j = 0; j < W; ++j) g_x[j] = pixel_grads<F>({s0[j], s1[j], s2[j], s3[j]}, x[j], y[j], g[j], l1_c, &g_y[j]);
+}
+
+}  // namespace photometric
+}  // namespace fastdepth
