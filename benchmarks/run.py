@@ -3,7 +3,8 @@
 Writes ``<out>/<device>-<date>.json`` (device, driver, versions, git revision, date, every
 measurement), a Markdown table and PNG bar charts beside it, and prints each speed target as met
 or not met. Timing: on a GPU ``triton.testing.do_bench`` (CUDA events after warm-up, L2 flushed
-before every run, median); on the CPU the median of wall-clock runs after a warm-up, with glibc's allocator held in its
+before every run, median); on the CPU the median of wall-clock runs after a warm-up, the
+implementations of a case run in turns (:func:`measure_case`), with glibc's allocator held in its
 steady state (:func:`steady_allocator`). Peak memory
 is ``torch.cuda.max_memory_allocated`` during one run, above the inputs; on the CPU the peak
 resident set during one run above the one before it (:func:`cpu_peak_memory_mb`). Bandwidth is
@@ -108,7 +109,9 @@ def metadata(device: str, quick: bool) -> dict:
             meta["driver"] = None
         meta["timing"] = "triton.testing.do_bench median (CUDA events, L2 flushed before each run)"
     else:
-        meta["timing"] = "median of wall-clock runs after one warm-up run"
+        meta["timing"] = (
+            f"median of {CPU_ROUNDS} wall-clock runs after one warm-up run, the implementations of a case in turns"
+        )
     return meta
 
 
@@ -226,9 +229,24 @@ def plan(
     return jobs + compiled
 
 
-def measure(job: tuple, device: str, quick: bool, bandwidth: float) -> dict:
+#: CPU: every implementation of a case runs this many times, in turns, after one warm-up run
+CPU_ROUNDS = 7
+
+
+def cases(jobs: list[tuple], device: str) -> list[list[tuple]]:
+    """The jobs grouped into cases, in plan order: on the CPU a case is every implementation of one
+    (work, mode, size, dtype), timed in turns (:func:`measure_case`); on a GPU each job is a case."""
+    if device != "cpu":
+        return [[job] for job in jobs]
+    grouped: dict[tuple, list[tuple]] = {}
+    for job in jobs:
+        grouped.setdefault(job[:5], []).append(job)
+    return list(grouped.values())
+
+
+def _row(job: tuple) -> dict:
     work, mode, size_key, size, dtype_name, impl = job
-    row = {
+    return {
         "work": work,
         "mode": mode,
         "size": size_key,
@@ -241,16 +259,74 @@ def measure(job: tuple, device: str, quick: bool, bandwidth: float) -> dict:
         "bandwidth_fraction": None,
         "error": None,
     }
-    try:
-        inputs = workloads.make_inputs(work, size, DTYPES[dtype_name], device, mode)
-        fn = workloads.make_impl(work, impl, inputs, mode)
-        row["median_ms"] = time_ms(fn, device, quick)
-        row["peak_mem_mb"] = peak_memory_mb(fn, device)
-    except Exception as error:  # an implementation that cannot run this case is reported, not fatal
-        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    if row["median_ms"] and row["floor_bytes"]:
-        row["bandwidth_fraction"] = row["floor_bytes"] / (row["median_ms"] * 1e-3) / bandwidth
-    return row
+
+
+def _error(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
+def _build(job: tuple, device: str) -> Callable:
+    work, mode, _, size, dtype_name, impl = job
+    inputs = workloads.make_inputs(work, size, DTYPES[dtype_name], device, mode)
+    return workloads.make_impl(work, impl, inputs, mode)
+
+
+def _interleaved_ms(fns: list[Callable | None], rows: list[dict], quick: bool) -> list[float | None]:
+    """Median wall-clock ms of each callable, run in turns: round r runs every one once, so that a
+    machine whose speed drifts (a shared VM drifted 2x within minutes) slows them alike. A callable
+    that raises is reported in its row and dropped."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for i, fn in enumerate(fns):  # warm-up
+        try:
+            if fn is not None:
+                fn()
+        except Exception as error:
+            rows[i]["error"], fns[i] = _error(error), None
+    for _ in range(1 if quick else CPU_ROUNDS):
+        for i, fn in enumerate(fns):
+            if fn is None:
+                continue
+            try:
+                start = time.perf_counter()
+                fn()
+                samples[i].append((time.perf_counter() - start) * 1e3)
+            except Exception as error:
+                rows[i]["error"], fns[i] = _error(error), None
+    return [sorted(s)[len(s) // 2] if fn is not None and s else None for fn, s in zip(fns, samples, strict=True)]
+
+
+def measure_case(case: list[tuple], device: str, quick: bool, bandwidth: float) -> list[dict]:
+    """The rows of one case: median time, peak memory and fraction of copy bandwidth of each job.
+    An implementation that cannot run the case is reported in its row, not fatal."""
+    rows = [_row(job) for job in case]
+    fns: list[Callable | None] = []
+    for job, row in zip(case, rows, strict=True):
+        try:
+            fns.append(_build(job, device))
+        except Exception as error:
+            row["error"] = _error(error)
+            fns.append(None)
+    if device == "cpu":
+        times = _interleaved_ms(fns, rows, quick)
+    else:
+        times = []
+        for fn, row in zip(fns, rows, strict=True):
+            try:
+                times.append(time_ms(fn, device, quick) if fn is not None else None)
+            except Exception as error:
+                row["error"] = _error(error)
+                times.append(None)
+    for fn, row, ms in zip(fns, rows, times, strict=True):
+        if ms is None or row["error"]:
+            continue
+        try:
+            row["median_ms"] = ms
+            row["peak_mem_mb"] = peak_memory_mb(fn, device)
+        except Exception as error:
+            row["error"] = _error(error)
+        if row["median_ms"] and row["floor_bytes"]:
+            row["bandwidth_fraction"] = row["floor_bytes"] / (row["median_ms"] * 1e-3) / bandwidth
+    return rows
 
 
 def _write(result: dict, path: Path) -> None:
@@ -288,8 +364,8 @@ def run(
     )
     path = out / f"{stem}.json"
     result = {"meta": meta, "rows": []}
-    for job in progress(jobs) if progress else jobs:
-        result["rows"].append(measure(job, device, quick, bandwidth))
+    for case in progress(cases(jobs, device)) if progress else cases(jobs, device):
+        result["rows"].extend(measure_case(case, device, quick, bandwidth))
         _write(result, path)
     if charts:
         write_charts(result, out / stem)
@@ -327,10 +403,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _log_progress(jobs):
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job[0]} {job[1]} {job[3].label} {job[4]} {job[5]}", file=sys.stderr)
-        yield job
+def _log_progress(case_list):
+    for i, case in enumerate(case_list, 1):
+        work, mode, _, size, dtype, _ = case[0]
+        impls = ", ".join(job[5] for job in case)
+        print(f"[{i}/{len(case_list)}] {work} {mode} {size.label} {dtype}: {impls}", file=sys.stderr)
+        yield case
 
 
 def main(argv: list[str] | None = None, progress: Callable | None = None) -> int:

@@ -135,3 +135,28 @@ def test_cpu_peak_memory_follows_the_live_memory():
     if peak is None:
         pytest.skip("needs Linux's /proc/self/clear_refs and glibc")
     assert 60 <= peak <= 80, peak  # a 64 MiB tensor, freed at the end
+
+
+def test_cpu_cases_time_every_implementation_in_turns(monkeypatch):
+    from fastdepth.benchmarks import run as runner
+
+    jobs = runner.plan("cpu", ["small"], ["fp32"], ["warp"], quick=False, modes=["fwd"])
+    (case,) = runner.cases(jobs, "cpu")  # torch.compile, planned last, joins its case
+    assert [job[5] for job in case] == [job[5] for job in jobs] and case[-1][5] == "compile"
+    calls = []
+
+    def build(job, device):
+        if job[5] == "torch":
+            raise RuntimeError("cannot run here")
+        return lambda: calls.append(job[5])
+
+    monkeypatch.setattr(runner, "_build", build)
+    monkeypatch.setattr(runner, "peak_memory_mb", lambda fn, device: 1.0)
+    rows = runner.measure_case(case, "cpu", quick=False, bandwidth=1e9)
+    runnable = [job[5] for job in case if job[5] != "torch"]
+    assert calls == runnable * (1 + runner.CPU_ROUNDS)  # a warm-up round, then the timed rounds
+    for row in rows:
+        if row["impl"] == "torch":
+            assert row["error"] == "RuntimeError: cannot run here" and row["median_ms"] is None
+        else:
+            assert row["error"] is None and row["median_ms"] is not None and row["peak_mem_mb"] == 1.0
