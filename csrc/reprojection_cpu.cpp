@@ -1,14 +1,16 @@
 // The CPU twin of the fused objective's CUDA kernel. The same per-pixel functions (warp.cuh,
 // photometric.cuh), with one difference the CPU rewards: where each GPU thread recomputes the warp of
 // its 3x3 window (reprojection.cuh), the twin warps every source image of a batch element once into
-// a scratch buffer (a tile with its halo, the whole image here) and then computes the photometric
-// loss a row at a time from it (photometric_rows.h), in the order of photometric::forward_pixel. The
-// scratch lives for one batch element: the warped images are never stored. No torch.
+// a scratch buffer (a tile with its halo, the whole image here; warp_rows.h) and then computes the
+// photometric loss a row at a time from it (photometric_rows.h), in the order of
+// photometric::forward_pixel. The scratch lives for one batch element: the warped images are never
+// stored. No torch.
 #include <algorithm>
 #include <vector>
 
 #include "photometric_rows.h"
 #include "reprojection.cuh"
+#include "warp_rows.h"
 
 namespace fastdepth {
 
@@ -20,17 +22,19 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
   const int64_t CHW = sh.C * HW;
   std::vector<F> warped(static_cast<size_t>(sh.S * CHW));
   for (int64_t b = 0; b < sh.B; ++b) {
-#pragma omp parallel for schedule(static)
-    for (int64_t pix = 0; pix < HW; ++pix) {
-      const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
-      for (int64_t s = 0; s < sh.S; ++s) {
-        const int64_t bs = b * sh.S + s;
-        const warp::Geometry<F> g =
-            warp::compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-        const bool keep = p.d_ok && g.finite;
-        const warp::Taps<F> t = warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H);
-        for (int64_t c = 0; c < sh.C; ++c) {
-          warped[(s * sh.C + c) * HW + pix] = keep ? warp::sample(sources + (bs * sh.C + c) * HW, t, sh.W) : F(0);
+#pragma omp parallel
+    {
+      warp::SpanGeometry<F> span(sh.W, false);
+#pragma omp for schedule(static)
+      for (int row = 0; row < sh.H; ++row) {
+        const int64_t pix0 = static_cast<int64_t>(row) * sh.W;
+        for (int64_t s = 0; s < sh.S; ++s) {
+          warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
+          for (int col = 0; col < sh.W; ++col) {  // into the scratch, indexed by s as the sources of b are
+            warp::forward_at(sources + b * sh.S * CHW, warped.data(), static_cast<int8_t*>(nullptr), span.keep(col),
+                             false, span.at(warp::SpanGeometry<F>::kIu, col), span.at(warp::SpanGeometry<F>::kIv, col),
+                             s, pix0 + col, sh);
+          }
         }
       }
     }

@@ -73,7 +73,7 @@ FD_HD bool is_finite(F v) {
 template <typename F>
 FD_HD F safe_inverse(F den, bool* ok) {
   *ok = fd_abs(den) > F(kDivideEps);
-  return *ok ? F(1) / den : F(1);
+  return F(1) / (*ok ? den : F(1));
 }
 
 // Sampling position on one axis from the projected pixel p, d(position)/dp and whether the
@@ -83,13 +83,13 @@ template <typename F>
 FD_HD F sample_coord(F p, int size, AxisMap m, bool border, F* dpos, bool* inside) {
   F pos = p * F(m.scale) + F(m.offset);
   const F last = F(size - 1);
-  *inside = pos >= F(0) && pos <= last;
+  *inside = (pos >= F(0)) & (pos <= last);
   *dpos = F(m.scale);
   if (border) {  // grid_sample's clip: gradient 0 at and beyond the edges
-    if (!(pos > F(0) && pos < last)) *dpos = F(0);
+    *dpos = (pos > F(0)) & (pos < last) ? F(m.scale) : F(0);
     pos = fd_min(fd_max(pos, F(0)), last);
   }
-  return (pos > F(-2) && pos < F(size + 1)) ? pos : F(-2);
+  return (pos > F(-2)) & (pos < F(size + 1)) ? pos : F(-2);
 }
 
 // Everything the forward and backward passes need for one pixel and one source, recomputed.
@@ -125,11 +125,11 @@ FD_HD Geometry<F> compute_geometry(F d, const Ray<F>& r, Intrinsics<F> k, const 
   g.y = g.py * g.inv_z;
   const F u = k.fx * g.x + k.cx;
   const F v = k.fy * g.y + k.cy;
-  g.finite = is_finite(u) && is_finite(v);
+  g.finite = is_finite(u) & is_finite(v);
   bool u_in, v_in;
   g.iu = sample_coord(u, W, mu, border, &g.du, &u_in);
   g.iv = sample_coord(v, H, mv, border, &g.dv, &v_in);
-  g.inside = u_in && v_in && g.pz > F(kDivideEps);
+  g.inside = u_in & v_in & (g.pz > F(kDivideEps));
   return g;
 }
 
@@ -256,43 +256,51 @@ struct Pixel {
 };
 
 template <typename F>
-FD_HD Pixel<F> make_pixel(const F* depth, const F* K, int64_t b, int64_t pix, const Shape& sh, bool normalize) {
+FD_HD Pixel<F> make_pixel_at(const F* depth, const F* K, int64_t b, int row, int col, const Shape& sh, bool normalize) {
   Pixel<F> p;
   p.k = load_intrinsics(K + b * 9);
-  p.ray = make_ray(F(pix % sh.W), F(pix / sh.W), p.k, normalize);
-  p.d = depth[b * sh.H * sh.W + pix];
+  p.ray = make_ray(F(col), F(row), p.k, normalize);
+  p.d = depth[b * sh.H * sh.W + static_cast<int64_t>(row) * sh.W + col];
   p.d_ok = is_finite(p.d);
-  if (!p.d_ok) p.d = F(0);
+  p.d = p.d_ok ? p.d : F(0);
   return p;
 }
 
-// Forward of one destination pixel and one source: all channels, and the mask.
+template <typename F>
+FD_HD Pixel<F> make_pixel(const F* depth, const F* K, int64_t b, int64_t pix, const Shape& sh, bool normalize) {
+  return make_pixel_at(depth, K, b, static_cast<int>(pix / sh.W), static_cast<int>(pix % sh.W), sh, normalize);
+}
+
+// Forward of one destination pixel and one source sampled at (iu, iv): all channels (0 unless
+// keep), and the mask.
 template <typename F, typename Img>
-FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mask, const Pixel<F>& p, int64_t bs,
-                          int64_t pix, const Shape& sh, const Options& opt) {
+FD_HD void forward_at(const Img* image, Img* out, int8_t* mask, bool keep, bool inside, F iu, F iv, int64_t bs,
+                      int64_t pix, const Shape& sh) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-  const bool keep = p.d_ok && g.finite;
-  const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+  const Taps<F> t = bilinear_taps(iu, iv, sh.W, sh.H);
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t plane = (bs * sh.C + c) * HW;
     store_as(out + plane + pix, keep ? sample(image + plane, t, sh.W) : F(0));
   }
-  if (mask != nullptr) mask[bs * HW + pix] = static_cast<int8_t>(keep && g.inside);
+  if (mask != nullptr) mask[bs * HW + pix] = static_cast<int8_t>(keep && inside);
 }
 
-// Backward of one destination pixel and one source. Scatters the image gradient through
-// scatter(offset, value), offset into the image (an atomic add on the GPU, float or fixed point),
-// when need_image; adds this source's pose gradient to gT and accumulates gK and gP (d/d
-// destination point) across sources.
+template <typename F, typename Img>
+FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mask, const Pixel<F>& p, int64_t bs,
+                          int64_t pix, const Shape& sh, const Options& opt) {
+  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  forward_at(image, out, mask, p.d_ok && g.finite, g.inside, g.iu, g.iv, bs, pix, sh);
+}
+
+// Backward of one destination pixel and one source sampled at geometry g (its depth and
+// projection finite). Scatters the image gradient through scatter(offset, value), offset into the
+// image (an atomic add on the GPU, float or fixed point), when need_image; adds this source's pose
+// gradient to gT and accumulates gK and gP (d/d destination point) across sources.
 template <typename F, typename Img, typename Scatter>
-FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,
-                           int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
-                           F* gK, F* gP, Scatter scatter) {
+FD_HD void backward_at(const Img* grad_out, const Img* image, const F* T, bool need_image, Intrinsics<F> k,
+                       const Geometry<F>& g, int64_t bs, int64_t pix, const Shape& sh, bool need_geometry, F* gT,
+                       F* gK, F* gP, Scatter scatter) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-  const F* T = pose + bs * 16;
-  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-  if (!(p.d_ok && g.finite)) return;
   const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
   F g_iu = F(0), g_iv = F(0);
   for (int64_t c = 0; c < sh.C; ++c) {
@@ -301,7 +309,17 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
     if (need_image) scatter_bilinear(t, plane, sh.W, go, scatter);
     if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, &g_iu, &g_iv);
   }
-  if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);
+  if (need_geometry) geometry_backward(g, g_iu, g_iv, k, T, gT, gK, gP);
+}
+
+template <typename F, typename Img, typename Scatter>
+FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,
+                           int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
+                           F* gK, F* gP, Scatter scatter) {
+  const F* T = pose + bs * 16;
+  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  if (!(p.d_ok && g.finite)) return;
+  backward_at(grad_out, image, T, need_image, p.k, g, bs, pix, sh, need_geometry, gT, gK, gP, scatter);
 }
 
 // A scaled contribution as int64 fixed point, rounded to nearest (kernels/warp.py: _fixed).

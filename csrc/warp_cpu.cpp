@@ -1,22 +1,34 @@
 // The CPU twin of the warp's CUDA kernels: the same per-pixel math (warp.cuh) driven by host loops,
-// parallel over pixels with OpenMP. Structured like warp.cu: one loop body per CUDA thread, the
-// per-block partial sums over the same blocks of pixels. No torch.
+// parallel with OpenMP. Structured like warp.cu (the backward's per-block partial sums over the same
+// blocks of pixels, added in the same order), except that the geometry of a row or block is
+// computed first, vectorised (warp_rows.h), and then sampled pixel by pixel. No torch.
 #include <algorithm>
 #include <vector>
 
-#include "warp.cuh"
+#include "warp_rows.h"
 
 namespace fastdepth {
 
 template <typename F>
 void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K, F* out, int8_t* mask,
                       const warp::Shape& sh, const warp::Options& opt) {
-  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < sh.B; ++b) {
-    for (int64_t pix = 0; pix < HW; ++pix) {
-      const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
-      for (int64_t s = 0; s < sh.S; ++s) warp::forward_source(image, pose, out, mask, p, b * sh.S + s, pix, sh, opt);
+  using Span = warp::SpanGeometry<F>;
+#pragma omp parallel
+  {
+    Span span(sh.W, false);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < sh.B; ++b) {
+      for (int row = 0; row < sh.H; ++row) {
+        const int64_t pix0 = static_cast<int64_t>(row) * sh.W;
+        for (int64_t s = 0; s < sh.S; ++s) {
+          const int64_t bs = b * sh.S + s;
+          warp::span_geometry(depth, K, b, pix0, sh.W, pose + bs * 16, sh, opt, span, false);
+          for (int col = 0; col < sh.W; ++col) {
+            warp::forward_at(image, out, mask, span.keep(col), span.at(Span::kInside, col) != F(0),
+                             span.at(Span::kIu, col), span.at(Span::kIv, col), bs, pix0 + col, sh);
+          }
+        }
+      }
     }
   }
 }
@@ -41,32 +53,44 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
       grad_image[at] += v;
     }
   };
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < sh.B; ++b) {
-    for (int64_t block = 0; block < blocks; ++block) {
-      F gK[warp::kIntrinsicsPartials] = {};
-      std::vector<F> gT(sh.S * warp::kPosePartials, F(0));
-      for (int64_t pix = block * warp::kBlock; pix < std::min<int64_t>(HW, (block + 1) * warp::kBlock); ++pix) {
-        const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
-        F gP[3] = {};
+#pragma omp parallel
+  {
+    std::vector<warp::SpanGeometry<F>> spans(sh.S, warp::SpanGeometry<F>(warp::kBlock, true));
+    std::vector<F> gT(sh.S * warp::kPosePartials);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < sh.B; ++b) {
+      for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t pix0 = block * warp::kBlock;
+        const int64_t n = std::min<int64_t>(HW, pix0 + warp::kBlock) - pix0;
         for (int64_t s = 0; s < sh.S; ++s) {
-          warp::backward_source(grad_out, image, pose, need_image, p, b * sh.S + s, pix, sh, opt, need_geometry,
-                                gT.data() + s * warp::kPosePartials, gK, gP, scatter);
+          warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], true);
         }
-        if (grad_depth != nullptr || k_partials != nullptr) {
-          const F gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
-          if (grad_depth != nullptr) grad_depth[b * HW + pix] = gd;
+        F gK[warp::kIntrinsicsPartials] = {};
+        std::fill(gT.begin(), gT.end(), F(0));
+        for (int64_t i = 0; i < n; ++i) {
+          const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix0 + i, sh, opt.normalize);
+          F gP[3] = {};
+          for (int64_t s = 0; s < sh.S; ++s) {
+            if (!spans[s].keep(i)) continue;
+            warp::backward_at(grad_out, image, pose + (b * sh.S + s) * 16, need_image, p.k, spans[s].geometry(i, p),
+                              b * sh.S + s, pix0 + i, sh, need_geometry, gT.data() + s * warp::kPosePartials, gK, gP,
+                              scatter);
+          }
+          if (grad_depth != nullptr || k_partials != nullptr) {
+            const F gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
+            if (grad_depth != nullptr) grad_depth[b * HW + pix0 + i] = gd;
+          }
         }
-      }
-      if (pose_partials != nullptr) {
-        for (int64_t s = 0; s < sh.S; ++s) {
-          F* part = pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials;
-          for (int i = 0; i < warp::kPosePartials; ++i) part[i] = gT[s * warp::kPosePartials + i];
+        if (pose_partials != nullptr) {
+          for (int64_t s = 0; s < sh.S; ++s) {
+            F* part = pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials;
+            for (int i = 0; i < warp::kPosePartials; ++i) part[i] = gT[s * warp::kPosePartials + i];
+          }
         }
-      }
-      if (k_partials != nullptr) {
-        F* part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
-        for (int i = 0; i < warp::kIntrinsicsPartials; ++i) part[i] = gK[i];
+        if (k_partials != nullptr) {
+          F* part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
+          for (int i = 0; i < warp::kIntrinsicsPartials; ++i) part[i] = gK[i];
+        }
       }
     }
   }

@@ -92,7 +92,10 @@ def load() -> None:
 
         with_cuda = cuda_build_reason() is None
         sources = [str(CSRC / s) for s in cpu_sources() + (cuda_sources() if with_cuda else ())]
-        flags = ["-O3", "-fopenmp"] + (["-DFASTDEPTH_WITH_CUDA"] if with_cuda else [])
+        # -fno-trapping-math, -fno-math-errno: results unchanged (no -ffast-math), but GCC may then
+        # compute a division or sqrt unconditionally, which the CPU twins' row loops need to vectorise
+        flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
+        flags += ["-DFASTDEPTH_WITH_CUDA"] if with_cuda else []
         try:
             cpp_extension.load(
                 name="fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu",
