@@ -66,6 +66,18 @@ FD_HD SsimTerms<F> ssim_terms(const Img* x, const Img* y, int row, int col, int 
   return ssim_from_sums(sx, sy, sxx, syy, sxy);
 }
 
+// The clamped SSIM term (1 - SSIM) / 2 of one channel (NaN stays NaN).
+template <typename F>
+FD_HD F ssim_loss(const SsimTerms<F>& t) {
+  return fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
+}
+
+// alpha * SSIM + (1 - alpha) * L1 from the sums of both terms over the C channels, averaged.
+template <typename F>
+FD_HD F mix_channels(F ssim, F l1, F alpha, int64_t C) {
+  return (alpha * ssim + (F(1) - alpha) * l1) / F(C);
+}
+
 // Loss of one candidate x against the target y at one pixel, averaged over the C planes.
 template <typename F, typename Img>
 FD_HD F candidate_loss(const Img* x, const Img* y, int64_t plane_stride, int row, int col, const Shape& sh,
@@ -76,10 +88,10 @@ FD_HD F candidate_loss(const Img* x, const Img* y, int64_t plane_stride, int row
     const Img* xc = x + c * plane_stride;
     const Img* yc = y + c * plane_stride;
     const SsimTerms<F> t = ssim_terms<F>(xc, yc, row, col, sh.H, sh.W);
-    ssim += fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
+    ssim += ssim_loss(t);
     l1 += fd_abs(load_as<F>(yc + off) - load_as<F>(xc + off));
   }
-  return (alpha * ssim + (F(1) - alpha) * l1) / F(sh.C);
+  return mix_channels(ssim, l1, alpha, sh.C);
 }
 
 // Forward of one pixel: the minimum over the candidates (strictly lower wins: ties go to the

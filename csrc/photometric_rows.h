@@ -81,11 +81,11 @@ inline void candidate_loss_row(const F* x, const F* y, int64_t plane_stride, int
             *sxy = scratch.sum(4);
     for (int j = 0; j < W; ++j) {
       const SsimTerms<F> t = ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]);
-      ssim[j] += fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
+      ssim[j] += ssim_loss(t);
       l1[j] += fd_abs(yc[off + j] - xc[off + j]);
     }
   }
-  for (int j = 0; j < W; ++j) out[j] = (alpha * ssim[j] + (F(1) - alpha) * l1[j]) / F(C);
+  for (int j = 0; j < W; ++j) out[j] = mix_channels(ssim[j], l1[j], alpha, C);
 }
 
 // The running minimum of forward_pixel along a row: candidate k's losses l replace best where

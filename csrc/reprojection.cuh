@@ -49,10 +49,10 @@ FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const F* depth, c
       }
     }
     const photometric::SsimTerms<F> t = photometric::ssim_from_sums(sx, sy, sxx, syy, sxy);
-    ssim += fd_clamp01((F(1) - (t.a * t.b) / (t.c * t.d)) * F(0.5));
+    ssim += photometric::ssim_loss(t);
     l1 += fd_abs(load_as<F>(y + static_cast<int64_t>(row) * sh.W + col) - centre);
   }
-  return (alpha * ssim + (F(1) - alpha) * l1) / F(sh.C);
+  return photometric::mix_channels(ssim, l1, alpha, sh.C);
 }
 
 // Forward of one pixel: the minimum over the identity maps (B, s_id, H, W), then the warped sources

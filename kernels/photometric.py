@@ -88,6 +88,18 @@ def _clamp01(v):
 
 
 @triton.jit
+def _ssim_loss(a, b, c, d):
+    """The clamped SSIM term (1 - SSIM) / 2 of one channel from its pieces (photometric.cuh: ssim_loss)."""
+    return _clamp01((1.0 - (a * b) / (c * d)) * 0.5)
+
+
+@triton.jit
+def _mix_channels(ssim, l1, alpha, C):
+    """alpha * SSIM + (1 - alpha) * L1 from the channel sums, averaged (photometric.cuh: mix_channels)."""
+    return (alpha * ssim + (1.0 - alpha) * l1) / C
+
+
+@triton.jit
 def _candidate_loss(x_ptr, y_ptr, plane_stride, rows, cols, off, C, H, W, alpha):
     """Per-pixel loss map of one candidate x against the target y, averaged over the C planes.
 
@@ -99,9 +111,9 @@ def _candidate_loss(x_ptr, y_ptr, plane_stride, rows, cols, off, C, H, W, alpha)
         xc = x_ptr + c * plane_stride
         yc = y_ptr + c * plane_stride
         mx, my, a, b, cc, d = _ssim_terms(xc, yc, rows, cols, H, W)
-        ssim += _clamp01((1.0 - (a * b) / (cc * d)) * 0.5)
+        ssim += _ssim_loss(a, b, cc, d)
         l1 += tl.abs(tl.load(yc + off).to(tl.float32) - tl.load(xc + off).to(tl.float32))
-    return (alpha * ssim + (1.0 - alpha) * l1) / C
+    return _mix_channels(ssim, l1, alpha, C)
 
 
 @triton.jit

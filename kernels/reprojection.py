@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 from fastdepth.kernels import photometric as tiles
 from fastdepth.kernels.launch import device_guard
-from fastdepth.kernels.photometric import _clamp01, _reflect, _ssim_from_sums, _tile
+from fastdepth.kernels.photometric import _mix_channels, _reflect, _ssim_from_sums, _ssim_loss, _tile
 from fastdepth.kernels.warp import FLOAT_MAX, _geometry, _ray, _taps
 
 from fastdepth.conventions import sample_affine
@@ -114,9 +114,9 @@ def reprojection_fwd_kernel(
                 s_xy += xv * yv
                 center += tl.where(o == 4, xv, 0.0)
             mx, my, a, bb, cc, d = _ssim_from_sums(s_x, s_y, s_xx, s_yy, s_xy)
-            ssim += _clamp01((1.0 - (a * bb) / (cc * d)) * 0.5)
+            ssim += _ssim_loss(a, bb, cc, d)
             l1 += tl.abs(tl.load(yc + off).to(tl.float32) - center)
-        loss = (alpha * ssim + (1.0 - alpha) * l1) / C
+        loss = _mix_channels(ssim, l1, alpha, C)
         # strictly lower wins (ties: lowest index); a NaN wins once and stays, as in torch.min
         take = (loss < best) | ((loss != loss) & (best == best))
         best = tl.where(take, loss, best)
