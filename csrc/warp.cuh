@@ -1,6 +1,7 @@
 // Per-pixel math of the depth warp, shared by the CUDA kernels (warp.cu) and the CPU twin
-// (cpu.cpp). Mirrors kernels/warp.py function by function; conventions in fastdepth/warp.py.
-// No torch, no CUDA runtime calls.
+// (warp_cpu.cpp, through warp_rows.h). Written without branches where a select does (the twin
+// vectorises the geometry over rows). Mirrors kernels/warp.py function by function; conventions
+// in fastdepth/warp.py. No torch, no CUDA runtime calls.
 #pragma once
 
 #include <cmath>
