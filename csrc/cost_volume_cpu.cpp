@@ -2,17 +2,12 @@
 // OpenMP loops over rows of one (image, hypothesis). Unlike a GPU thread, which recomputes a
 // source's taps for every channel, the twin computes the views of a row once and then goes through
 // the channels plane by plane (the same sums in the same order per pixel, far fewer operations and
-// cache misses). The backward's scatters go to per-thread gradient buffers (atomics would cost more
-// than the arithmetic on a CPU), summed in thread order at the end: deterministic for a given thread
-// count. No torch.
+// cache misses). The backward's scatters go to per-thread gradient buffers (cpu_threads.h). No torch.
 #include <algorithm>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "cost_volume.cuh"
+#include "cpu_threads.h"
 
 namespace fastdepth {
 namespace {
@@ -54,22 +49,6 @@ inline __attribute__((always_inline)) void scatter_fast(F* to, const warp::Taps<
   q[1] += t.fu * (F(1) - t.fv) * go;
   q[W] += (F(1) - t.fu) * t.fv * go;
   q[W + 1] += t.fu * t.fv * go;
-}
-
-int thread_count() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
 }
 
 }  // namespace
@@ -196,17 +175,8 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
     }
   }
   if (!need_features) return;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n_s; ++i) {
-    F total = F(0);
-    for (int t = 0; t < threads; ++t) total += part_s[t * n_s + i];
-    grad_fs[i] = total;
-    if (i < n_t) {
-      F total_t = F(0);
-      for (int t = 0; t < threads; ++t) total_t += part_t[t * n_t + i];
-      grad_ft[i] = total_t;
-    }
-  }
+  sum_thread_parts(part_s.data(), threads, n_s, grad_fs);
+  sum_thread_parts(part_t.data(), threads, n_t, grad_ft);
 }
 
 template void cost_volume_forward_cpu<float>(const float*, const float*, const float*, const float*, float*,

@@ -70,3 +70,24 @@ def test_build_ahead_of_time_on_import():
     env = subprocess_env(FASTDEPTH_BUILD_EXTENSION="1")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.stdout.strip().endswith("True"), result.stderr
+
+
+def test_warp_image_gradient_over_batch_passes(seed):
+    # the twin scatters the image gradient into per-thread buffers of at most 64 MiB (kThreadPartBytes
+    # in csrc/warp_cpu.cpp): with 9 x 1024 x 1024 image elements per batch element, each element takes
+    # a pass of its own, scheduled as a batch of one would be, so the float gradients match bitwise
+    scene = warp_scene(2, 1, 9, 1024, 1024, seed=seed, rotation=0.05, translation=0.2)
+    g = torch.randn(scene["image"].shape, generator=torch.Generator().manual_seed(seed))
+
+    def image_gradient(b, deterministic=False):
+        image, depth, pose, K = (scene[n][b] for n in NAMES)
+        image = image.clone().requires_grad_(True)
+        out = fastdepth.warp(image, depth, pose, K, backend="cuda", deterministic=deterministic)
+        (grad,) = torch.autograd.grad(out, image, g[b])
+        return grad
+
+    both = image_gradient(slice(0, 2))
+    assert torch.equal(both, torch.cat([image_gradient(slice(0, 1)), image_gradient(slice(1, 2))]))
+    assert both.abs().sum() > 0
+    # the fixed-point scatter over the same passes: its own rounding only
+    assert_close(image_gradient(slice(0, 2), deterministic=True), both, abs_tol=1e-5, name="fixed point")
