@@ -47,8 +47,8 @@ def git_revision() -> str:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         )
         dirty = subprocess.run(
-            # untracked files (results this runner writes, for one) do not change the code measured
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # neither untracked files nor results (this runner writes them) change the code measured
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)benchmarks/results"],
             capture_output=True,
             text=True,
             cwd=Path(__file__).parent,
