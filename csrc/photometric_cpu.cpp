@@ -52,6 +52,8 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
   // four planes (d/d E[x], E[y], E[x²], E[xy]) per candidate plane, every element written in pass 1
   std::unique_ptr<F[]> stats(new F[K * sh.C * 4 * HW]);
   const auto stat_plane = [&](int64_t k, int64_t c, int q) { return stats.get() + ((k * sh.C + c) * 4 + q) * HW; };
+  // the upstream gradient where candidate k won, else 0 (K planes): shared by every channel
+  std::unique_ptr<F[]> won(new F[K * HW]);
   for (int64_t b = 0; b < sh.B; ++b) {
     const F* g_map = grad + b * HW;
     const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
@@ -62,19 +64,22 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
 #pragma omp parallel
     {
       photometric::RowScratch<F> scratch(sh.W);
-      std::vector<F> g_won(sh.W), g_target(sh.W), g_unused(sh.W);
-      // the upstream gradient along a row where candidate k won, else 0
-      const auto gradient_where_won = [&](int64_t k, int64_t off) {
-        photometric::where_won_row(g_map + off, i_map != nullptr ? i_map + off : nullptr, k, sh.W, g_won.data());
-      };
+      std::vector<F> g_target(sh.W), g_unused(sh.W);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t k = 0; k < K; ++k) {
+        for (int row = 0; row < sh.H; ++row) {
+          const int64_t off = static_cast<int64_t>(row) * sh.W;
+          photometric::where_won_row(g_map + off, i_map != nullptr ? i_map + off : nullptr, k, sh.W,
+                                     won.get() + k * HW + off);
+        }
+      }
 #pragma omp for collapse(3) schedule(static)
       for (int64_t k = 0; k < K; ++k) {
         for (int64_t c = 0; c < sh.C; ++c) {
           for (int row = 0; row < sh.H; ++row) {
             const int64_t off = static_cast<int64_t>(row) * sh.W;
-            gradient_where_won(k, off);
             photometric::stat_grads_row(source(k) + plane(k, c), target + (b * sh.C + c) * HW, row, sh.H, sh.W,
-                                        g_won.data(), alpha_c, scratch, stat_plane(k, c, 0) + off,
+                                        won.get() + k * HW + off, alpha_c, scratch, stat_plane(k, c, 0) + off,
                                         stat_plane(k, c, 1) + off, stat_plane(k, c, 2) + off,
                                         stat_plane(k, c, 3) + off);
           }
@@ -89,11 +94,10 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
             const F* const planes[4] = {stat_plane(k, c, 0), stat_plane(k, c, 1), stat_plane(k, c, 2),
                                         stat_plane(k, c, 3)};
             photometric::adjoint_box_row(planes, row, sh.H, sh.W, scratch);
-            gradient_where_won(k, off);
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
             photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3),
                                          source(k) + plane(k, c) + off, target + (b * sh.C + c) * HW + off,
-                                         g_won.data(), l1_c, sh.W,
+                                         won.get() + k * HW + off, l1_c, sh.W,
                                          g_out != nullptr ? g_out + plane(k, c) + off : g_unused.data(),
                                          g_target.data());
           }

@@ -31,9 +31,9 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
         for (int64_t s = 0; s < sh.S; ++s) {
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
           for (int col = 0; col < sh.W; ++col) {  // into the scratch, indexed by s as the sources of b are
-            warp::forward_at(sources + b * sh.S * CHW, warped.data(), static_cast<int8_t*>(nullptr), span.keep(col),
-                             false, span.at(warp::SpanGeometry<F>::kIu, col), span.at(warp::SpanGeometry<F>::kIv, col),
-                             s, pix0 + col, sh);
+            warp::forward_at(sources + b * sh.S * CHW, warped.data(), nullptr, span.keep(col), false,
+                             span.at(warp::SpanGeometry<F>::kIu, col), span.at(warp::SpanGeometry<F>::kIv, col), s,
+                             pix0 + col, sh);
           }
         }
       }
