@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define FD_HD __host__ __device__ __forceinline__
@@ -88,6 +89,17 @@ FD_HD F fd_floor_small(F x) {
 #else
   const F truncated = static_cast<F>(static_cast<int>(x));
   return truncated > x ? truncated - F(1) : truncated;
+#endif
+}
+// on ? v : 0. On the host as a bit mask: written as a select, GCC sinks the computation of v into a
+// branch and then cannot vectorise the CPU twins' loops around it ("control flow in loop").
+template <typename F>
+FD_HD F keep_if(bool on, F v) {
+#ifdef __CUDA_ARCH__
+  return on ? v : F(0);
+#else
+  using Bits = std::conditional_t<sizeof(F) == 4, uint32_t, uint64_t>;
+  return __builtin_bit_cast(F, __builtin_bit_cast(Bits, v) & (Bits(0) - Bits(on)));
 #endif
 }
 // The natural log in the compute type on host and device (the host's global log is double only).

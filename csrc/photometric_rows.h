@@ -6,23 +6,13 @@
 // backward's adjoint of the reflected box filter is separable the same way (reflect_count). No torch.
 #pragma once
 
-#include <bit>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "photometric.cuh"
 
 namespace fastdepth {
 namespace photometric {
-
-// on ? v : 0 as a bit mask. Written as a select, GCC sinks the computation of v into a branch and
-// then cannot vectorise the loop ("control flow in loop").
-template <typename F>
-inline F keep_if(bool on, F v) {
-  using Bits = std::conditional_t<sizeof(F) == 4, uint32_t, uint64_t>;
-  return std::bit_cast<F>(std::bit_cast<Bits>(v) & (Bits(0) - Bits(on)));
-}
 
 // One thread's scratch for rows of width W: five column sums and five window sums.
 template <typename F>

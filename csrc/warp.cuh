@@ -205,10 +205,10 @@ FD_HD void geometry_backward(const Geometry<F>& g, F g_iu, F g_iv, Intrinsics<F>
   // camera coordinates -> point after /w (Kornia skips the divide where |z| <= eps)
   const F gpx = gx * g.inv_z;
   const F gpy = gy * g.inv_z;
-  const F gpz = g.z_ok ? -(gx * g.x + gy * g.y) * g.inv_z : F(0);
+  const F gpz = keep_if(g.z_ok, -(gx * g.x + gy * g.y) * g.inv_z);
   // point after /w -> homogeneous point q, w
   const F gq[4] = {gpx * g.inv_w, gpy * g.inv_w, gpz * g.inv_w,
-                   g.w_ok ? -(gpx * g.px + gpy * g.py + gpz * g.pz) * g.inv_w : F(0)};
+                   keep_if(g.w_ok, -(gpx * g.px + gpy * g.py + gpz * g.pz) * g.inv_w)};
   const F point[4] = {g.X, g.Y, g.Z, F(1)};
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) gT[4 * i + j] += gq[i] * point[j];
@@ -293,23 +293,31 @@ FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mas
   forward_at(image, out, mask, p.d_ok && g.finite, g.inside, g.iu, g.iv, bs, pix, sh);
 }
 
-// Backward of one destination pixel and one source sampled at geometry g (its depth and
-// projection finite). Scatters the image gradient through scatter(offset, value), offset into the
-// image (an atomic add on the GPU, float or fixed point), when need_image; adds this source's pose
-// gradient to gT and accumulates gK and gP (d/d destination point) across sources.
+// Backward of the sampling of one destination pixel and one source at (iu, iv): scatters the image
+// gradient through scatter(offset, value), offset into the image (an atomic add on the GPU, float or
+// fixed point), when need_image; adds d loss / d (iu, iv) to g_iu, g_iv when need_geometry.
 template <typename F, typename Img, typename Scatter>
-FD_HD void backward_at(const Img* grad_out, const Img* image, const F* T, bool need_image, Intrinsics<F> k,
-                       const Geometry<F>& g, int64_t bs, int64_t pix, const Shape& sh, bool need_geometry, F* gT,
-                       F* gK, F* gP, Scatter scatter) {
+FD_HD void sample_backward_at(const Img* grad_out, const Img* image, bool need_image, F iu, F iv, int64_t bs,
+                              int64_t pix, const Shape& sh, bool need_geometry, F* g_iu, F* g_iv, Scatter scatter) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-  const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
-  F g_iu = F(0), g_iv = F(0);
+  const Taps<F> t = bilinear_taps(iu, iv, sh.W, sh.H);
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t plane = (bs * sh.C + c) * HW;
     const F go = load_as<F>(grad_out + plane + pix);
     if (need_image) scatter_bilinear(t, plane, sh.W, go, scatter);
-    if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, &g_iu, &g_iv);
+    if (need_geometry) sample_position_grad(image + plane, t, sh.W, go, g_iu, g_iv);
   }
+}
+
+// Backward of one destination pixel and one source sampled at geometry g (its depth and
+// projection finite): the sampling's backward, then this source's pose gradient added to gT, and
+// gK and gP (d/d destination point) accumulated across sources.
+template <typename F, typename Img, typename Scatter>
+FD_HD void backward_at(const Img* grad_out, const Img* image, const F* T, bool need_image, Intrinsics<F> k,
+                       const Geometry<F>& g, int64_t bs, int64_t pix, const Shape& sh, bool need_geometry, F* gT,
+                       F* gK, F* gP, Scatter scatter) {
+  F g_iu = F(0), g_iv = F(0);
+  sample_backward_at(grad_out, image, need_image, g.iu, g.iv, bs, pix, sh, need_geometry, &g_iu, &g_iv, scatter);
   if (need_geometry) geometry_backward(g, g_iu, g_iv, k, T, gT, gK, gP);
 }
 

@@ -1,7 +1,8 @@
 // The CPU twin of the warp's CUDA kernels: the same per-pixel math (warp.cuh) driven by host loops,
 // parallel with OpenMP. Structured like warp.cu (the backward's per-block partial sums over the same
-// blocks of pixels, added in the same order), except that the geometry of a row or block is
-// computed first, vectorised (warp_rows.h), and then sampled pixel by pixel, and that the image
+// blocks of pixels), except that the geometry of a row or block is computed first, vectorised
+// (warp_rows.h), and then sampled pixel by pixel; that the backward's geometry runs vectorised
+// after the samples, its block sums added in lanes (warp_rows.h: kLanes); and that the image
 // gradient goes to per-thread buffers, not atomics (cpu_threads.h). No torch.
 #include <algorithm>
 #include <vector>
@@ -48,6 +49,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
   const bool need_geometry = grad_depth != nullptr || pose_partials != nullptr || k_partials != nullptr;
   const bool need_image = grad_image != nullptr || grad_fixed != nullptr;
   const F scale = grad_fixed != nullptr ? *fixed_scale : F(1);
+  using Span = warp::SpanGeometry<F>;
   // the image gradient is a scatter: into the thread's own buffer, float or (deterministic) fixed
   // point, whose integer sums do not depend on the order
   const int threads = thread_count();
@@ -72,40 +74,43 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
         }
       };
       std::vector<warp::SpanGeometry<F>> spans(sh.S, warp::SpanGeometry<F>(warp::kBlock, true));
-      std::vector<F> gT(sh.S * warp::kPosePartials);
+      warp::PixelSpan<F> pixels(warp::kBlock);
+      warp::BlockGrads<F> grads(sh.S);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t b = b0; b < b0 + nb; ++b) {
         for (int64_t block = 0; block < blocks; ++block) {
           const int64_t pix0 = block * warp::kBlock;
           const int64_t n = std::min<int64_t>(HW, pix0 + warp::kBlock) - pix0;
           for (int64_t s = 0; s < sh.S; ++s) {
-            warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], true);
+            warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], need_geometry);
           }
-          F gK[warp::kIntrinsicsPartials] = {};
-          std::fill(gT.begin(), gT.end(), F(0));
           for (int64_t i = 0; i < n; ++i) {
-            const warp::Pixel<F> p = warp::make_pixel(depth, K, b, pix0 + i, sh, opt.normalize);
-            F gP[3] = {};
             for (int64_t s = 0; s < sh.S; ++s) {
-              if (!spans[s].keep(i)) continue;
-              warp::backward_at(grad_out, image, pose + (b * sh.S + s) * 16, need_image, p.k,
-                                spans[s].geometry(i, p), b * sh.S + s, pix0 + i, sh, need_geometry,
-                                gT.data() + s * warp::kPosePartials, gK, gP, scatter);
-            }
-            if (grad_depth != nullptr || k_partials != nullptr) {
-              const F gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
-              if (grad_depth != nullptr) grad_depth[b * HW + pix0 + i] = gd;
+              F g_iu = F(0), g_iv = F(0);
+              if (spans[s].keep(i)) {
+                warp::sample_backward_at(grad_out, image, need_image, spans[s].at(Span::kIu, i),
+                                         spans[s].at(Span::kIv, i), b * sh.S + s, pix0 + i, sh, need_geometry, &g_iu,
+                                         &g_iv, scatter);
+              }
+              grads.g_iu[s * warp::kBlock + i] = g_iu, grads.g_iv[s * warp::kBlock + i] = g_iv;
             }
           }
+          if (!need_geometry) continue;
+          warp::span_pixels(depth, K, b, pix0, n, sh, opt, pixels);
+          grads.clear();
+          const auto geometry_backward = opt.normalize ? warp::block_geometry_backward<F, true>
+                                                       : warp::block_geometry_backward<F, false>;
+          geometry_backward(pixels, spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
+                            grad_depth != nullptr ? grad_depth + b * HW + pix0 : nullptr, grads);
           if (pose_partials != nullptr) {
             for (int64_t s = 0; s < sh.S; ++s) {
               F* part = pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials;
-              for (int i = 0; i < warp::kPosePartials; ++i) part[i] = gT[s * warp::kPosePartials + i];
+              for (int q = 0; q < warp::kPosePartials; ++q) part[q] = grads.pose_sum(s, q);
             }
           }
           if (k_partials != nullptr) {
             F* part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
-            for (int i = 0; i < warp::kIntrinsicsPartials; ++i) part[i] = gK[i];
+            for (int q = 0; q < warp::kIntrinsicsPartials; ++q) part[q] = grads.k_sum(q);
           }
         }
       }

@@ -3,8 +3,11 @@
 // projecting one pixel at a time spends most of the warp in that chain of dependent divisions and
 // compares. Here make_pixel_at and compute_geometry (the same functions) run over a whole segment
 // of pixels, and what the sampling (and the backward) needs is kept per pixel, structure of arrays;
-// the samples, which gather, then follow pixel by pixel. Needs -fno-trapping-math: otherwise GCC
-// keeps the divisions behind branches and the loop scalar. No torch.
+// the samples, which gather, then follow pixel by pixel. The backward's geometry (geometry_backward,
+// ray_backward) runs the same way after the samples, over a block of pixels. Needs
+// -fno-trapping-math: otherwise GCC keeps the divisions behind branches and the loop scalar. (The
+// samples were tried as vectorised gathers too: slower than the scalar loads on the Xeon measured.)
+// No torch.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +20,7 @@ namespace warp {
 
 // The geometry of one source at the pixels [pix0, pix0 + n) of a span: field q of pixel i at
 // data[q * n + i], flags as 0 or 1. The first four fields are what the forward needs; a full span
-// also holds the rest of Geometry, for backward_at.
+// also holds the rest of Geometry, for the backward (block_geometry_backward).
 template <typename F>
 struct SpanGeometry {
   enum Field { kIu, kIv, kKeep, kInside, kX, kY, kDu, kDv, kInvZ, kInvW, kPx, kPy, kPz, kZOk, kWOk, kFields };
@@ -70,8 +73,20 @@ void segment_geometry(const F* depth_b, const F* k, const F* T, int row, int col
   }
 }
 
-// The geometry of source pose_bs at the pixels [pix0, pix0 + n) of batch element b (a span may
-// cross rows), into span.
+// Calls segment(row, col, len, at) for the row segments that make up the pixels [pix0, pix0 + n)
+// of an image W wide (a span may cross rows); at: the segment's first entry in the span.
+template <typename Segment>
+void for_row_segments(int64_t pix0, int64_t n, int W, Segment segment) {
+  for (int64_t at = 0; at < n;) {
+    const int64_t pix = pix0 + at;
+    const int row = static_cast<int>(pix / W), col = static_cast<int>(pix % W);
+    const int len = static_cast<int>(std::min<int64_t>(W - col, n - at));
+    segment(row, col, len, at);
+    at += len;
+  }
+}
+
+// The geometry of source pose_bs at the pixels [pix0, pix0 + n) of batch element b, into span.
 template <typename F>
 void span_geometry(const F* depth, const F* K, int64_t b, int64_t pix0, int64_t n, const F* pose_bs, const Shape& sh,
                    const Options& opt, SpanGeometry<F>& span, bool full) {
@@ -83,15 +98,127 @@ void span_geometry(const F* depth, const F* K, int64_t b, int64_t pix0, int64_t 
       segment_geometry<F, true, true, false>,   segment_geometry<F, true, true, true>};
   const Segment segment = kSegments[4 * opt.normalize + 2 * opt.border + full];
   constexpr int kFields = SpanGeometry<F>::kFields;
-  for (int64_t at = 0; at < n;) {
-    const int64_t pix = pix0 + at;
-    const int row = static_cast<int>(pix / sh.W), col = static_cast<int>(pix % sh.W);
-    const int len = static_cast<int>(std::min<int64_t>(sh.W - col, n - at));
+  for_row_segments(pix0, n, sh.W, [&](int row, int col, int len, int64_t at) {
     F* f[kFields];  // field q of entry at (a forward span holds only the first kX fields)
     for (int q = 0; q < kFields; ++q) f[q] = full || q < SpanGeometry<F>::kX ? span.data.data() + q * span.n + at : nullptr;
     segment(depth + b * sh.H * sh.W, K + b * 9, pose_bs, row, col, len, sh, opt, f[0], f[1], f[2], f[3], f[4], f[5],
             f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14]);
-    at += len;
+  });
+}
+
+// The source-independent part of the pixels [pix0, pix0 + n) of a span: the sanitised depth and
+// the ray (make_pixel_at), field q of pixel i at data[q * n + i].
+template <typename F>
+struct PixelSpan {
+  enum Field { kD, kTx, kTy, kRx, kRy, kRz, kFields };
+  explicit PixelSpan(int64_t n) : n(n), data(static_cast<size_t>(n) * kFields) {}
+  int64_t n;
+  std::vector<F> data;
+
+  F at(Field q, int64_t i) const { return data[q * n + i]; }
+  Pixel<F> pixel(int64_t i, Intrinsics<F> k) const {
+    Pixel<F> p;
+    p.k = k;
+    p.ray = {at(kTx, i), at(kTy, i), at(kRx, i), at(kRy, i), at(kRz, i)};
+    p.d = at(kD, i);
+    return p;
+  }
+};
+
+template <typename F, bool kNormalize>
+void segment_pixels(const F* depth_b, const F* k, int row, int col0, int n, const Shape& sh, F* __restrict__ d,
+                    F* __restrict__ tx, F* __restrict__ ty, F* __restrict__ rx, F* __restrict__ ry,
+                    F* __restrict__ rz) {
+  for (int i = 0; i < n; ++i) {
+    const Pixel<F> p = make_pixel_at(depth_b, k, 0, row, col0 + i, sh, kNormalize);
+    d[i] = p.d, tx[i] = p.ray.tx, ty[i] = p.ray.ty, rx[i] = p.ray.rx, ry[i] = p.ray.ry, rz[i] = p.ray.rz;
+  }
+}
+
+template <typename F>
+void span_pixels(const F* depth, const F* K, int64_t b, int64_t pix0, int64_t n, const Shape& sh,
+                 const Options& opt, PixelSpan<F>& span) {
+  const auto segment = opt.normalize ? segment_pixels<F, true> : segment_pixels<F, false>;
+  for_row_segments(pix0, n, sh.W, [&](int row, int col, int len, int64_t at) {
+    F* f = span.data.data() + at;
+    const int64_t m = span.n;
+    segment(depth + b * sh.H * sh.W, K + b * 9, row, col, len, sh, f, f + m, f + 2 * m, f + 3 * m, f + 4 * m,
+            f + 5 * m);
+  });
+}
+
+// Pixel i of a block adds into lane i % kLanes of the twin's vectorised backward; the lanes are then
+// summed in order (as warp.cu's block_sum sums warps in order), so the sums do not depend on the
+// vector width the compiler chose.
+constexpr int kLanes = 8;
+static_assert(kBlock % kLanes == 0, "a block's arrays hold whole groups of lanes");
+
+// What the geometry's backward of one block needs and accumulates: the sample-position gradients of
+// each source (g_iu, g_iv: S x kBlock) and the lane sums of the pose (S x 16 x kLanes) and
+// intrinsics (4 x kLanes) gradients.
+template <typename F>
+struct BlockGrads {
+  explicit BlockGrads(int64_t S)
+      : g_iu(static_cast<size_t>(S) * kBlock), g_iv(g_iu.size()), pose_lanes(static_cast<size_t>(S) * kPosePartials * kLanes) {}
+  std::vector<F> g_iu, g_iv, pose_lanes;
+  F k_lanes[kIntrinsicsPartials][kLanes];
+
+  void clear() {
+    std::fill(pose_lanes.begin(), pose_lanes.end(), F(0));
+    std::fill(&k_lanes[0][0], &k_lanes[0][0] + kIntrinsicsPartials * kLanes, F(0));
+  }
+  F pose_sum(int64_t s, int q) const { return lane_sum(pose_lanes.data() + (s * kPosePartials + q) * kLanes); }
+  F k_sum(int q) const { return lane_sum(k_lanes[q]); }
+  static F lane_sum(const F* lanes) {
+    F total = F(0);
+    for (int l = 0; l < kLanes; ++l) total += lanes[l];
+    return total;
+  }
+};
+
+// The geometry's backward over the n <= kBlock pixels of a block, kLanes pixels at a time in
+// vectorised loops: geometry_backward of every kept pixel and source from grads.g_iu, g_iv into
+// the lane sums, then ray_backward of every pixel into grad_depth (when not null; n entries).
+// Lanes past n read stale entries of the block's arrays and are masked.
+template <typename F, bool kNormalize>
+void block_geometry_backward(const PixelSpan<F>& pixels, const SpanGeometry<F>* spans, int64_t S, int64_t n,
+                             const F* K_b, const F* poses_b, F* grad_depth, BlockGrads<F>& grads) {
+  const Intrinsics<F> k = load_intrinsics(K_b);
+  for (int64_t i0 = 0; i0 < n; i0 += kLanes) {
+    F in_block[kLanes];  // 1 for the lanes of pixels < n (a float: 64-bit compares keep the loops scalar)
+    for (int64_t l = 0; l < kLanes; ++l) in_block[l] = i0 + l < n ? F(1) : F(0);
+    F gP[3][kLanes] = {};
+    for (int64_t s = 0; s < S; ++s) {
+      const SpanGeometry<F>& span = spans[s];
+      const F* T = poses_b + s * 16;
+      const F* g_iu = grads.g_iu.data() + s * kBlock;
+      const F* g_iv = grads.g_iv.data() + s * kBlock;
+      F* pose_lanes = grads.pose_lanes.data() + s * kPosePartials * kLanes;
+#pragma GCC ivdep
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const int64_t i = i0 + l;
+        const bool live = (in_block[l] != F(0)) & span.keep(i);
+        F gT[kPosePartials] = {}, gK[kIntrinsicsPartials] = {}, gPi[3] = {};
+        geometry_backward(span.geometry(i, pixels.pixel(i, k)), g_iu[i], g_iv[i], k, T, gT, gK, gPi);
+#pragma GCC unroll 16
+        for (int q = 0; q < kPosePartials; ++q) pose_lanes[q * kLanes + l] += keep_if(live, gT[q]);
+#pragma GCC unroll 4
+        for (int q = 0; q < kIntrinsicsPartials; ++q) grads.k_lanes[q][l] += keep_if(live, gK[q]);
+#pragma GCC unroll 3
+        for (int q = 0; q < 3; ++q) gP[q][l] += keep_if(live, gPi[q]);
+      }
+    }
+    F gd[kLanes];
+#pragma GCC ivdep
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const Pixel<F> p = pixels.pixel(i0 + l, k);
+      const F gPi[3] = {gP[0][l], gP[1][l], gP[2][l]};
+      F gK[kIntrinsicsPartials] = {};
+      gd[l] = ray_backward(p.d, p.ray, k, gPi, kNormalize, gK);
+#pragma GCC unroll 4
+      for (int q = 0; q < kIntrinsicsPartials; ++q) grads.k_lanes[q][l] += keep_if(in_block[l] != F(0), gK[q]);
+    }
+    if (grad_depth != nullptr) std::copy(gd, gd + std::min<int64_t>(kLanes, n - i0), grad_depth + i0);
   }
 }
 

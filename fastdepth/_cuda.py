@@ -11,6 +11,7 @@ the CUDA kernels when PyTorch is a CUDA build, nvcc is found and a GPU is visibl
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import threading
 from pathlib import Path
@@ -61,6 +62,13 @@ def cuda_build_reason() -> str | None:
     return None
 
 
+def cpu_level() -> str:
+    """The x86-64 level the CPU twins are compiled for: ``"x86-64-v3"`` (AVX2) where PyTorch's own CPU
+    kernels run at AVX2 or above on an x86-64 machine, else ``""`` (the compiler's baseline)."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return "x86-64-v3" if x86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else ""
+
+
 def build_reason() -> str | None:
     """None if the extension (at least its CPU twin) can be built here, else what is missing."""
     if shutil.which(_compiler()) is None:
@@ -96,9 +104,15 @@ def load() -> None:
         # compute a division or sqrt unconditionally, which the CPU twins' row loops need to vectorise
         flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
         flags += ["-DFASTDEPTH_WITH_CUDA"] if with_cuda else []
+        # twice the baseline's vector width where the CPU has it, without fused multiply-adds: the
+        # same operations at every level. The level is in the name, so that a build cache shared
+        # by different machines keeps one build per level.
+        level = cpu_level()
+        flags += [f"-march={level}", "-ffp-contract=off"] if level else []
+        name = "fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu"
         try:
             cpp_extension.load(
-                name="fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu",
+                name=f"{name}_{level.replace('-', '_')}" if level else name,
                 sources=sources,
                 extra_cflags=flags,
                 extra_cuda_cflags=["-O3", "-DFASTDEPTH_WITH_CUDA"],
