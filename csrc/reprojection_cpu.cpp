@@ -20,20 +20,21 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
                               const warp::Options& opt, F alpha) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const int64_t CHW = sh.C * HW;
+  using Span = warp::SpanGeometry<F>;
   std::vector<F> warped(static_cast<size_t>(sh.S * CHW));
   for (int64_t b = 0; b < sh.B; ++b) {
 #pragma omp parallel
     {
-      warp::SpanGeometry<F> span(sh.W, false);
+      Span span(sh.W, false);
 #pragma omp for schedule(static)
       for (int row = 0; row < sh.H; ++row) {
         const int64_t pix0 = static_cast<int64_t>(row) * sh.W;
         for (int64_t s = 0; s < sh.S; ++s) {
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
-          for (int col = 0; col < sh.W; ++col) {  // into the scratch, indexed by s as the sources of b are
-            warp::forward_at(sources + b * sh.S * CHW, warped.data(), nullptr, span.keep(col), false,
-                             span.at(warp::SpanGeometry<F>::kIu, col), span.at(warp::SpanGeometry<F>::kIv, col), s,
-                             pix0 + col, sh);
+          for (int64_t c = 0; c < sh.C; ++c) {  // into the scratch, indexed by s as the sources of b are
+            const int64_t plane = (s * sh.C + c) * HW;
+            warp::sample_segment(sources + b * sh.S * CHW + plane, span.field(Span::kIu), span.field(Span::kIv),
+                                 span.field(Span::kKeep), sh.W, sh.W, sh.H, warped.data() + plane + pix0);
           }
         }
       }

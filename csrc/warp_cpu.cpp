@@ -1,9 +1,9 @@
 // The CPU twin of the warp's CUDA kernels: the same per-pixel math (warp.cuh) driven by host loops,
 // parallel with OpenMP. Structured like warp.cu (the backward's per-block partial sums over the same
-// blocks of pixels), except that the geometry of a row or block is computed first, vectorised
-// (warp_rows.h), and then sampled pixel by pixel; that the backward's geometry runs vectorised
-// after the samples, its block sums added in lanes (warp_rows.h: kLanes); and that the image
-// gradient goes to per-thread buffers, not atomics (cpu_threads.h). No torch.
+// blocks of pixels), except that the work of a row or block runs in vectorised loops (warp_rows.h)
+// one stage at a time (geometry, samples, the backward's geometry, whose block sums are added in
+// lanes: warp_rows.h's kLanes), and that the image gradient, a scatter, goes pixel by pixel to
+// per-thread buffers, not atomics (cpu_threads.h). No torch.
 #include <algorithm>
 #include <vector>
 
@@ -16,6 +16,7 @@ template <typename F>
 void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K, F* out, int8_t* mask,
                       const warp::Shape& sh, const warp::Options& opt) {
   using Span = warp::SpanGeometry<F>;
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
 #pragma omp parallel
   {
     Span span(sh.W, false);
@@ -26,9 +27,16 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
         for (int64_t s = 0; s < sh.S; ++s) {
           const int64_t bs = b * sh.S + s;
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + bs * 16, sh, opt, span, false);
-          for (int col = 0; col < sh.W; ++col) {
-            warp::forward_at(image, out, mask, span.keep(col), span.at(Span::kInside, col) != F(0),
-                             span.at(Span::kIu, col), span.at(Span::kIv, col), bs, pix0 + col, sh);
+          const F* keep = span.field(Span::kKeep);
+          for (int64_t c = 0; c < sh.C; ++c) {
+            const int64_t plane = (bs * sh.C + c) * HW;
+            warp::sample_segment(image + plane, span.field(Span::kIu), span.field(Span::kIv), keep, sh.W, sh.W, sh.H,
+                                 out + plane + pix0);
+          }
+          if (mask != nullptr) {
+            const F* inside = span.field(Span::kInside);
+            int8_t* m = mask + bs * HW + pix0;
+            for (int col = 0; col < sh.W; ++col) m[col] = static_cast<int8_t>((keep[col] != F(0)) & (inside[col] != F(0)));
           }
         }
       }
@@ -84,18 +92,31 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
           for (int64_t s = 0; s < sh.S; ++s) {
             warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], need_geometry);
           }
-          for (int64_t i = 0; i < n; ++i) {
-            for (int64_t s = 0; s < sh.S; ++s) {
-              F g_iu = F(0), g_iv = F(0);
-              if (spans[s].keep(i)) {
-                warp::sample_backward_at(grad_out, image, need_image, spans[s].at(Span::kIu, i),
-                                         spans[s].at(Span::kIv, i), b * sh.S + s, pix0 + i, sh, need_geometry, &g_iu,
-                                         &g_iv, scatter);
+          if (need_image) {
+            for (int64_t i = 0; i < n; ++i) {
+              for (int64_t s = 0; s < sh.S; ++s) {
+                if (!spans[s].keep(i)) continue;
+                warp::sample_backward_at(grad_out, image, true, spans[s].at(Span::kIu, i), spans[s].at(Span::kIv, i),
+                                         b * sh.S + s, pix0 + i, sh, false, static_cast<F*>(nullptr),
+                                         static_cast<F*>(nullptr), scatter);
               }
-              grads.g_iu[s * warp::kBlock + i] = g_iu, grads.g_iv[s * warp::kBlock + i] = g_iv;
             }
           }
           if (!need_geometry) continue;
+          for (int64_t s = 0; s < sh.S; ++s) {  // sample_backward_at's position gradients, vectorised
+            const int64_t bs = b * sh.S + s;
+            const Span& span = spans[s];
+            F* g_iu = grads.g_iu.data() + s * warp::kBlock;
+            F* g_iv = grads.g_iv.data() + s * warp::kBlock;
+            std::fill(g_iu, g_iu + n, F(0));
+            std::fill(g_iv, g_iv + n, F(0));
+            for (int64_t c = 0; c < sh.C; ++c) {
+              const int64_t plane = (bs * sh.C + c) * HW;
+              warp::position_grads_segment(image + plane, grad_out + plane + pix0, span.field(Span::kIu),
+                                           span.field(Span::kIv), span.field(Span::kKeep), n, sh.W, sh.H, g_iu,
+                                           g_iv);
+            }
+          }
           warp::span_pixels(depth, K, b, pix0, n, sh, opt, pixels);
           grads.clear();
           const auto geometry_backward = opt.normalize ? warp::block_geometry_backward<F, true>

@@ -1,13 +1,13 @@
-// The warp's geometry for the CPU twins (warp_cpu.cpp, reprojection_cpu.cpp), a row segment at a
-// time in loops the compiler vectorises. A GPU thread projects its own pixel (warp.cuh); a CPU core
-// projecting one pixel at a time spends most of the warp in that chain of dependent divisions and
-// compares. Here make_pixel_at and compute_geometry (the same functions) run over a whole segment
-// of pixels, and what the sampling (and the backward) needs is kept per pixel, structure of arrays;
-// the samples, which gather, then follow pixel by pixel. The backward's geometry (geometry_backward,
-// ray_backward) runs the same way after the samples, over a block of pixels. Needs
-// -fno-trapping-math: otherwise GCC keeps the divisions behind branches and the loop scalar. (The
-// samples were tried as vectorised gathers too: slower than the scalar loads on the Xeon measured.)
-// No torch.
+// The warp for the CPU twins (warp_cpu.cpp, reprojection_cpu.cpp), a row segment at a time in loops
+// the compiler vectorises. A GPU thread projects and samples its own pixel (warp.cuh); a CPU core
+// doing one pixel at a time spends most of the warp in that chain of dependent divisions and
+// compares, and in the branches of the taps. Here make_pixel_at and compute_geometry (the same
+// functions) run over a whole segment of pixels, and what the sampling (and the backward) needs is
+// kept per pixel, structure of arrays; the samples and their position gradients then run over the
+// segment too, as gathers; the backward's geometry (geometry_backward, ray_backward) over a block
+// of pixels. The same operations as warp.cuh's in the same order: the results are those of the
+// per-pixel functions, bit for bit (the block sums aside: see kLanes). Needs -fno-trapping-math:
+// otherwise GCC keeps the divisions behind branches and the loops scalar. No torch.
 #pragma once
 
 #include <algorithm>
@@ -29,6 +29,7 @@ struct SpanGeometry {
   std::vector<F> data;
 
   F at(Field q, int64_t i) const { return data[q * n + i]; }
+  const F* field(Field q) const { return data.data() + q * n; }
   // keep: depth and projection finite (else the warp gives 0)
   bool keep(int64_t i) const { return at(kKeep, i) != F(0); }
 
@@ -70,6 +71,81 @@ void segment_geometry(const F* depth_b, const F* k, const F* T, int row, int col
       px[i] = g.px, py[i] = g.py, pz[i] = g.pz;
       z_ok[i] = g.z_ok ? F(1) : F(0), w_ok[i] = g.w_ok ? F(1) : F(0);
     }
+  }
+}
+
+// bilinear_taps for loops that gather: each corner's offset in 32 bits (H * W < 2**31), 0 where the
+// corner is outside the plane (its value is then masked, see corners). The offsets are masked with
+// ands, not selects: a select of offsets becomes one of addresses, and the loads around would not
+// vectorise as gathers.
+template <typename F>
+struct GatherTaps {
+  F fu, fv;
+  int32_t i00, i01, i10, i11;
+  bool b00, b01, b10, b11;
+};
+
+template <typename F>
+inline GatherTaps<F> gather_taps(F iu, F iv, int W, int H) {
+  GatherTaps<F> t;
+  const F u0f = fd_floor_small(iu), v0f = fd_floor_small(iv);
+  t.fu = iu - u0f, t.fv = iv - v0f;
+  const int u0 = static_cast<int>(u0f), v0 = static_cast<int>(v0f);
+  const bool mu0 = (u0 >= 0) & (u0 < W), mu1 = (u0 + 1 >= 0) & (u0 + 1 < W);
+  const bool mv0 = (v0 >= 0) & (v0 < H), mv1 = (v0 + 1 >= 0) & (v0 + 1 < H);
+  t.b00 = mu0 & mv0, t.b01 = mu1 & mv0, t.b10 = mu0 & mv1, t.b11 = mu1 & mv1;
+  const uint32_t w = static_cast<uint32_t>(W);
+  const uint32_t o = static_cast<uint32_t>(v0) * w + static_cast<uint32_t>(u0);  // wraps outside the plane
+  t.i00 = static_cast<int32_t>(o) & -int32_t(t.b00);
+  t.i01 = static_cast<int32_t>(o + 1u) & -int32_t(t.b01);
+  t.i10 = static_cast<int32_t>(o + w) & -int32_t(t.b10);
+  t.i11 = static_cast<int32_t>(o + w + 1u) & -int32_t(t.b11);
+  return t;
+}
+
+// The four corner values of plane at taps t, 0 outside the plane.
+template <typename F>
+struct Corners {
+  F v00, v01, v10, v11;
+};
+
+template <typename F>
+inline Corners<F> corners(const F* __restrict__ plane, const GatherTaps<F>& t) {
+  return {keep_if(t.b00, plane[t.i00]), keep_if(t.b01, plane[t.i01]), keep_if(t.b10, plane[t.i10]),
+          keep_if(t.b11, plane[t.i11])};
+}
+
+// out[i] = keep[i] ? the bilinear sample of plane at (iu[i], iv[i]) : 0, for i in [0, n): sample(),
+// its additions in its order, vectorised (the taps are recomputed for every plane: cheaper than
+// storing them). Not inlined: GCC honours the restrict arguments only of a function called as one,
+// and without them the gathers are not vectorised (the stores might alias them).
+template <typename F>
+__attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const F* __restrict__ iu, const F* __restrict__ iv,
+                    const F* __restrict__ keep, int64_t n, int W, int H, F* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
+    const Corners<F> v = corners(plane, t);
+    F val = F(0);
+    val += (F(1) - t.fu) * (F(1) - t.fv) * v.v00;
+    val += t.fu * (F(1) - t.fv) * v.v01;
+    val += (F(1) - t.fu) * t.fv * v.v10;
+    val += t.fu * t.fv * v.v11;
+    out[i] = keep_if(keep[i] != F(0), val);
+  }
+}
+
+// g_iu[i], g_iv[i] += go[i] times d sample / d (iu, iv) of plane at (iu[i], iv[i]) where keep[i], for
+// i in [0, n): sample_position_grad, vectorised (not inlined, as sample_segment).
+template <typename F>
+__attribute__((noinline)) void position_grads_segment(const F* __restrict__ plane, const F* __restrict__ go, const F* __restrict__ iu,
+                            const F* __restrict__ iv, const F* __restrict__ keep, int64_t n, int W, int H,
+                            F* __restrict__ g_iu, F* __restrict__ g_iv) {
+  for (int64_t i = 0; i < n; ++i) {
+    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
+    const Corners<F> v = corners(plane, t);
+    const bool on = keep[i] != F(0);
+    g_iu[i] += keep_if(on, go[i] * ((v.v01 - v.v00) * (F(1) - t.fv) + (v.v11 - v.v10) * t.fv));
+    g_iv[i] += keep_if(on, go[i] * ((v.v10 - v.v00) * (F(1) - t.fu) + (v.v11 - v.v01) * t.fu));
   }
 }
 
