@@ -36,7 +36,9 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
           if (mask != nullptr) {
             const F* inside = span.field(Span::kInside);
             int8_t* m = mask + bs * HW + pix0;
-            for (int col = 0; col < sh.W; ++col) m[col] = static_cast<int8_t>((keep[col] != F(0)) & (inside[col] != F(0)));
+            for (int col = 0; col < sh.W; ++col) {
+              m[col] = static_cast<int8_t>((keep[col] != F(0)) & (inside[col] != F(0)));
+            }
           }
         }
       }

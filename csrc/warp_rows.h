@@ -120,8 +120,9 @@ inline Corners<F> corners(const F* __restrict__ plane, const GatherTaps<F>& t) {
 // storing them). Not inlined: GCC honours the restrict arguments only of a function called as one,
 // and without them the gathers are not vectorised (the stores might alias them).
 template <typename F>
-__attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const F* __restrict__ iu, const F* __restrict__ iv,
-                    const F* __restrict__ keep, int64_t n, int W, int H, F* __restrict__ out) {
+__attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const F* __restrict__ iu,
+                                              const F* __restrict__ iv, const F* __restrict__ keep, int64_t n, int W,
+                                              int H, F* __restrict__ out) {
   for (int64_t i = 0; i < n; ++i) {
     const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
     const Corners<F> v = corners(plane, t);
@@ -137,9 +138,10 @@ __attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const
 // g_iu[i], g_iv[i] += go[i] times d sample / d (iu, iv) of plane at (iu[i], iv[i]) where keep[i], for
 // i in [0, n): sample_position_grad, vectorised (not inlined, as sample_segment).
 template <typename F>
-__attribute__((noinline)) void position_grads_segment(const F* __restrict__ plane, const F* __restrict__ go, const F* __restrict__ iu,
-                            const F* __restrict__ iv, const F* __restrict__ keep, int64_t n, int W, int H,
-                            F* __restrict__ g_iu, F* __restrict__ g_iv) {
+__attribute__((noinline)) void position_grads_segment(const F* __restrict__ plane, const F* __restrict__ go,
+                                                      const F* __restrict__ iu, const F* __restrict__ iv,
+                                                      const F* __restrict__ keep, int64_t n, int W, int H,
+                                                      F* __restrict__ g_iu, F* __restrict__ g_iv) {
   for (int64_t i = 0; i < n; ++i) {
     const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
     const Corners<F> v = corners(plane, t);
@@ -176,7 +178,9 @@ void span_geometry(const F* depth, const F* K, int64_t b, int64_t pix0, int64_t 
   constexpr int kFields = SpanGeometry<F>::kFields;
   for_row_segments(pix0, n, sh.W, [&](int row, int col, int len, int64_t at) {
     F* f[kFields];  // field q of entry at (a forward span holds only the first kX fields)
-    for (int q = 0; q < kFields; ++q) f[q] = full || q < SpanGeometry<F>::kX ? span.data.data() + q * span.n + at : nullptr;
+    for (int q = 0; q < kFields; ++q) {
+      f[q] = full || q < SpanGeometry<F>::kX ? span.data.data() + q * span.n + at : nullptr;
+    }
     segment(depth + b * sh.H * sh.W, K + b * 9, pose_bs, row, col, len, sh, opt, f[0], f[1], f[2], f[3], f[4], f[5],
             f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14]);
   });
@@ -235,7 +239,9 @@ static_assert(kBlock % kLanes == 0, "a block's arrays hold whole groups of lanes
 template <typename F>
 struct BlockGrads {
   explicit BlockGrads(int64_t S)
-      : g_iu(static_cast<size_t>(S) * kBlock), g_iv(g_iu.size()), pose_lanes(static_cast<size_t>(S) * kPosePartials * kLanes) {}
+      : g_iu(static_cast<size_t>(S) * kBlock),
+        g_iv(g_iu.size()),
+        pose_lanes(static_cast<size_t>(S) * kPosePartials * kLanes) {}
   std::vector<F> g_iu, g_iv, pose_lanes;
   F k_lanes[kIntrinsicsPartials][kLanes];
 

@@ -91,3 +91,20 @@ def test_warp_image_gradient_over_batch_passes(seed):
     assert both.abs().sum() > 0
     # the fixed-point scatter over the same passes: its own rounding only
     assert_close(image_gradient(slice(0, 2), deterministic=True), both, abs_tol=1e-5, name="fixed point")
+
+
+@pytest.mark.parametrize(
+    ("machine", "capability", "level"),
+    [
+        ("x86_64", "AVX2", "x86-64-v3"),
+        ("AMD64", "AVX512", "x86-64-v3"),
+        ("x86_64", "DEFAULT", ""),
+        ("aarch64", "SVE256", ""),
+    ],
+)
+def test_twin_is_built_for_the_cpu_level_pytorch_reports(monkeypatch, machine, capability, level):
+    from fastdepth import _cuda
+
+    monkeypatch.setattr(_cuda.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert _cuda.cpu_level() == level
