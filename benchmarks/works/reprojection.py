@@ -1,6 +1,8 @@
 """The fused objective's benchmark work: the same training-step objective as ``objective`` (2
 sources, 4 scales, auto-masking; gradients to the disparities and poses), with fastdepth's
-``reprojection_loss`` at every scale and the identity maps computed once, beside the same peers."""
+``reprojection_loss`` at every scale and the identity maps computed once, beside the same peers
+and, as the variant ``<backend>-composed``, the composed fused ops of the same backend (the
+``objective`` work's), so that fused and composed are timed in turns in one case."""
 
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ def fused_objective(target, sources, disps, poses, K, backend: str):
 
 
 def make(name: str, x: dict, mode: str):
-    if name in objective.WORK.peers:
-        return objective.make(name, x, mode)
+    backend, _, variant = name.partition("-")
+    if name in objective.WORK.peers or variant == "composed":
+        return objective.make(backend, x, mode)
     args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
-    return run_mode(mode, lambda: fused_objective(*args, name), [*x["disps"], x["poses"]])
+    return run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
 
 
-WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make)
+WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make, variants=("composed",))
