@@ -188,6 +188,16 @@ FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const in
   *g_x = pixel_grads(sum, load_as<F>(x + off), load_as<F>(y + off), g_here, l1_c, g_y);
 }
 
+// The candidates [first, last) whose gradients the backward computes: a candidate's gradient matters
+// only for its own input's gradient and the target's (identity candidates are 0 .. S_id - 1).
+struct CandidateRange {
+  int64_t first, last;
+};
+
+FD_HD CandidateRange needed_candidates(const Shape& sh, bool need_target, bool need_identity, bool need_warped) {
+  return {need_target || need_identity ? 0 : sh.S_id, need_target || need_warped ? sh.S_id + sh.S_w : sh.S_id};
+}
+
 // Backward of one pixel: every channel of every candidate, and the target. A null gradient
 // pointer means that gradient is not needed.
 template <typename F, typename Img, typename GImg>
@@ -200,10 +210,12 @@ FD_HD void backward_pixel(const Img* grad, const int64_t* index, const Img* targ
   const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
+  const CandidateRange ks =
+      needed_candidates(sh, grad_target != nullptr, grad_identity != nullptr, grad_warped != nullptr);
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t y_plane = (b * sh.C + c) * HW;
     F g_target = F(0);
-    for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
+    for (int64_t k = ks.first; k < ks.last; ++k) {
       const bool is_identity = k < sh.S_id;
       const int64_t plane = is_identity ? ((b * sh.S_id + k) * sh.C + c) * HW : ((b * sh.S_w + k - sh.S_id) * sh.C + c) * HW;
       const Img* x = (is_identity ? identity : warped) + plane;

@@ -46,14 +46,19 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
                               const F* warped, F* grad_target, F* grad_identity, F* grad_warped,
                               const photometric::Shape& sh, F alpha) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-  const int64_t K = sh.S_id + sh.S_w;
+  const photometric::CandidateRange ks = photometric::needed_candidates(
+      sh, grad_target != nullptr, grad_identity != nullptr, grad_warped != nullptr);
+  const int64_t K = ks.last - ks.first;  // candidates ks.first + 0 .. K - 1
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
   // four planes (d/d E[x], E[y], E[x²], E[xy]) per candidate plane, every element written in pass 1
   std::unique_ptr<F[]> stats(new F[K * sh.C * 4 * HW]);
-  const auto stat_plane = [&](int64_t k, int64_t c, int q) { return stats.get() + ((k * sh.C + c) * 4 + q) * HW; };
+  const auto stat_plane = [&](int64_t k, int64_t c, int q) {
+    return stats.get() + (((k - ks.first) * sh.C + c) * 4 + q) * HW;
+  };
   // the upstream gradient where candidate k won, else 0 (K planes): shared by every channel
   std::unique_ptr<F[]> won(new F[K * HW]);
+  const auto won_plane = [&](int64_t k) { return won.get() + (k - ks.first) * HW; };
   for (int64_t b = 0; b < sh.B; ++b) {
     const F* g_map = grad + b * HW;
     const int64_t* i_map = index != nullptr ? index + b * HW : nullptr;
@@ -66,20 +71,20 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
       photometric::RowScratch<F> scratch(sh.W);
       std::vector<F> g_target(sh.W), g_unused(sh.W);
 #pragma omp for collapse(2) schedule(static)
-      for (int64_t k = 0; k < K; ++k) {
+      for (int64_t k = ks.first; k < ks.last; ++k) {
         for (int row = 0; row < sh.H; ++row) {
           const int64_t off = static_cast<int64_t>(row) * sh.W;
           photometric::where_won_row(g_map + off, i_map != nullptr ? i_map + off : nullptr, k, sh.W,
-                                     won.get() + k * HW + off);
+                                     won_plane(k) + off);
         }
       }
 #pragma omp for collapse(3) schedule(static)
-      for (int64_t k = 0; k < K; ++k) {
+      for (int64_t k = ks.first; k < ks.last; ++k) {
         for (int64_t c = 0; c < sh.C; ++c) {
           for (int row = 0; row < sh.H; ++row) {
             const int64_t off = static_cast<int64_t>(row) * sh.W;
             photometric::stat_grads_row(source(k) + plane(k, c), target + (b * sh.C + c) * HW, row, sh.H, sh.W,
-                                        won.get() + k * HW + off, alpha_c, scratch, stat_plane(k, c, 0) + off,
+                                        won_plane(k) + off, alpha_c, scratch, stat_plane(k, c, 0) + off,
                                         stat_plane(k, c, 1) + off, stat_plane(k, c, 2) + off,
                                         stat_plane(k, c, 3) + off);
           }
@@ -90,14 +95,14 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
         for (int row = 0; row < sh.H; ++row) {
           const int64_t off = static_cast<int64_t>(row) * sh.W;
           std::fill(g_target.begin(), g_target.end(), F(0));
-          for (int64_t k = 0; k < K; ++k) {
+          for (int64_t k = ks.first; k < ks.last; ++k) {
             const F* const planes[4] = {stat_plane(k, c, 0), stat_plane(k, c, 1), stat_plane(k, c, 2),
                                         stat_plane(k, c, 3)};
             photometric::adjoint_box_row(planes, row, sh.H, sh.W, scratch);
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
             photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3),
                                          source(k) + plane(k, c) + off, target + (b * sh.C + c) * HW + off,
-                                         won.get() + k * HW + off, l1_c, sh.W,
+                                         won_plane(k) + off, l1_c, sh.W,
                                          g_out != nullptr ? g_out + plane(k, c) + off : g_unused.data(),
                                          g_target.data());
           }

@@ -243,10 +243,14 @@ def photometric_bwd_kernel(
     i_map = index_ptr + b * HW
     alpha_c = alpha / C
     g_here = tl.load(g_map + off).to(tl.float32)
+    # needed_candidates (photometric.cuh): a candidate's gradient matters only for its own input's
+    # gradient and the target's
+    first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
+    last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
     for c in range(C):
         y_ptr = target_ptr + (b * C + c) * HW
         g_target = tl.zeros([BH, BW], tl.float32)
-        for k in range(S_ID + S_W):
+        for k in range(first, last):
             is_identity = k < S_ID
             if is_identity:
                 x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW

@@ -118,6 +118,26 @@ def test_min_reprojection_matches_reference(backend, device, with_identity, seed
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("needs", ["warped", "identity", "target", "target+identity"])
+def test_min_reprojection_gradient_of_some_inputs(backend, device, needs, seed):
+    # the backward skips the candidates whose gradient no requested input needs (the identity
+    # candidates of a training step, where only the warped sources need one)
+    target, warped, identity = candidate_set(seed, device)
+    names = ("target", "warped", "identity")
+    ours_in = [t.clone().requires_grad_(name in needs.split("+")) for name, t in zip(names, (target, warped, identity))]
+    ref_in = [t.detach().double().requires_grad_(t.requires_grad) for t in ours_in]
+    loss, _, _ = fastdepth.min_reprojection_loss(*ours_in, backend=backend)
+    ref_loss, _, _ = fastdepth.min_reprojection_loss(*ref_in, backend="torch")
+    g = torch.rand(loss.shape, dtype=torch.float64, device=device)
+    wanted = [t for t in ours_in if t.requires_grad]
+    tol = tolerance("photometric", torch.float32, backend, device)
+    ours = torch.autograd.grad(loss, wanted, g.to(loss.dtype))
+    ref = torch.autograd.grad(ref_loss, [t for t in ref_in if t.requires_grad], g)
+    for a, b in zip(ours, ref, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, name="gradient")
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 def test_min_reprojection_ties_and_gradient_routing(backend, device, seed):
     target, warped, _ = candidate_set(seed, device)
     identity = warped.flip(1).clone()  # every warped source ties with an identity source
