@@ -51,6 +51,61 @@ inline __attribute__((always_inline)) void scatter_fast(F* to, const warp::Taps<
   q[W + 1] += t.fu * t.fv * go;
 }
 
+// One source plane (sampled through views) against a row of target values t: added to acc (l1,
+// dot) or to the views' sum and sum of squares (variance). Templated on the reduction.
+template <typename F, int kReduction>
+void forward_row(const F* t, const F* plane, const View<F>* views, int W, F* acc, F* sum, F* sum_sq) {
+  for (int col = 0; col < W; ++col) {
+    const F x = sample_fast(plane, views[col].t, W);
+    if constexpr (kReduction == cost_volume::kL1) {
+      acc[col] += fd_abs(t[col] - x);
+    } else if constexpr (kReduction == cost_volume::kDot) {
+      acc[col] += t[col] * x;
+    } else {
+      sum[col] += x, sum_sq[col] += x * x;
+    }
+  }
+}
+
+// The backward of one source plane (at offset plane, sampled through views) along a row of target
+// values t: the sample gradients scattered into my_s and, where add_target, the target's added to
+// my_t_row (kFeatures); the position gradients added to g_iu, g_iv (kGeometry). Templated on what
+// the loop would otherwise test at every pixel.
+template <typename F, int kReduction, bool kFeatures, bool kGeometry>
+void backward_row(const F* t, const F* fs, int64_t plane, const View<F>* views, const F* go, const F* mean, int W,
+                  bool add_target, F* my_t_row, F* my_s, F* g_iu, F* g_iv) {
+  auto scatter_s = [=](int64_t at, F value) { my_s[at] += value; };
+  for (int col = 0; col < W; ++col) {
+    const View<F>& w = views[col];
+    const F x = sample_fast(fs + plane, w.t, W);
+    F gx, gt;
+    cost_volume::reduction_grads(kReduction, go[col], t[col], x, mean[col], &gx, &gt);
+    if constexpr (kFeatures) {
+      if (add_target) my_t_row[col] += gt;
+      scatter_fast(my_s, w.t, plane, W, gx, scatter_s);
+    }
+    if constexpr (kGeometry) warp::sample_position_grad(fs + plane, w.t, W, gx, &g_iu[col], &g_iv[col]);
+  }
+}
+
+template <typename F>
+using BackwardRow = decltype(&backward_row<F, 0, false, false>);
+
+template <typename F, int kReduction>
+BackwardRow<F> backward_row_for(bool features, bool geometry) {
+  static constexpr BackwardRow<F> kRows[4] = {
+      backward_row<F, kReduction, false, false>, backward_row<F, kReduction, false, true>,
+      backward_row<F, kReduction, true, false>, backward_row<F, kReduction, true, true>};
+  return kRows[2 * features + geometry];
+}
+
+template <typename F>
+BackwardRow<F> backward_row_for(int reduction, bool features, bool geometry) {
+  if (reduction == cost_volume::kL1) return backward_row_for<F, cost_volume::kL1>(features, geometry);
+  if (reduction == cost_volume::kDot) return backward_row_for<F, cost_volume::kDot>(features, geometry);
+  return backward_row_for<F, cost_volume::kVariance>(features, geometry);
+}
+
 }  // namespace
 
 template <typename F>
@@ -60,6 +115,9 @@ void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, Cg = sh.C / sh.G;
 #pragma omp parallel
   {
+    const auto row_forward = o.reduction == kL1    ? forward_row<F, kL1>
+                             : o.reduction == kDot ? forward_row<F, kDot>
+                                                   : forward_row<F, kVariance>;
     std::vector<View<F>> views(sh.S * sh.W);
     std::vector<F> acc(sh.W), sum(sh.W), sum_sq(sh.W);
 #pragma omp for collapse(3) schedule(static)
@@ -75,17 +133,8 @@ void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F
               std::fill(sum.begin(), sum.end(), F(0));
               std::fill(sum_sq.begin(), sum_sq.end(), F(0));
               for (int64_t s = 0; s < sh.S; ++s) {
-                const F* plane = fs + source_plane(b, s, c, sh);
-                for (int col = 0; col < sh.W; ++col) {
-                  const F x = sample_fast(plane, views[s * sh.W + col].t, sh.W);
-                  if (o.reduction == kL1) {
-                    acc[col] += fd_abs(t[col] - x);
-                  } else if (o.reduction == kDot) {
-                    acc[col] += t[col] * x;
-                  } else {
-                    sum[col] += x, sum_sq[col] += x * x;
-                  }
-                }
+                row_forward(t, fs + source_plane(b, s, c, sh), views.data() + s * sh.W, sh.W, acc.data(), sum.data(),
+                            sum_sq.data());
               }
               if (o.reduction == kVariance) {
                 const F n = F(sh.S + 1);
@@ -96,7 +145,9 @@ void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F
               }
             }
             F* o_row = out + ((b * sh.G + g) * sh.D + d) * HW + first;
-            for (int col = 0; col < sh.W; ++col) o_row[col] = o.reduction == kVariance ? acc[col] : acc[col] / F(Cg * sh.S);
+            for (int col = 0; col < sh.W; ++col) {
+              o_row[col] = o.reduction == kVariance ? acc[col] : acc[col] / F(Cg * sh.S);
+            }
           }
         }
       }
@@ -117,7 +168,7 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
   {
     F* my_t = need_features ? part_t.data() + thread_id() * n_t : nullptr;
     F* my_s = need_features ? part_s.data() + thread_id() * n_s : nullptr;
-    auto scatter_s = [=](int64_t at, F value) { my_s[at] += value; };
+    const BackwardRow<F> row_backward = backward_row_for<F>(o.reduction, need_features, need_geometry);
     std::vector<View<F>> views(sh.S * sh.W);
     std::vector<F> g_iu(sh.S * sh.W), g_iv(sh.S * sh.W), mean(sh.W), go(sh.W);
 #pragma omp for collapse(3) schedule(static)
@@ -142,21 +193,11 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                 for (int col = 0; col < sh.W; ++col) mean[col] /= F(sh.S + 1);
               }
               for (int64_t s = 0; s < sh.S; ++s) {
-                const int64_t plane = source_plane(b, s, c, sh);
-                for (int col = 0; col < sh.W; ++col) {
-                  const View<F>& w = views[s * sh.W + col];
-                  const F x = sample_fast(fs + plane, w.t, sh.W);
-                  F gx, gt;
-                  reduction_grads(o.reduction, go[col], t[col], x, mean[col], &gx, &gt);
-                  if (need_features) {
-                    // the variance's target term belongs to no source: it is added once, with the first
-                    if (o.reduction != kVariance || s == 0) my_t[target_plane(b, c, sh) + first + col] += gt;
-                    scatter_fast(my_s, w.t, plane, sh.W, gx, scatter_s);
-                  }
-                  if (need_geometry) {
-                    warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu[s * sh.W + col], &g_iv[s * sh.W + col]);
-                  }
-                }
+                // the variance's target term belongs to no source: it is added once, with the first
+                row_backward(t, fs, source_plane(b, s, c, sh), views.data() + s * sh.W, go.data(), mean.data(),
+                             sh.W, o.reduction != kVariance || s == 0,
+                             need_features ? my_t + target_plane(b, c, sh) + first : nullptr, my_s,
+                             g_iu.data() + s * sh.W, g_iv.data() + s * sh.W);
               }
             }
           }
