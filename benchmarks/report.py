@@ -184,16 +184,16 @@ def write_charts(result: dict, stem: Path) -> list[Path]:
 
 
 def newest_results(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """For every work, the newest committed full (not quick) result that measured it, GPU results
-    first: the files that are newest for at least one work, oldest first."""
-    newest: dict[str, tuple] = {}
+    """For every work and size, the newest committed full (not quick) result that measured it, GPU
+    results first: the files that are newest for at least one work and size, oldest first."""
+    newest: dict[tuple[str, str], tuple] = {}
     for path in results_dir.glob("*.json"):
         data = json.loads(path.read_text())
         if data["meta"]["quick"]:
             continue
         key = (data["meta"]["device_type"] == "cuda", data["meta"]["date"], path)
-        for work in {r["work"] for r in data["rows"]}:
-            newest[work] = max(newest.get(work, key), key)
+        for case in {(r["work"], r["size"]) for r in data["rows"]}:
+            newest[case] = max(newest.get(case, key), key)
     return [path for *_, path in sorted(set(newest.values()))]
 
 
@@ -228,12 +228,12 @@ def readme_section(path: Path, works: set[str] | None = None) -> str:
 
 
 def readme_sections(paths: list[Path]) -> str:
-    """One table per result file, each with the works it is the newest result of."""
-    owner: dict[str, Path] = {}
-    for path in paths:  # oldest first: a newer file takes over the works it measured again
+    """One table per result file, each with the works it is the newest result of at some size."""
+    owner: dict[tuple[str, str], Path] = {}
+    for path in paths:  # oldest first: a newer file takes over the works and sizes it measured again
         for row in json.loads(path.read_text())["rows"]:
-            owner[row["work"]] = path
-    sections = [readme_section(p, {w for w, o in owner.items() if o == p}) for p in paths if p in owner.values()]
+            owner[(row["work"], row["size"])] = path
+    sections = [readme_section(p, {w for (w, _), o in owner.items() if o == p}) for p in paths if p in owner.values()]
     if not any(json.loads(p.read_text())["meta"]["device_type"] == "cuda" for p in paths):
         sections.append(
             "No GPU measurement is committed yet: these are CPU figures (`torch` is the reference, "
