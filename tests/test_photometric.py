@@ -123,8 +123,8 @@ def test_min_reprojection_gradient_of_some_inputs(backend, device, needs, seed):
     # the backward skips the candidates whose gradient no requested input needs (the identity
     # candidates of a training step, where only the warped sources need one)
     target, warped, identity = candidate_set(seed, device)
-    names = ("target", "warped", "identity")
-    ours_in = [t.clone().requires_grad_(name in needs.split("+")) for name, t in zip(names, (target, warped, identity))]
+    inputs = {"target": target, "warped": warped, "identity": identity}
+    ours_in = [t.clone().requires_grad_(name in needs.split("+")) for name, t in inputs.items()]
     ref_in = [t.detach().double().requires_grad_(t.requires_grad) for t in ours_in]
     loss, _, _ = fastdepth.min_reprojection_loss(*ours_in, backend=backend)
     ref_loss, _, _ = fastdepth.min_reprojection_loss(*ref_in, backend="torch")
