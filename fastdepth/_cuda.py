@@ -10,9 +10,11 @@ the CUDA kernels when PyTorch is a CUDA build, nvcc is found and a GPU is visibl
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -62,11 +64,25 @@ def cuda_build_reason() -> str | None:
     return None
 
 
+@functools.cache
+def compiler_accepts(flag: str) -> bool:
+    """Whether the C++ compiler takes ``flag`` (GCC before 11 does not know the x86-64 levels)."""
+    try:
+        probe = subprocess.run(
+            [_compiler(), flag, "-x", "c++", "-fsyntax-only", "-"], input="", capture_output=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
 def cpu_level() -> str:
     """The x86-64 level the CPU twins are compiled for: ``"x86-64-v3"`` (AVX2) where PyTorch's own CPU
-    kernels run at AVX2 or above on an x86-64 machine, else ``""`` (the compiler's baseline)."""
+    kernels run at AVX2 or above on an x86-64 machine and the compiler knows the level, else ``""``
+    (the compiler's baseline)."""
     x86 = platform.machine().lower() in ("x86_64", "amd64")
-    return "x86-64-v3" if x86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else ""
+    avx2 = x86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    return "x86-64-v3" if avx2 and compiler_accepts("-march=x86-64-v3") else ""
 
 
 def build_reason() -> str | None:

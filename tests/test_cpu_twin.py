@@ -107,4 +107,21 @@ def test_twin_is_built_for_the_cpu_level_pytorch_reports(monkeypatch, machine, c
 
     monkeypatch.setattr(_cuda.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(_cuda, "compiler_accepts", lambda flag: True)
     assert _cuda.cpu_level() == level
+
+
+def test_twin_falls_back_to_the_baseline_where_the_compiler_lacks_the_level(monkeypatch):
+    from fastdepth import _cuda
+
+    monkeypatch.setattr(_cuda.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(_cuda, "compiler_accepts", lambda flag: False)
+    assert _cuda.cpu_level() == ""
+
+
+def test_compiler_probe_tells_a_known_flag_from_an_unknown_one():
+    from fastdepth import _cuda
+
+    assert _cuda.compiler_accepts("-O2")
+    assert not _cuda.compiler_accepts("-march=no-such-level")
