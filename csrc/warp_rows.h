@@ -196,8 +196,9 @@ struct PixelSpan {
   std::vector<F> data;
 
   F at(Field q, int64_t i) const { return data[q * n + i]; }
+  // Pixel i (d_ok is not kept: the spans' keep flags include it)
   Pixel<F> pixel(int64_t i, Intrinsics<F> k) const {
-    Pixel<F> p;
+    Pixel<F> p{};
     p.k = k;
     p.ray = {at(kTx, i), at(kTy, i), at(kRx, i), at(kRy, i), at(kRz, i)};
     p.d = at(kD, i);
