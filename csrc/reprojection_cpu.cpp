@@ -20,22 +20,18 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
                               const warp::Options& opt, F alpha) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const int64_t CHW = sh.C * HW;
-  using Span = warp::SpanGeometry<F>;
   std::vector<F> warped(static_cast<size_t>(sh.S * CHW));
   for (int64_t b = 0; b < sh.B; ++b) {
 #pragma omp parallel
     {
-      Span span(sh.W, false);
+      warp::SpanGeometry<F> span(sh.W, false);
 #pragma omp for schedule(static)
       for (int row = 0; row < sh.H; ++row) {
         const int64_t pix0 = static_cast<int64_t>(row) * sh.W;
         for (int64_t s = 0; s < sh.S; ++s) {
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
-          for (int64_t c = 0; c < sh.C; ++c) {  // into the scratch, indexed by s as the sources of b are
-            const int64_t plane = (s * sh.C + c) * HW;
-            warp::sample_segment(sources + b * sh.S * CHW + plane, span.field(Span::kIu), span.field(Span::kIv),
-                                 span.field(Span::kKeep), sh.W, sh.W, sh.H, warped.data() + plane + pix0);
-          }
+          // into the scratch, indexed by s as the sources of b are
+          warp::sample_span(sources + (b * sh.S + s) * CHW, span, sh.W, sh, warped.data() + s * CHW + pix0);
         }
       }
     }

@@ -272,25 +272,19 @@ FD_HD Pixel<F> make_pixel(const F* depth, const F* K, int64_t b, int64_t pix, co
   return make_pixel_at(depth, K, b, static_cast<int>(pix / sh.W), static_cast<int>(pix % sh.W), sh, normalize);
 }
 
-// Forward of one destination pixel and one source sampled at (iu, iv): all channels (0 unless
-// keep), and the mask.
+// Forward of one destination pixel and one source: all channels, and the mask.
 template <typename F, typename Img>
-FD_HD void forward_at(const Img* image, Img* out, int8_t* mask, bool keep, bool inside, F iu, F iv, int64_t bs,
-                      int64_t pix, const Shape& sh) {
+FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mask, const Pixel<F>& p, int64_t bs,
+                          int64_t pix, const Shape& sh, const Options& opt) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
-  const Taps<F> t = bilinear_taps(iu, iv, sh.W, sh.H);
+  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  const bool keep = p.d_ok && g.finite;
+  const Taps<F> t = bilinear_taps(g.iu, g.iv, sh.W, sh.H);
   for (int64_t c = 0; c < sh.C; ++c) {
     const int64_t plane = (bs * sh.C + c) * HW;
     store_as(out + plane + pix, keep ? sample(image + plane, t, sh.W) : F(0));
   }
-  if (mask != nullptr) mask[bs * HW + pix] = static_cast<int8_t>(keep && inside);
-}
-
-template <typename F, typename Img>
-FD_HD void forward_source(const Img* image, const F* pose, Img* out, int8_t* mask, const Pixel<F>& p, int64_t bs,
-                          int64_t pix, const Shape& sh, const Options& opt) {
-  const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, pose + bs * 16, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-  forward_at(image, out, mask, p.d_ok && g.finite, g.inside, g.iu, g.iv, bs, pix, sh);
+  if (mask != nullptr) mask[bs * HW + pix] = static_cast<int8_t>(keep && g.inside);
 }
 
 // Backward of the sampling of one destination pixel and one source at (iu, iv): scatters the image
@@ -309,18 +303,8 @@ FD_HD void sample_backward_at(const Img* grad_out, const Img* image, bool need_i
   }
 }
 
-// Backward of one destination pixel and one source sampled at geometry g (its depth and
-// projection finite): the sampling's backward, then this source's pose gradient added to gT, and
-// gK and gP (d/d destination point) accumulated across sources.
-template <typename F, typename Img, typename Scatter>
-FD_HD void backward_at(const Img* grad_out, const Img* image, const F* T, bool need_image, Intrinsics<F> k,
-                       const Geometry<F>& g, int64_t bs, int64_t pix, const Shape& sh, bool need_geometry, F* gT,
-                       F* gK, F* gP, Scatter scatter) {
-  F g_iu = F(0), g_iv = F(0);
-  sample_backward_at(grad_out, image, need_image, g.iu, g.iv, bs, pix, sh, need_geometry, &g_iu, &g_iv, scatter);
-  if (need_geometry) geometry_backward(g, g_iu, g_iv, k, T, gT, gK, gP);
-}
-
+// Backward of one destination pixel and one source: the sampling's backward, then this source's
+// pose gradient added to gT, and gK and gP (d/d destination point) accumulated across sources.
 template <typename F, typename Img, typename Scatter>
 FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,
                            int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
@@ -328,7 +312,9 @@ FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose,
   const F* T = pose + bs * 16;
   const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
   if (!(p.d_ok && g.finite)) return;
-  backward_at(grad_out, image, T, need_image, p.k, g, bs, pix, sh, need_geometry, gT, gK, gP, scatter);
+  F g_iu = F(0), g_iv = F(0);
+  sample_backward_at(grad_out, image, need_image, g.iu, g.iv, bs, pix, sh, need_geometry, &g_iu, &g_iv, scatter);
+  if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);
 }
 
 // A scaled contribution as int64 fixed point, rounded to nearest (kernels/warp.py: _fixed).

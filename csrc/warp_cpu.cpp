@@ -27,13 +27,9 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
         for (int64_t s = 0; s < sh.S; ++s) {
           const int64_t bs = b * sh.S + s;
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + bs * 16, sh, opt, span, false);
-          const F* keep = span.field(Span::kKeep);
-          for (int64_t c = 0; c < sh.C; ++c) {
-            const int64_t plane = (bs * sh.C + c) * HW;
-            warp::sample_segment(image + plane, span.field(Span::kIu), span.field(Span::kIv), keep, sh.W, sh.W, sh.H,
-                                 out + plane + pix0);
-          }
+          warp::sample_span(image + bs * sh.C * HW, span, sh.W, sh, out + bs * sh.C * HW + pix0);
           if (mask != nullptr) {
+            const F* keep = span.field(Span::kKeep);
             const F* inside = span.field(Span::kInside);
             int8_t* m = mask + bs * HW + pix0;
             for (int col = 0; col < sh.W; ++col) {

@@ -151,6 +151,18 @@ __attribute__((noinline)) void position_grads_segment(const F* __restrict__ plan
   }
 }
 
+// Every channel of image (its C planes HW apart) sampled at the first n pixels of span, into out
+// (C planes HW apart, at the span's first pixel).
+template <typename F>
+void sample_span(const F* image, const SpanGeometry<F>& span, int64_t n, const Shape& sh, F* out) {
+  using Span = SpanGeometry<F>;
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  for (int64_t c = 0; c < sh.C; ++c) {
+    sample_segment(image + c * HW, span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, sh.W,
+                   sh.H, out + c * HW);
+  }
+}
+
 // Calls segment(row, col, len, at) for the row segments that make up the pixels [pix0, pix0 + n)
 // of an image W wide (a span may cross rows); at: the segment's first entry in the span.
 template <typename Segment>
