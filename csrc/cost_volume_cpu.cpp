@@ -1,8 +1,11 @@
 // The CPU twin of the cost volume's CUDA kernels: the same per-pixel math (cost_volume.cuh), in
-// OpenMP loops over rows of one (image, hypothesis). Unlike a GPU thread, which recomputes a
-// source's taps for every channel, the twin computes the views of a row once and then goes through
-// the channels plane by plane (the same sums in the same order per pixel, far fewer operations and
-// cache misses). The backward's scatters go to per-thread gradient buffers (cpu_threads.h). No torch.
+// OpenMP loops over rows of one (image, hypothesis). Unlike a GPU thread, which samples plane by
+// plane, the twin works on channels-last copies of the feature maps: a view's four taps are then
+// four contiguous vectors of C channels, and the sample, the reduction and the backward's scatters
+// run over the channels in loops the compiler vectorises (the taps computed once per pixel, not
+// once per channel). The same products per element; the sums over channels are added in lanes, so
+// their order differs from the GPU's. The backward's scatters go to per-thread gradient buffers
+// (cpu_threads.h), channels-last, summed and transposed back at the end. No torch.
 #include <algorithm>
 #include <vector>
 
@@ -13,6 +16,43 @@ namespace fastdepth {
 namespace {
 
 using cost_volume::View;
+
+// out (n_maps, HW, C) = planar (n_maps, C, HW), transposed in blocks of pixels.
+template <typename F>
+void to_channels_last(const F* planar, int64_t n_maps, int64_t C, int64_t HW, F* out) {
+  constexpr int64_t kPixels = 64;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t m = 0; m < n_maps; ++m) {
+    for (int64_t p0 = 0; p0 < HW; p0 += kPixels) {
+      const int64_t p1 = std::min(HW, p0 + kPixels);
+      for (int64_t c = 0; c < C; ++c) {
+        const F* from = planar + (m * C + c) * HW;
+        for (int64_t p = p0; p < p1; ++p) out[(m * HW + p) * C + c] = from[p];
+      }
+    }
+  }
+}
+
+// planar (n_maps, C, HW) = the sum over threads, in order, of parts (threads x (n_maps, HW, C)).
+template <typename F>
+void sum_parts_to_planar(const F* parts, int threads, int64_t n_maps, int64_t C, int64_t HW, F* planar) {
+  constexpr int64_t kPixels = 64;
+  const int64_t n = n_maps * HW * C;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t m = 0; m < n_maps; ++m) {
+    for (int64_t p0 = 0; p0 < HW; p0 += kPixels) {
+      const int64_t p1 = std::min(HW, p0 + kPixels);
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t at = (m * HW + p) * C + c;
+          F total = F(0);
+          for (int t = 0; t < threads; ++t) total += parts[t * n + at];
+          planar[(m * C + c) * HW + p] = total;
+        }
+      }
+    }
+  }
+}
 
 // The views of every source for one row of target pixels at hypothesis d.
 template <typename F>
@@ -26,85 +66,135 @@ void row_views(const F* u, const F* v, int64_t b, int64_t d, int row, const cost
   }
 }
 
-// warp::sample, with a branch-free path where all four taps are inside (the same products, added
-// in the same order): most samples of a cost volume.
+// A view's four taps in a channels-last map of C channels: where each corner's channel vector
+// starts (-1 where the corner is masked off) and its bilinear weight, as warp::sample forms it.
 template <typename F>
-inline __attribute__((always_inline)) F sample_fast(const F* plane, const warp::Taps<F>& t, int W) {
-  if (!(t.m00 && t.m01 && t.m10 && t.m11)) return warp::sample<F>(plane, t, W);
-  const F* p = plane + t.o00;
-  F val = (F(1) - t.fu) * (F(1) - t.fv) * p[0];
-  val += t.fu * (F(1) - t.fv) * p[1];
-  val += (F(1) - t.fu) * t.fv * p[W];
-  val += t.fu * t.fv * p[W + 1];
-  return val;
+struct ChannelTaps {
+  int64_t at[4];
+  F w[4];
+  // corner k's vector in map, or ``masked`` (zeros to read, a buffer of its own to scatter into)
+  template <typename T>
+  T* corner(T* map, int k, T* masked) const {
+    return at[k] >= 0 ? map + at[k] : masked;
+  }
+};
+
+template <typename F>
+ChannelTaps<F> channel_taps(const View<F>& view, int W, int64_t C) {
+  const warp::Taps<F>& t = view.t;
+  const bool m[4] = {t.m00, t.m01, t.m10, t.m11};
+  const int64_t o[4] = {t.o00, t.o00 + 1, t.o00 + W, t.o00 + W + 1};
+  ChannelTaps<F> r;
+  for (int k = 0; k < 4; ++k) r.at[k] = m[k] ? o[k] * C : -1;
+  r.w[0] = (F(1) - t.fu) * (F(1) - t.fv);
+  r.w[1] = t.fu * (F(1) - t.fv);
+  r.w[2] = (F(1) - t.fu) * t.fv;
+  r.w[3] = t.fu * t.fv;
+  return r;
 }
 
-// warp::scatter_bilinear into the buffer ``to``, with the same branch-free path as sample_fast.
-template <typename F, typename Scatter>
-inline __attribute__((always_inline)) void scatter_fast(F* to, const warp::Taps<F>& t, int64_t plane, int W, F go,
-                                                        Scatter& scatter) {
-  if (!(t.m00 && t.m01 && t.m10 && t.m11)) return warp::scatter_bilinear(t, plane, W, go, scatter);
-  F* q = to + plane + t.o00;
-  q[0] += (F(1) - t.fu) * (F(1) - t.fv) * go;
-  q[1] += t.fu * (F(1) - t.fv) * go;
-  q[W] += (F(1) - t.fu) * t.fv * go;
-  q[W + 1] += t.fu * t.fv * go;
+// x[c] = the bilinear sample of channel c (warp::sample's additions in its order), c in [0, C).
+// Not inlined: GCC honours restrict only on the arguments of a function called as one.
+template <typename F>
+__attribute__((noinline)) void sample_channels(const F* __restrict__ p00, const F* __restrict__ p01,
+                                               const F* __restrict__ p10, const F* __restrict__ p11, const F* w,
+                                               int64_t C, F* __restrict__ x) {
+  const F w00 = w[0], w01 = w[1], w10 = w[2], w11 = w[3];
+  for (int64_t c = 0; c < C; ++c) {
+    F val = F(0);
+    val += w00 * p00[c];
+    val += w01 * p01[c];
+    val += w10 * p10[c];
+    val += w11 * p11[c];
+    x[c] = val;
+  }
 }
 
-// One source plane (sampled through views) against a row of target values t: added to acc (l1,
-// dot) or to the views' sum and sum of squares (variance). Templated on the reduction.
+template <typename F>
+void sample_channels(const F* map, const ChannelTaps<F>& t, int64_t C, const F* zeros, F* x) {
+  sample_channels(t.corner(map, 0, zeros), t.corner(map, 1, zeros), t.corner(map, 2, zeros), t.corner(map, 3, zeros),
+                  t.w, C, x);
+}
+
+// The sum over n channels of |t - x| (l1) or t * x (dot), in lanes.
 template <typename F, int kReduction>
-void forward_row(const F* t, const F* plane, const View<F>* views, int W, F* acc, F* sum, F* sum_sq) {
-  for (int col = 0; col < W; ++col) {
-    const F x = sample_fast(plane, views[col].t, W);
+__attribute__((noinline)) F reduce_channels(const F* __restrict__ t, const F* __restrict__ x, int64_t n) {
+  F acc = F(0);
+#pragma omp simd reduction(+ : acc)
+  for (int64_t c = 0; c < n; ++c) {
     if constexpr (kReduction == cost_volume::kL1) {
-      acc[col] += fd_abs(t[col] - x);
-    } else if constexpr (kReduction == cost_volume::kDot) {
-      acc[col] += t[col] * x;
+      acc += fd_abs(t[c] - x[c]);
     } else {
-      sum[col] += x, sum_sq[col] += x * x;
+      acc += t[c] * x[c];
     }
   }
+  return acc;
 }
 
-// The backward of one source plane (at offset plane, sampled through views) along a row of target
-// values t: the sample gradients scattered into my_s and, where add_target, the target's added to
-// my_t_row (kFeatures); the position gradients added to g_iu, g_iv (kGeometry). Templated on what
-// the loop would otherwise test at every pixel.
+// The backward of one view over n channels: the upstream gradient go (scaled_upstream's), target
+// values t, samples x, the views' mean (variance only); the samples' gradients scattered into the
+// corners q00..q11 (kFeatures; each its own buffer where masked off) and the target's added to g_t
+// (where add_target); the position gradients (sample_position_grad's, from the corner values
+// p00..p11) added to *g_iu, *g_iv in lanes (kGeometry).
 template <typename F, int kReduction, bool kFeatures, bool kGeometry>
-void backward_row(const F* t, const F* fs, int64_t plane, const View<F>* views, const F* go, const F* mean, int W,
-                  bool add_target, F* my_t_row, F* my_s, F* g_iu, F* g_iv) {
-  auto scatter_s = [=](int64_t at, F value) { my_s[at] += value; };
-  for (int col = 0; col < W; ++col) {
-    const View<F>& w = views[col];
-    const F x = sample_fast(fs + plane, w.t, W);
+__attribute__((noinline)) void backward_channels(const F* __restrict__ t, const F* __restrict__ x,
+                                                 const F* __restrict__ mean, F go, const F* w, const F* fu_fv,
+                                                 const F* __restrict__ p00, const F* __restrict__ p01,
+                                                 const F* __restrict__ p10, const F* __restrict__ p11, int64_t n,
+                                                 bool add_target, F* __restrict__ g_t, F* __restrict__ q00,
+                                                 F* __restrict__ q01, F* __restrict__ q10, F* __restrict__ q11,
+                                                 F* g_iu, F* g_iv) {
+  const F w00 = w[0], w01 = w[1], w10 = w[2], w11 = w[3], fu = fu_fv[0], fv = fu_fv[1];
+  F iu = F(0), iv = F(0);
+#pragma omp simd reduction(+ : iu, iv)
+  for (int64_t c = 0; c < n; ++c) {
     F gx, gt;
-    cost_volume::reduction_grads(kReduction, go[col], t[col], x, mean[col], &gx, &gt);
+    cost_volume::reduction_grads(kReduction, go, t[c], x[c], kReduction == cost_volume::kVariance ? mean[c] : F(0),
+                                 &gx, &gt);
     if constexpr (kFeatures) {
-      if (add_target) my_t_row[col] += gt;
-      scatter_fast(my_s, w.t, plane, W, gx, scatter_s);
+      if (add_target) g_t[c] += gt;
+      q00[c] += w00 * gx;
+      q01[c] += w01 * gx;
+      q10[c] += w10 * gx;
+      q11[c] += w11 * gx;
     }
-    if constexpr (kGeometry) warp::sample_position_grad(fs + plane, w.t, W, gx, &g_iu[col], &g_iv[col]);
+    if constexpr (kGeometry) {
+      iu += gx * ((p01[c] - p00[c]) * (F(1) - fv) + (p11[c] - p10[c]) * fv);
+      iv += gx * ((p10[c] - p00[c]) * (F(1) - fu) + (p11[c] - p01[c]) * fu);
+    }
   }
+  *g_iu += iu;
+  *g_iv += iv;
 }
 
 template <typename F>
-using BackwardRow = decltype(&backward_row<F, 0, false, false>);
+using BackwardChannels = decltype(&backward_channels<F, 0, false, false>);
 
 template <typename F, int kReduction>
-BackwardRow<F> backward_row_for(bool features, bool geometry) {
-  static constexpr BackwardRow<F> kRows[4] = {
-      backward_row<F, kReduction, false, false>, backward_row<F, kReduction, false, true>,
-      backward_row<F, kReduction, true, false>, backward_row<F, kReduction, true, true>};
-  return kRows[2 * features + geometry];
+BackwardChannels<F> backward_channels_for(bool features, bool geometry) {
+  static constexpr BackwardChannels<F> kFunctions[4] = {
+      backward_channels<F, kReduction, false, false>, backward_channels<F, kReduction, false, true>,
+      backward_channels<F, kReduction, true, false>, backward_channels<F, kReduction, true, true>};
+  return kFunctions[2 * features + geometry];
 }
 
 template <typename F>
-BackwardRow<F> backward_row_for(int reduction, bool features, bool geometry) {
-  if (reduction == cost_volume::kL1) return backward_row_for<F, cost_volume::kL1>(features, geometry);
-  if (reduction == cost_volume::kDot) return backward_row_for<F, cost_volume::kDot>(features, geometry);
-  return backward_row_for<F, cost_volume::kVariance>(features, geometry);
+BackwardChannels<F> backward_channels_for(int reduction, bool features, bool geometry) {
+  if (reduction == cost_volume::kL1) return backward_channels_for<F, cost_volume::kL1>(features, geometry);
+  if (reduction == cost_volume::kDot) return backward_channels_for<F, cost_volume::kDot>(features, geometry);
+  return backward_channels_for<F, cost_volume::kVariance>(features, geometry);
 }
+
+// One thread's buffers of C channels: the samples of every source, the views' mean, zeros to read
+// at masked corners and four buffers to scatter them into.
+template <typename F>
+struct ChannelScratch {
+  ChannelScratch(int64_t S, int64_t C) : C(C), x(S * C), mean(C), zeros(C), scatter(4 * C) {}
+  int64_t C;
+  std::vector<F> x, mean, zeros, scatter;
+  F* xs(int64_t s) { return x.data() + s * C; }
+  F* masked(int k) { return scatter.data() + k * C; }
+};
 
 }  // namespace
 
@@ -112,41 +202,44 @@ template <typename F>
 void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F* out, const cost_volume::Shape& sh,
                              const cost_volume::Options& o) {
   using namespace cost_volume;
-  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, Cg = sh.C / sh.G;
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, C = sh.C, Cg = C / sh.G;
+  std::vector<F> ft_cl(sh.B * C * HW), fs_cl(sh.B * sh.S * C * HW);
+  to_channels_last(ft, sh.B, C, HW, ft_cl.data());
+  to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
+  const auto reduce = o.reduction == kL1 ? reduce_channels<F, kL1> : reduce_channels<F, kDot>;
 #pragma omp parallel
   {
-    const auto row_forward = o.reduction == kL1    ? forward_row<F, kL1>
-                             : o.reduction == kDot ? forward_row<F, kDot>
-                                                   : forward_row<F, kVariance>;
     std::vector<View<F>> views(sh.S * sh.W);
-    std::vector<F> acc(sh.W), sum(sh.W), sum_sq(sh.W);
+    ChannelScratch<F> scratch(sh.S, C);
 #pragma omp for collapse(3) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
       for (int64_t d = 0; d < sh.D; ++d) {
         for (int row = 0; row < sh.H; ++row) {
           row_views(u, v, b, d, row, sh, o, views);
-          const int64_t first = static_cast<int64_t>(row) * sh.W;
-          for (int64_t g = 0; g < sh.G; ++g) {
-            std::fill(acc.begin(), acc.end(), F(0));
-            for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-              const F* t = ft + target_plane(b, c, sh) + first;
-              std::fill(sum.begin(), sum.end(), F(0));
-              std::fill(sum_sq.begin(), sum_sq.end(), F(0));
-              for (int64_t s = 0; s < sh.S; ++s) {
-                row_forward(t, fs + source_plane(b, s, c, sh), views.data() + s * sh.W, sh.W, acc.data(), sum.data(),
-                            sum_sq.data());
-              }
-              if (o.reduction == kVariance) {
-                const F n = F(sh.S + 1);
-                for (int col = 0; col < sh.W; ++col) {
-                  const F mean = (t[col] + sum[col]) / n;
-                  acc[col] = (t[col] * t[col] + sum_sq[col]) / n - mean * mean;
-                }
-              }
+          for (int col = 0; col < sh.W; ++col) {
+            const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
+            const F* t = ft_cl.data() + (b * HW + pix) * C;
+            for (int64_t s = 0; s < sh.S; ++s) {
+              sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
+                              scratch.zeros.data(), scratch.xs(s));
             }
-            F* o_row = out + ((b * sh.G + g) * sh.D + d) * HW + first;
-            for (int col = 0; col < sh.W; ++col) {
-              o_row[col] = o.reduction == kVariance ? acc[col] : acc[col] / F(Cg * sh.S);
+            if (o.reduction == kVariance) {
+              const F n = F(sh.S + 1);
+              for (int64_t c = 0; c < C; ++c) {
+                F sum = F(0), sum_sq = F(0);
+                for (int64_t s = 0; s < sh.S; ++s) {
+                  const F x = scratch.xs(s)[c];
+                  sum += x, sum_sq += x * x;
+                }
+                const F mean = (t[c] + sum) / n;
+                out[((b * sh.G + c) * sh.D + d) * HW + pix] = (t[c] * t[c] + sum_sq) / n - mean * mean;
+              }
+              continue;
+            }
+            for (int64_t g = 0; g < sh.G; ++g) {
+              F acc = F(0);
+              for (int64_t s = 0; s < sh.S; ++s) acc += reduce(t + g * Cg, scratch.xs(s) + g * Cg, Cg);
+              out[((b * sh.G + g) * sh.D + d) * HW + pix] = acc / F(Cg * sh.S);
             }
           }
         }
@@ -159,55 +252,67 @@ template <typename F>
 void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* u, const F* v, F* grad_ft, F* grad_fs,
                               F* grad_u, F* grad_v, const cost_volume::Shape& sh, const cost_volume::Options& o) {
   using namespace cost_volume;
-  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, Cg = sh.C / sh.G;
-  const int64_t n_t = sh.B * sh.C * HW, n_s = sh.B * sh.S * sh.C * HW;
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, C = sh.C, Cg = C / sh.G;
+  const int64_t n_t = sh.B * C * HW, n_s = sh.B * sh.S * C * HW;
   const bool need_features = grad_ft != nullptr, need_geometry = grad_u != nullptr;
+  std::vector<F> ft_cl(n_t), fs_cl(n_s);
+  to_channels_last(ft, sh.B, C, HW, ft_cl.data());
+  to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
   const int threads = thread_count();
   std::vector<F> part_t(need_features ? threads * n_t : 0), part_s(need_features ? threads * n_s : 0);
+  const BackwardChannels<F> view_backward = backward_channels_for<F>(o.reduction, need_features, need_geometry);
 #pragma omp parallel num_threads(threads)
   {
     F* my_t = need_features ? part_t.data() + thread_id() * n_t : nullptr;
     F* my_s = need_features ? part_s.data() + thread_id() * n_s : nullptr;
-    const BackwardRow<F> row_backward = backward_row_for<F>(o.reduction, need_features, need_geometry);
     std::vector<View<F>> views(sh.S * sh.W);
-    std::vector<F> g_iu(sh.S * sh.W), g_iv(sh.S * sh.W), mean(sh.W), go(sh.W);
+    ChannelScratch<F> scratch(sh.S, C);
 #pragma omp for collapse(3) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
       for (int64_t d = 0; d < sh.D; ++d) {
         for (int row = 0; row < sh.H; ++row) {
           row_views(u, v, b, d, row, sh, o, views);
-          const int64_t first = static_cast<int64_t>(row) * sh.W;
-          std::fill(g_iu.begin(), g_iu.end(), F(0));
-          std::fill(g_iv.begin(), g_iv.end(), F(0));
-          for (int64_t g = 0; g < sh.G; ++g) {
-            const F* go_row = grad + ((b * sh.G + g) * sh.D + d) * HW + first;
-            for (int col = 0; col < sh.W; ++col) go[col] = scaled_upstream(o.reduction, go_row[col], sh.S, Cg);
-            for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-              const F* t = ft + target_plane(b, c, sh) + first;
-              if (o.reduction == kVariance) {
-                for (int col = 0; col < sh.W; ++col) mean[col] = t[col];
-                for (int64_t s = 0; s < sh.S; ++s) {
-                  const F* plane = fs + source_plane(b, s, c, sh);
-                  for (int col = 0; col < sh.W; ++col) mean[col] += sample_fast(plane, views[s * sh.W + col].t, sh.W);
-                }
-                for (int col = 0; col < sh.W; ++col) mean[col] /= F(sh.S + 1);
-              }
-              for (int64_t s = 0; s < sh.S; ++s) {
-                // the variance's target term belongs to no source: it is added once, with the first
-                row_backward(t, fs, source_plane(b, s, c, sh), views.data() + s * sh.W, go.data(), mean.data(),
-                             sh.W, o.reduction != kVariance || s == 0,
-                             need_features ? my_t + target_plane(b, c, sh) + first : nullptr, my_s,
-                             g_iu.data() + s * sh.W, g_iv.data() + s * sh.W);
+          for (int col = 0; col < sh.W; ++col) {
+            const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
+            const F* t = ft_cl.data() + (b * HW + pix) * C;
+            for (int64_t s = 0; s < sh.S; ++s) {
+              sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
+                              scratch.zeros.data(), scratch.xs(s));
+            }
+            if (o.reduction == kVariance) {
+              for (int64_t c = 0; c < C; ++c) {
+                F mean = t[c];
+                for (int64_t s = 0; s < sh.S; ++s) mean += scratch.xs(s)[c];
+                scratch.mean[c] = mean / F(sh.S + 1);
               }
             }
-          }
-          if (need_geometry) {
             for (int64_t s = 0; s < sh.S; ++s) {
-              for (int col = 0; col < sh.W; ++col) {
-                const View<F>& w = views[s * sh.W + col];
-                const int64_t at = view_at(b, s, d, first + col, sh);
-                grad_u[at] = w.keep ? g_iu[s * sh.W + col] * w.du : F(0);
-                grad_v[at] = w.keep ? g_iv[s * sh.W + col] * w.dv : F(0);
+              const View<F>& view = views[s * sh.W + col];
+              const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
+              const F* map = fs_cl.data() + (b * sh.S + s) * HW * C;
+              F* into = need_features ? my_s + (b * sh.S + s) * HW * C : nullptr;
+              const F* p[4];
+              F* q[4];
+              for (int k = 0; k < 4; ++k) {
+                p[k] = taps.corner(map, k, static_cast<const F*>(scratch.zeros.data()));
+                q[k] = need_features ? taps.corner(into, k, scratch.masked(k)) : scratch.masked(k);
+              }
+              const F fu_fv[2] = {view.t.fu, view.t.fv};
+              F g_iu = F(0), g_iv = F(0);
+              for (int64_t g = 0; g < sh.G; ++g) {
+                const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
+                const int64_t c0 = g * Cg;
+                // the variance's target term belongs to no source: it is added once, with the first
+                view_backward(t + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv,
+                              p[0] + c0, p[1] + c0, p[2] + c0, p[3] + c0, Cg,
+                              o.reduction != kVariance || s == 0,
+                              need_features ? my_t + (b * HW + pix) * C + c0 : nullptr, q[0] + c0, q[1] + c0,
+                              q[2] + c0, q[3] + c0, &g_iu, &g_iv);
+              }
+              if (need_geometry) {
+                const int64_t at = view_at(b, s, d, pix, sh);
+                grad_u[at] = view.keep ? g_iu * view.du : F(0);
+                grad_v[at] = view.keep ? g_iv * view.dv : F(0);
               }
             }
           }
@@ -216,8 +321,8 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
     }
   }
   if (!need_features) return;
-  sum_thread_parts(part_s.data(), threads, n_s, grad_fs);
-  sum_thread_parts(part_t.data(), threads, n_t, grad_ft);
+  sum_parts_to_planar(part_s.data(), threads, sh.B * sh.S, C, HW, grad_fs);
+  sum_parts_to_planar(part_t.data(), threads, sh.B, C, HW, grad_ft);
 }
 
 template void cost_volume_forward_cpu<float>(const float*, const float*, const float*, const float*, float*,

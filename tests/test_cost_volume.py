@@ -38,6 +38,25 @@ def test_twin_float64_matches_the_reference(case, seed):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
 
 
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("case", CASES)
+def test_non_finite_features_reach_only_the_costs_that_sample_them(backend, device, case, seed):
+    # a corner outside the source is never read: inf at the source's first pixel, where masked
+    # corners of projections off the image would land if they were read at a clamped address
+    ft, fs, hypotheses, poses, K = inputs(2, 2, 4, 9, 13, 5, seed, torch.float32, device, per_pixel=case == "per_pixel")
+    fs, ft = fs.clone(), ft.clone()
+    fs[0, 0, :, 0, 0] = float("inf")
+    fs[1, 1, 1, 4, 12] = float("nan")
+    ft[0, 2, 3, 3] = float("nan")
+    ours = fastdepth.cost_volume(ft, fs, hypotheses, poses, K, **OPTIONS[case], backend=backend)
+    ref = fastdepth.cost_volume(*(t.double() for t in (ft, fs, hypotheses, poses, K)), **OPTIONS[case], backend="torch")
+    assert ref.isnan().any()
+    assert torch.equal(ours.isinf(), ref.isinf()) and torch.equal(ours.isnan(), ref.isnan())
+    finite = ref.isfinite()
+    tol = tolerance("cost_volume", torch.float32, backend, device).forward
+    assert_close(ours.double()[finite], ref[finite], abs_tol=tol)
+
 @pytest.mark.parametrize("backend,device", ALL)
 @pytest.mark.parametrize(
     "reduction,groups,shape", [("l1", None, (1, 3)), ("group_dot", 2, (1, 2, 3)), ("variance", None, (1, 4, 3))]
