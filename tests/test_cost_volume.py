@@ -38,7 +38,6 @@ def test_twin_float64_matches_the_reference(case, seed):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
 
 
-
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("case", CASES)
 def test_non_finite_features_reach_only_the_costs_that_sample_them(backend, device, case, seed):
@@ -56,6 +55,7 @@ def test_non_finite_features_reach_only_the_costs_that_sample_them(backend, devi
     finite = ref.isfinite()
     tol = tolerance("cost_volume", torch.float32, backend, device).forward
     assert_close(ours.double()[finite], ref[finite], abs_tol=tol)
+
 
 @pytest.mark.parametrize("backend,device", ALL)
 @pytest.mark.parametrize(
