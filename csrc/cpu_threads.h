@@ -19,6 +19,15 @@ inline int thread_count() {
 #endif
 }
 
+// The threads of the current parallel region (OpenMP may give it fewer than thread_count()).
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 inline int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -27,13 +36,13 @@ inline int thread_id() {
 #endif
 }
 
-// out[i] = the sum over threads t, in order, of parts[t * n + i], for i in [0, n).
+// out[i] = the sum over threads t, in order, of parts[t * stride + i], for i in [0, n).
 template <typename T>
-void sum_thread_parts(const T* parts, int threads, int64_t n, T* out) {
+void sum_thread_parts(const T* parts, int threads, int64_t n, int64_t stride, T* out) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     T total = T(0);
-    for (int t = 0; t < threads; ++t) total += parts[t * n + i];
+    for (int t = 0; t < threads; ++t) total += parts[t * stride + i];
     out[i] = total;
   }
 }

@@ -2,8 +2,9 @@
 // parallel with OpenMP. Structured like warp.cu (the backward's per-block partial sums over the same
 // blocks of pixels), except that the work of a row or block runs in vectorised loops (warp_rows.h)
 // one stage at a time (geometry, samples, the backward's geometry, whose block sums are added in
-// lanes: warp_rows.h's kLanes), and that the image gradient, a scatter, goes pixel by pixel to
-// per-thread buffers, not atomics (cpu_threads.h). No torch.
+// lanes: warp_rows.h's kLanes), and that the image gradient, a scatter, is added without atomics:
+// its corners come from a vectorised loop, the additions go pixel by pixel into the output where
+// one thread has a batch element to itself, else into per-thread buffers (PassShares). No torch.
 #include <algorithm>
 #include <vector>
 
@@ -46,6 +47,27 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
 // the batch is taken in as many passes as that needs.
 constexpr int64_t kThreadPartBytes = int64_t(64) << 20;
 
+// The image gradient's destination in a pass over the batch elements [b0, b0 + nb), whose
+// (element, block) pairs the team splits in contiguous shares as schedule(static) does: an element
+// whose blocks all fall to one thread is that thread's own, and it scatters into the output
+// directly; an element shared by threads goes through per-thread buffers (part of thread t at
+// parts + t * n_part, all zeroed), added in thread order at the end.
+struct PassShares {
+  int64_t b0, nb, blocks, team;
+  int64_t first(int64_t t) const { return nb * blocks * t / team; }
+  int64_t owner(int64_t i) const {  // the thread whose share holds pair i
+    int64_t t = 0;
+    while (first(t + 1) <= i) ++t;
+    return t;
+  }
+  bool shared(int64_t b) const { return owner((b - b0) * blocks) != owner((b - b0 + 1) * blocks - 1); }
+};
+
+template <typename T>
+void fill_zero(T* p, int64_t n) {
+  std::fill(p, p + n, T(0));
+}
+
 template <typename F>
 void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const F* pose, const F* K, F* grad_image,
                        long long* grad_fixed, const F* fixed_scale, F* grad_depth, F* pose_partials, F* k_partials,
@@ -56,47 +78,60 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
   const bool need_image = grad_image != nullptr || grad_fixed != nullptr;
   const F scale = grad_fixed != nullptr ? *fixed_scale : F(1);
   using Span = warp::SpanGeometry<F>;
-  // the image gradient is a scatter: into the thread's own buffer, float or (deterministic) fixed
-  // point, whose integer sums do not depend on the order
+  // the image gradient is a scatter: float or (deterministic) fixed point, whose integer sums do
+  // not depend on the order; into the output or the thread's own buffer (PassShares)
   const int threads = thread_count();
   const int64_t image_b = sh.S * sh.C * HW;  // image elements of one batch element
   const int64_t per_pass =
       need_image ? std::clamp<int64_t>(kThreadPartBytes / std::max<int64_t>(threads * image_b * 8, 1), 1, sh.B) : sh.B;
-  std::vector<F> parts(need_image && grad_fixed == nullptr ? threads * per_pass * image_b : 0);
-  std::vector<long long> fixed_parts(grad_fixed != nullptr ? threads * per_pass * image_b : 0);
+  std::vector<F> parts;
+  std::vector<long long> fixed_parts;
   for (int64_t b0 = 0; b0 < sh.B; b0 += per_pass) {
     const int64_t nb = std::min(per_pass, sh.B - b0), n_part = nb * image_b;
+    const PassShares shares{b0, nb, blocks, threads};
+    bool any_shared = false;
+    for (int64_t b = b0; b < b0 + nb; ++b) any_shared |= need_image && shares.shared(b);
+    if (any_shared && grad_fixed == nullptr) parts.resize(threads * n_part);
+    if (any_shared && grad_fixed != nullptr) fixed_parts.resize(threads * n_part);
 #pragma omp parallel num_threads(threads)
     {
-      F* mine = parts.empty() ? nullptr : parts.data() + thread_id() * n_part;
-      long long* mine_fixed = fixed_parts.empty() ? nullptr : fixed_parts.data() + thread_id() * n_part;
-      if (mine != nullptr) std::fill(mine, mine + n_part, F(0));
-      if (mine_fixed != nullptr) std::fill(mine_fixed, mine_fixed + n_part, 0LL);
-      auto scatter = [=](int64_t at, F v) {  // at: into the whole image
-        if (mine_fixed != nullptr) {
-          mine_fixed[at - b0 * image_b] += warp::to_fixed(v * scale);
-        } else {
-          mine[at - b0 * image_b] += v;
-        }
-      };
       std::vector<warp::SpanGeometry<F>> spans(sh.S, warp::SpanGeometry<F>(warp::kBlock, true));
       warp::PixelSpan<F> pixels(warp::kBlock);
+      warp::ScatterTaps<F> taps(warp::kBlock);
       warp::BlockGrads<F> grads(sh.S);
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t b = b0; b < b0 + nb; ++b) {
-        for (int64_t block = 0; block < blocks; ++block) {
+      // share t of `threads`, whatever the team's size
+      for (int64_t t = thread_id(); t < threads; t += team_size()) {
+        F* mine = parts.empty() ? nullptr : parts.data() + t * n_part;
+        long long* mine_fixed = fixed_parts.empty() ? nullptr : fixed_parts.data() + t * n_part;
+        // an element's image gradient, at its first element: the output's or the thread's buffer's
+        const auto image_grad = [&](auto* out, auto* part, int64_t b) {
+          return shares.shared(b) ? part + (b - b0) * image_b : out + b * image_b;
+        };
+        for (int64_t b = b0; b < b0 + nb && need_image; ++b) {
+          if (!shares.shared(b) && shares.owner((b - b0) * blocks) != t) continue;
+          if (grad_fixed != nullptr) fill_zero(image_grad(grad_fixed, mine_fixed, b), image_b);
+          if (grad_image != nullptr) fill_zero(image_grad(grad_image, mine, b), image_b);
+        }
+        for (int64_t pair = shares.first(t); pair < shares.first(t + 1); ++pair) {
+          const int64_t b = b0 + pair / blocks, block = pair % blocks;
           const int64_t pix0 = block * warp::kBlock;
           const int64_t n = std::min<int64_t>(HW, pix0 + warp::kBlock) - pix0;
           for (int64_t s = 0; s < sh.S; ++s) {
             warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], need_geometry);
           }
-          if (need_image) {
-            for (int64_t i = 0; i < n; ++i) {
-              for (int64_t s = 0; s < sh.S; ++s) {
-                if (!spans[s].keep(i)) continue;
-                warp::sample_backward_at(grad_out, image, true, spans[s].at(Span::kIu, i), spans[s].at(Span::kIv, i),
-                                         b * sh.S + s, pix0 + i, sh, false, static_cast<F*>(nullptr),
-                                         static_cast<F*>(nullptr), scatter);
+          if (need_image) {  // sample_backward_at's scatter, a source at a time: the order per element is kept
+            for (int64_t s = 0; s < sh.S; ++s) {
+              warp::scatter_taps(spans[s], n, sh.W, sh.H, taps);
+              for (int64_t c = 0; c < sh.C; ++c) {
+                const int64_t plane = (s * sh.C + c) * HW, at = ((b * sh.S + s) * sh.C + c) * HW + pix0;
+                if (grad_fixed != nullptr) {
+                  long long* into = image_grad(grad_fixed, mine_fixed, b) + plane;
+                  warp::scatter_segment(grad_out + at, taps, n,
+                                        [=](int32_t o, F v) { into[o] += warp::to_fixed(v * scale); });
+                } else {
+                  F* into = image_grad(grad_image, mine, b) + plane;
+                  warp::scatter_segment(grad_out + at, taps, n, [=](int32_t o, F v) { into[o] += v; });
+                }
               }
             }
           }
@@ -111,14 +146,13 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
             for (int64_t c = 0; c < sh.C; ++c) {
               const int64_t plane = (bs * sh.C + c) * HW;
               warp::position_grads_segment(image + plane, grad_out + plane + pix0, span.field(Span::kIu),
-                                           span.field(Span::kIv), span.field(Span::kKeep), n, sh.W, sh.H, g_iu,
-                                           g_iv);
+                                           span.field(Span::kIv), span.field(Span::kKeep), n, sh.W, sh.H, g_iu, g_iv);
             }
           }
           warp::span_pixels(depth, K, b, pix0, n, sh, opt, pixels);
           grads.clear();
-          const auto geometry_backward = opt.normalize ? warp::block_geometry_backward<F, true>
-                                                       : warp::block_geometry_backward<F, false>;
+          const auto geometry_backward =
+              opt.normalize ? warp::block_geometry_backward<F, true> : warp::block_geometry_backward<F, false>;
           geometry_backward(pixels, spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
                             grad_depth != nullptr ? grad_depth + b * HW + pix0 : nullptr, grads);
           if (pose_partials != nullptr) {
@@ -134,8 +168,14 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
         }
       }
     }
-    if (grad_image != nullptr) sum_thread_parts(parts.data(), threads, n_part, grad_image + b0 * image_b);
-    if (grad_fixed != nullptr) sum_thread_parts(fixed_parts.data(), threads, n_part, grad_fixed + b0 * image_b);
+    for (int64_t b = b0; b < b0 + nb && need_image; ++b) {
+      if (!shares.shared(b)) continue;
+      const int64_t off = (b - b0) * image_b;
+      if (grad_image != nullptr) sum_thread_parts(parts.data() + off, threads, image_b, n_part, grad_image + b * image_b);
+      if (grad_fixed != nullptr) {
+        sum_thread_parts(fixed_parts.data() + off, threads, image_b, n_part, grad_fixed + b * image_b);
+      }
+    }
   }
 }
 

@@ -151,6 +151,64 @@ __attribute__((noinline)) void position_grads_segment(const F* __restrict__ plan
   }
 }
 
+// The image gradient's corners (scatter_bilinear's) of pixels [0, n) of one source: corner k of
+// pixel i at offset at[k * n + i] in a plane, -1 where the corner is outside the plane or the pixel
+// is not kept, with weight w[k * n + i] (scatter_bilinear's products, in its order).
+template <typename F>
+struct ScatterTaps {
+  explicit ScatterTaps(int64_t n) : n(n), at(4 * static_cast<size_t>(n)), w(4 * static_cast<size_t>(n)) {}
+  int64_t n;
+  std::vector<int32_t> at;
+  std::vector<F> w;
+};
+
+// ScatterTaps' corners, vectorised (not inlined, as sample_segment).
+template <typename F>
+__attribute__((noinline)) void scatter_taps_segment(const F* __restrict__ iu, const F* __restrict__ iv,
+                                                    const F* __restrict__ keep, int64_t n, int W, int H,
+                                                    int32_t* __restrict__ a00, int32_t* __restrict__ a01,
+                                                    int32_t* __restrict__ a10, int32_t* __restrict__ a11,
+                                                    F* __restrict__ w00, F* __restrict__ w01, F* __restrict__ w10,
+                                                    F* __restrict__ w11) {
+  for (int64_t i = 0; i < n; ++i) {
+    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
+    const bool on = keep[i] != F(0);
+    a00[i] = on & t.b00 ? t.i00 : -1;
+    a01[i] = on & t.b01 ? t.i01 : -1;
+    a10[i] = on & t.b10 ? t.i10 : -1;
+    a11[i] = on & t.b11 ? t.i11 : -1;
+    w00[i] = (F(1) - t.fu) * (F(1) - t.fv);
+    w01[i] = t.fu * (F(1) - t.fv);
+    w10[i] = (F(1) - t.fu) * t.fv;
+    w11[i] = t.fu * t.fv;
+  }
+}
+
+template <typename F>
+void scatter_taps(const SpanGeometry<F>& span, int64_t n, int W, int H, ScatterTaps<F>& taps) {
+  using Span = SpanGeometry<F>;
+  int32_t* a = taps.at.data();
+  F* w = taps.w.data();
+  const int64_t m = taps.n;
+  scatter_taps_segment(span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, W, H, a, a + m,
+                       a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m);
+}
+
+// scatter_bilinear of go[i] at pixels [0, n) through add(offset in the plane, value): pixels in
+// turn, corners in order, as the per-pixel backward adds them.
+template <typename F, typename Add>
+inline void scatter_segment(const F* go, const ScatterTaps<F>& taps, int64_t n, Add add) {
+  const int32_t* a = taps.at.data();
+  const F* w = taps.w.data();
+  const int64_t m = taps.n;
+  for (int64_t i = 0; i < n; ++i) {
+    const F g = go[i];
+    for (int k = 0; k < 4; ++k) {
+      if (a[k * m + i] >= 0) add(a[k * m + i], w[k * m + i] * g);
+    }
+  }
+}
+
 // Every channel of image (its C planes HW apart) sampled at the first n pixels of span, into out
 // (C planes HW apart, at the span's first pixel).
 template <typename F>

@@ -93,6 +93,32 @@ def test_warp_image_gradient_over_batch_passes(seed):
     assert_close(image_gradient(slice(0, 2), deterministic=True), both, abs_tol=1e-5, name="fixed point")
 
 
+def test_warp_image_gradient_whatever_the_threads(seed):
+    # a batch element whose blocks all fall to one thread gets its image gradient straight from it,
+    # one that threads share through per-thread buffers: B=3 of 4 blocks each is split as 1 thread:
+    # all its own; 2: element 1 shared; 5: elements 0 and 1 shared, 2 shared by two threads
+    scene = warp_scene(3, 2, 2, 17, 23, seed=seed, dtype=torch.float64, rotation=0.1, translation=0.5)
+    g = torch.randn(scene["image"].shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    ref_in = leaves(*(scene[n] for n in NAMES))
+    (ref,) = torch.autograd.grad(fastdepth.warp(*ref_in, backend="torch"), ref_in[0], g)
+    tol = tolerance("warp", torch.float64, "cuda", "cpu")
+    previous = torch.get_num_threads()
+    fixed = []
+    try:
+        for threads in (1, 2, 5):
+            torch.set_num_threads(threads)
+            for deterministic in (False, True):
+                image = scene["image"].clone().requires_grad_(True)
+                out = fastdepth.warp(image, *(scene[n] for n in NAMES[1:]), backend="cuda", deterministic=deterministic)
+                (grad,) = torch.autograd.grad(out, image, g)
+                assert_close(grad, ref, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"{threads} threads")
+                if deterministic:
+                    fixed.append(grad)
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(f, fixed[0]) for f in fixed[1:])  # integer sums: the order does not matter
+
+
 @pytest.mark.parametrize(
     ("machine", "capability", "level"),
     [
