@@ -64,32 +64,37 @@ FD_HD F sample_view(const Img* fs, const F* u, const F* v, int64_t b, int64_t s,
   return warp::sample<F>(fs + source_plane(b, s, c, sh), make_view(u[at], v[at], sh, o).t, sh.W);
 }
 
-// The cost of one target pixel at hypothesis d, for every group g.
+// The cost of one target pixel at hypothesis d, for every group g. l1 and dot take each source's
+// view once per group and go through the group's channels with it; the variance (one channel per
+// group) needs every view of a channel at once.
 template <typename F, typename Img>
 FD_HD void forward_pixel(const Img* ft, const Img* fs, const F* u, const F* v, Img* out, int64_t b, int64_t d,
                          int64_t pix, const Shape& sh, const Options& o) {
   const int64_t Cg = sh.C / sh.G, HW = static_cast<int64_t>(sh.H) * sh.W;
   for (int64_t g = 0; g < sh.G; ++g) {
-    F acc = F(0);
-    for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-      const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
+    F cost;
+    if (o.reduction == kVariance) {
+      const F t = load_as<F>(ft + target_plane(b, g, sh) + pix);
       F sum = F(0), sum_sq = F(0);
       for (int64_t s = 0; s < sh.S; ++s) {
-        const F x = sample_view(fs, u, v, b, s, c, d, pix, sh, o);
-        if (o.reduction == kL1) {
-          acc += fd_abs(t - x);
-        } else if (o.reduction == kDot) {
-          acc += t * x;
-        } else {
-          sum += x, sum_sq += x * x;
+        const F x = sample_view(fs, u, v, b, s, g, d, pix, sh, o);
+        sum += x, sum_sq += x * x;
+      }
+      const F n = F(sh.S + 1), mean = (t + sum) / n;
+      cost = (t * t + sum_sq) / n - mean * mean;
+    } else {
+      F acc = F(0);
+      for (int64_t s = 0; s < sh.S; ++s) {
+        const int64_t at = view_at(b, s, d, pix, sh);
+        const warp::Taps<F> taps = make_view(u[at], v[at], sh, o).t;
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+          const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
+          const F x = warp::sample<F>(fs + source_plane(b, s, c, sh), taps, sh.W);
+          acc += o.reduction == kL1 ? fd_abs(t - x) : t * x;
         }
       }
-      if (o.reduction == kVariance) {
-        const F n = F(sh.S + 1), mean = (t + sum) / n;
-        acc = (t * t + sum_sq) / n - mean * mean;
-      }
+      cost = acc / F(Cg * sh.S);
     }
-    const F cost = o.reduction == kVariance ? acc : acc / F(Cg * sh.S);
     store_as(out + ((b * sh.G + g) * sh.D + d) * HW + pix, cost);
   }
 }

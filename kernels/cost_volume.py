@@ -79,33 +79,43 @@ def cost_volume_fwd_kernel(
     ft_ptr, fs_ptr, u_ptr, v_ptr, out_ptr, S, C, D, G, H, W, sx, ox, sy, oy,
     REDUCTION: tl.constexpr, BORDER: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
+    """l1 and dot take each source's view once per group and go through the group's channels with
+    it; the variance (one channel per group) needs every view of a channel at once."""
     HW = H * W
     pix, in_range, b, d = _block(HW, D, BLOCK)
     Cg = C // G
     for g in range(G):
-        acc = tl.zeros([BLOCK], tl.float32)
-        for cc in range(Cg):
-            c = g * Cg + cc
-            t = tl.load(ft_ptr + (b * C + c) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+        if REDUCTION == 2:
+            t = tl.load(ft_ptr + (b * C + g) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
             total = tl.zeros([BLOCK], tl.float32)
             total_sq = tl.zeros([BLOCK], tl.float32)
             for s in range(S):
                 at = ((b * S + s) * D + d) * HW + pix
-                plane = ((b * S + s) * C + c) * HW
+                plane = ((b * S + s) * C + g) * HW
                 x = _sample_view(fs_ptr, u_ptr, v_ptr, plane, at, in_range, W, H, sx, ox, sy, oy, BORDER)
-                if REDUCTION == 0:
-                    acc += tl.abs(t - x)
-                elif REDUCTION == 1:
-                    acc += t * x
-                else:
-                    total += x
-                    total_sq += x * x
-            if REDUCTION == 2:
-                mean = (t + total) / (S + 1)
-                acc = (t * t + total_sq) / (S + 1) - mean * mean
-        if REDUCTION != 2:
-            acc = acc / (Cg * S)
-        tl.store(out_ptr + ((b * G + g) * D + d) * HW + pix, acc.to(out_ptr.dtype.element_ty), mask=in_range)
+                total += x
+                total_sq += x * x
+            mean = (t + total) / (S + 1)
+            cost = (t * t + total_sq) / (S + 1) - mean * mean
+        else:
+            acc = tl.zeros([BLOCK], tl.float32)
+            for s in range(S):
+                at = ((b * S + s) * D + d) * HW + pix
+                o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, _, _, _ = _view(
+                    u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+                )
+                for cc in range(Cg):
+                    c = g * Cg + cc
+                    t = tl.load(ft_ptr + (b * C + c) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
+                    plane = ((b * S + s) * C + c) * HW
+                    v00, v01, v10, v11 = _corners(fs_ptr + plane, o00, o01, o10, o11, m00, m01, m10, m11)
+                    x = _bilinear(v00, v01, v10, v11, fu, fv)
+                    if REDUCTION == 0:
+                        acc += tl.abs(t - x)
+                    else:
+                        acc += t * x
+            cost = acc / (Cg * S)
+        tl.store(out_ptr + ((b * G + g) * D + d) * HW + pix, cost.to(out_ptr.dtype.element_ty), mask=in_range)
 
 
 @triton.jit
