@@ -77,4 +77,16 @@ def make(name: str, x: dict, mode: str):
     return run_mode(mode, forward, [*x["disps"], x["poses"]])
 
 
-WORK = Work("objective", inputs, ("monodepth2", "compile"), make)
+def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
+    """The step's inputs read once and its output written once: fwd reads the target, the sources
+    and every scale's disparity (float32) and writes one loss; bwd reads them again and writes the
+    disparities' gradients (the poses' are a few bytes)."""
+    e = torch.finfo(dtype).bits // 8
+    B, C, H, W = size.batch, size.channels, size.height, size.width
+    images = (1 + SOURCES) * B * C * H * W
+    disparities = sum(B * (H >> s) * (W >> s) for s in range(SCALES))
+    fwd = e * images + 4 * disparities
+    return fwd if mode == "fwd" else 2 * fwd + 4 * disparities
+
+
+WORK = Work("objective", inputs, ("monodepth2", "compile"), make, floor_bytes)

@@ -33,4 +33,4 @@ def make(name: str, x: dict, mode: str):
     return run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
 
 
-WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make, variants=("composed",))
+WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make, objective.floor_bytes, variants=("composed",))
