@@ -1,0 +1,151 @@
+// The CUDA kernels' bodies run on the host: for every thread of a kernel's grid, in order, the same
+// per-pixel function of csrc/<op>.cuh that the kernel calls, with the atomics as plain additions
+// and a block's sums added thread by thread. The CPU twins reach the same math through their own
+// loops (rows, lanes, channels-last), so without this the per-pixel paths only a GPU runs would be
+// compiled but never executed before a GPU session. float32 throughout, as the kernels compute;
+// built and called by tests/test_cuda_kernels_on_host.py. No torch, no CUDA.
+#include <cstdint>
+
+#include "cost_volume.cuh"
+#include "photometric.cuh"
+#include "reprojection.cuh"
+#include "warp.cuh"
+
+using namespace fastdepth;
+
+namespace {
+
+warp::Options warp_options(int H, int W, bool normalize, bool border, bool align_corners) {
+  return {warp::axis_map(W, align_corners), warp::axis_map(H, align_corners), normalize, border};
+}
+
+}  // namespace
+
+extern "C" {
+
+// warp_fwd_kernel: one thread per destination pixel, every source.
+void warp_forward(const float* image, const float* depth, const float* pose, const float* K, float* out, int8_t* mask,
+                  int64_t B, int64_t S, int64_t C, int H, int W, bool normalize, bool border, bool align_corners) {
+  const warp::Shape sh{B, S, C, H, W};
+  const warp::Options opt = warp_options(H, W, normalize, border, align_corners);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t pix = 0; pix < static_cast<int64_t>(H) * W; ++pix) {
+      const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
+      for (int64_t s = 0; s < S; ++s) warp::forward_source(image, pose, out, mask, p, b * S + s, pix, sh, opt);
+    }
+  }
+}
+
+// warp_bwd_kernel: grad_image zeroed by the caller; pose_partials (B, S, blocks, 16) and
+// k_partials (B, blocks, 4) as the kernel writes them.
+void warp_backward(const float* grad_out, const float* image, const float* depth, const float* pose, const float* K,
+                   float* grad_image, float* grad_depth, float* pose_partials, float* k_partials, int64_t B, int64_t S,
+                   int64_t C, int H, int W, bool normalize, bool border, bool align_corners) {
+  const warp::Shape sh{B, S, C, H, W};
+  const warp::Options opt = warp_options(H, W, normalize, border, align_corners);
+  const int64_t HW = static_cast<int64_t>(H) * W, blocks = warp::blocks_per_image(H, W);
+  auto scatter = [=](int64_t at, float v) { grad_image[at] += v; };
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t block = 0; block < blocks; ++block) {
+      float* k_part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
+      for (int q = 0; q < warp::kIntrinsicsPartials; ++q) k_part[q] = 0.f;
+      for (int64_t s = 0; s < S; ++s) {
+        float* part = pose_partials + ((b * S + s) * blocks + block) * warp::kPosePartials;
+        for (int q = 0; q < warp::kPosePartials; ++q) part[q] = 0.f;
+      }
+      for (int64_t pix = block * warp::kBlock; pix < (block + 1) * warp::kBlock && pix < HW; ++pix) {
+        const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
+        float gK[warp::kIntrinsicsPartials] = {};
+        float gP[3] = {};
+        for (int64_t s = 0; s < S; ++s) {
+          float gT[warp::kPosePartials] = {};
+          warp::backward_source(grad_out, image, pose, true, p, b * S + s, pix, sh, opt, true, gT, gK, gP, scatter);
+          float* part = pose_partials + ((b * S + s) * blocks + block) * warp::kPosePartials;
+          for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
+        }
+        grad_depth[b * HW + pix] = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
+        for (int q = 0; q < warp::kIntrinsicsPartials; ++q) k_part[q] += gK[q];
+      }
+    }
+  }
+}
+
+// photometric_fwd_kernel and photometric_bwd_kernel: one thread per pixel; identity may be null
+// when S_id == 0, a null gradient is not computed.
+void photometric_forward(const float* target, const float* identity, const float* warped, float* loss, int64_t* index,
+                         int64_t B, int64_t S_id, int64_t S_w, int64_t C, int H, int W, float alpha) {
+  const photometric::Shape sh{B, S_id, S_w, C, H, W};
+  for (int64_t b = 0; b < B; ++b) {
+    for (int row = 0; row < H; ++row) {
+      for (int col = 0; col < W; ++col) {
+        photometric::forward_pixel<float>(target, identity, warped, loss, index, b, row, col, sh, alpha);
+      }
+    }
+  }
+}
+
+void photometric_backward(const float* grad, const int64_t* index, const float* target, const float* identity,
+                          const float* warped, float* grad_target, float* grad_identity, float* grad_warped, int64_t B,
+                          int64_t S_id, int64_t S_w, int64_t C, int H, int W, float alpha) {
+  const photometric::Shape sh{B, S_id, S_w, C, H, W};
+  for (int64_t b = 0; b < B; ++b) {
+    for (int row = 0; row < H; ++row) {
+      for (int col = 0; col < W; ++col) {
+        photometric::backward_pixel<float>(grad, index, target, identity, warped, grad_target, grad_identity,
+                                           grad_warped, b, row, col, sh, alpha);
+      }
+    }
+  }
+}
+
+// reprojection_fwd_kernel: one thread per pixel; identity may be null when s_id == 0.
+void reprojection_forward(const float* target, const float* sources, const float* depth, const float* pose,
+                          const float* K, const float* identity, int64_t s_id, float* loss, int64_t* index, int64_t B,
+                          int64_t S, int64_t C, int H, int W, bool normalize, bool border, bool align_corners,
+                          float alpha) {
+  const warp::Shape sh{B, S, C, H, W};
+  const warp::Options opt = warp_options(H, W, normalize, border, align_corners);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int row = 0; row < H; ++row) {
+      for (int col = 0; col < W; ++col) {
+        reprojection::forward_pixel<float>(target, sources, depth, pose, K, identity, s_id, loss, index, b, row, col,
+                                           sh, opt, alpha);
+      }
+    }
+  }
+}
+
+// cost_volume_fwd_kernel and cost_volume_bwd_kernel: one thread per target pixel of every (image,
+// hypothesis); the features' gradients zeroed by the caller.
+void cost_volume_forward(const float* ft, const float* fs, const float* u, const float* v, float* out, int64_t B,
+                         int64_t S, int64_t C, int64_t D, int64_t G, int H, int W, bool border, bool align_corners,
+                         int reduction) {
+  const cost_volume::Shape sh{B, S, C, D, G, H, W};
+  const cost_volume::Options o{warp::axis_map(W, align_corners), warp::axis_map(H, align_corners), border, reduction};
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t pix = 0; pix < static_cast<int64_t>(H) * W; ++pix) {
+        cost_volume::forward_pixel<float>(ft, fs, u, v, out, b, d, pix, sh, o);
+      }
+    }
+  }
+}
+
+void cost_volume_backward(const float* grad, const float* ft, const float* fs, const float* u, const float* v,
+                          float* grad_ft, float* grad_fs, float* grad_u, float* grad_v, int64_t B, int64_t S, int64_t C,
+                          int64_t D, int64_t G, int H, int W, bool border, bool align_corners, int reduction) {
+  const cost_volume::Shape sh{B, S, C, D, G, H, W};
+  const cost_volume::Options o{warp::axis_map(W, align_corners), warp::axis_map(H, align_corners), border, reduction};
+  auto scatter_t = [=](int64_t at, float value) { grad_ft[at] += value; };
+  auto scatter_s = [=](int64_t at, float value) { grad_fs[at] += value; };
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t pix = 0; pix < static_cast<int64_t>(H) * W; ++pix) {
+        cost_volume::backward_pixel<float>(grad, ft, fs, u, v, grad_u, grad_v, b, d, pix, sh, o, true, true, scatter_t,
+                                           scatter_s);
+      }
+    }
+  }
+}
+
+}  // extern "C"

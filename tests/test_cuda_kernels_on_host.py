@@ -1,0 +1,181 @@
+"""The CUDA kernels' per-pixel paths, run on the host thread by thread (tests/cuda_kernels_on_host.cpp),
+against the CPU twin's ops on the same float32 inputs: the warp, the photometric loss, the fused
+objective's forward and the cost volume, forward and backward. The twin reaches the same math
+through loops of its own and is checked against the reference elsewhere."""
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TWIN
+
+from fastdepth import _cuda
+from fastdepth.checks.cost_volume import OPTIONS as VOLUME_OPTIONS
+from fastdepth.checks.cost_volume import inputs as volume_inputs
+from fastdepth.compare import assert_close
+from fastdepth.cost_volume import output_shape, projections
+from fastdepth.scenes import natural_images, warp_scene
+from fastdepth.tolerances import tolerance
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPILER = shutil.which("g++") or shutil.which("c++")
+pytestmark = pytest.mark.skipif(not (TWIN and COMPILER), reason="needs the CPU twin and a C++ compiler")
+SAMPLINGS = {
+    "kornia": dict(normalize=False, border=False, align_corners=True),
+    "monodepth2-normalized": dict(normalize=True, border=True, align_corners=False),
+}
+REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    library = tmp_path_factory.mktemp("cuda_kernels_on_host") / "kernels.so"
+    source = ROOT / "tests" / "cuda_kernels_on_host.cpp"
+    command = [COMPILER, "-std=c++17", "-O1", "-shared", "-fPIC", f"-I{ROOT / 'csrc'}", "-o", str(library), str(source)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(library))
+
+
+def ptr(t: torch.Tensor | None):
+    assert t is None or t.is_contiguous()
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def ints(*values):
+    return [ctypes.c_int64(v) for v in values]
+
+
+def hw(H, W):
+    return [ctypes.c_int(H), ctypes.c_int(W)]
+
+
+def flags(*values):
+    return [ctypes.c_bool(v) for v in values]
+
+
+def scene(B, S, C, H, W, seed):
+    """A warp scene with a NaN and an infinite depth, so that both skip their pixel."""
+    x = warp_scene(B, S, C, H, W, seed=seed, rotation=0.1, translation=0.5)
+    x["depth"][0, 0, 0, 1] = float("nan")
+    x["depth"][-1, 0, H - 1, W - 1] = float("inf")
+    return x
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3, 9, 13), (1, 1, 2, 3, 150)], ids=str)
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_warp(kernels, shape, sampling, seed):
+    # (1, 1, 2, 3, 150): three blocks of pose and intrinsics partial sums, the last one partial
+    B, S, C, H, W = shape
+    x = scene(B, S, C, H, W, seed)
+    image, depth, pose, K = x["image"], x["depth"], x["pose"], x["K"]
+    o = SAMPLINGS[sampling]
+    options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
+    dims = [*ints(B, S, C), *hw(H, W), *flags(o["normalize"], o["border"], o["align_corners"])]
+    tol = tolerance("warp", torch.float32, "cuda", "cpu")
+
+    out, mask = torch.empty_like(image), torch.empty(B, S, 1, H, W, dtype=torch.int8)
+    kernels.warp_forward(ptr(image), ptr(depth), ptr(pose), ptr(K), ptr(out), ptr(mask), *dims)
+    twin_out, twin_mask = _cuda.library().warp_forward(image, depth, pose, K, *options, True)
+    assert_close(out, twin_out, abs_tol=tol.forward, name="warped")
+    assert torch.equal(mask.bool(), twin_mask.reshape(mask.shape).bool())
+
+    grad = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
+    blocks = -(-H * W // 128)
+    g_image, g_depth = torch.zeros_like(image), torch.empty_like(depth)
+    pose_part, k_part = torch.empty(B, S, blocks, 16), torch.empty(B, blocks, 4)
+    kernels.warp_backward(
+        ptr(grad), ptr(image), ptr(depth), ptr(pose), ptr(K), ptr(g_image), ptr(g_depth), ptr(pose_part), ptr(k_part),
+        *dims,
+    )  # fmt: skip
+    # the bindings' reduction of the partial sums (csrc/warp_bindings.cpp: reduce_partials)
+    g_pose = pose_part.sum(2).reshape(B, S, 4, 4)
+    g_k = torch.zeros(B, 3, 3)
+    g_k[:, 0, 0], g_k[:, 1, 1], g_k[:, 0, 2], g_k[:, 1, 2] = k_part.sum(1).unbind(1)
+    twin = _cuda.library().warp_backward(grad, image, depth, pose, K, *options, [True] * 4, False)
+    for name, a, b in zip(("image", "depth", "pose", "K"), (g_image, g_depth, g_pose, g_k), twin, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 2, 2), (1, 2, 3, 40)], ids=str)
+def test_photometric(kernels, shape, seed):
+    B, C, H, W = shape
+    target = natural_images(B, C, H, W, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    warped = (target[:, None] + 0.2 * torch.randn(B, 2, C, H, W, generator=gen)).clamp(0, 1)
+    identity = (target[:, None] + 0.2 * torch.randn(B, 1, C, H, W, generator=gen)).clamp(0, 1)
+    dims = [*ints(B, 1, 2, C), *hw(H, W), ctypes.c_float(0.85)]
+    tol = tolerance("photometric", torch.float32, "cuda", "cpu")
+
+    loss, index = torch.empty(B, 1, H, W), torch.empty(B, 1, H, W, dtype=torch.int64)
+    kernels.photometric_forward(ptr(target), ptr(identity), ptr(warped), ptr(loss), ptr(index), *dims)
+    twin_loss, twin_index = _cuda.library().photometric_forward(target, warped, identity, 0.85, True)
+    assert_close(loss, twin_loss, abs_tol=tol.forward, name="loss")
+    assert torch.equal(index, twin_index)
+
+    grad = torch.rand(B, 1, H, W, generator=gen)
+    g_target, g_warped, g_identity = torch.empty_like(target), torch.empty_like(warped), torch.empty_like(identity)
+    kernels.photometric_backward(
+        ptr(grad), ptr(index), ptr(target), ptr(identity), ptr(warped), ptr(g_target), ptr(g_identity), ptr(g_warped),
+        *dims,
+    )  # fmt: skip
+    twin = _cuda.library().photometric_backward(grad, index, target, warped, identity, 0.85, [True, True, True])
+    for name, a, b in zip(("target", "warped", "identity"), (g_target, g_warped, g_identity), twin, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_reprojection_forward(kernels, sampling, seed):
+    B, S, C, H, W = 2, 2, 3, 9, 13
+    x = scene(B, S, C, H, W, seed)
+    target = natural_images(B, C, H, W, seed=seed + 1)
+    identity = torch.rand(B, 2, H, W, generator=torch.Generator().manual_seed(seed))
+    o = SAMPLINGS[sampling]
+    options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
+    loss, index = torch.empty(B, 1, H, W), torch.empty(B, 1, H, W, dtype=torch.int64)
+    kernels.reprojection_forward(
+        ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(identity), ctypes.c_int64(2),
+        ptr(loss), ptr(index), *ints(B, S, C), *hw(H, W), *flags(o["normalize"], o["border"], o["align_corners"]),
+        ctypes.c_float(0.85),
+    )  # fmt: skip
+    twin_loss, twin_index = _cuda.library().reprojection_forward(
+        target, x["image"], x["depth"], x["pose"], x["K"], identity, 0.85, *options
+    )
+    assert_close(loss, twin_loss, abs_tol=tolerance("reprojection", torch.float32, "cuda", "cpu").forward, name="loss")
+    assert torch.equal(index, twin_index)
+
+
+@pytest.mark.parametrize("case", VOLUME_OPTIONS)
+def test_cost_volume(kernels, case, seed):
+    B, S, C, h, w, D = 2, 2, 4, 5, 7, 3
+    ft, fs, hypotheses, poses, K = volume_inputs(B, S, C, h, w, D, seed, torch.float32, "cpu", case == "per_pixel")
+    u, v = projections(hypotheses, poses, K, h, w, torch.float32)
+    options = dict(VOLUME_OPTIONS[case])
+    reduction, groups = options["reduction"], options.get("groups", 1)
+    padding, align = options.get("padding_mode", "zeros"), options.get("align_corners", True)
+    shape = output_shape(B, C, D, h, w, reduction, groups)
+    dims = [
+        *ints(B, S, C, D, shape[1]),
+        *hw(h, w),
+        *flags(padding == "border", align),
+        ctypes.c_int(REDUCTIONS[reduction]),
+    ]
+    tol = tolerance("cost_volume", torch.float32, "cuda", "cpu")
+
+    cost = torch.empty(shape)
+    kernels.cost_volume_forward(ptr(ft), ptr(fs), ptr(u), ptr(v), ptr(cost), *dims)
+    twin_cost = _cuda.library().cost_volume_forward(ft, fs, u, v, reduction, groups, padding, align)
+    assert_close(cost, twin_cost, abs_tol=tol.forward, name="cost")
+
+    grad = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    g_ft, g_fs, g_u, g_v = torch.zeros_like(ft), torch.zeros_like(fs), torch.empty_like(u), torch.empty_like(v)
+    kernels.cost_volume_backward(
+        ptr(grad), ptr(ft), ptr(fs), ptr(u), ptr(v), ptr(g_ft), ptr(g_fs), ptr(g_u), ptr(g_v), *dims
+    )
+    twin = _cuda.library().cost_volume_backward(grad, ft, fs, u, v, reduction, groups, padding, align, [True, True])
+    for name, a, b in zip(("features_target", "features_source", "u", "v"), (g_ft, g_fs, g_u, g_v), twin, strict=True):
+        keep = b.isfinite()
+        assert torch.equal(keep, a.isfinite()), name
+        assert_close(a[keep], b[keep], rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
