@@ -1,7 +1,7 @@
 // CUDA kernel of the fused objective (the reprojection op's forward) and its launcher, on raw
 // pointers (no torch: plain nvcc compiles this file). Structured like kernels/reprojection.py: one
-// thread per pixel of a kTileW x kTileH tile, the warped 3x3 window recomputed per source and
-// channel; only the minimum and its index are written.
+// thread per pixel of a kTileW x kTileH tile, the taps of the 3x3 window computed once per source
+// and sampled for every channel; only the minimum and its index are written.
 #include <cuda_runtime.h>
 
 #include "reprojection.cuh"

@@ -1,7 +1,10 @@
 // Per-pixel math of the fused objective (the reprojection op's forward), shared by the CUDA kernel
-// (reprojection.cu) and the CPU twin (reprojection_cpu.cpp): the warp's projection and sampling
-// (warp.cuh) recomputed for each pixel of the reflected 3x3 window, and the photometric loss's SSIM
-// and minimum (photometric.cuh). Mirrors kernels/reprojection.py; conventions in
+// (reprojection.cu) and the CPU twin (reprojection_cpu.cpp): the warp's projection (warp.cuh)
+// recomputed for each pixel of the reflected 3x3 window, its samples, and the photometric loss's
+// SSIM and minimum (photometric.cuh). Mirrors kernels/reprojection.py, with one difference: here
+// the window's taps are computed once per source and kept for every channel (128 registers, no
+// spills in the compile report), where the Triton kernel recomputes them per channel (with the
+// nine taps live, Triton's compiler needed 240 registers at one pixel per thread). Conventions in
 // fastdepth/reprojection.py. No torch, no CUDA runtime calls.
 #pragma once
 
@@ -11,22 +14,37 @@
 namespace fastdepth {
 namespace reprojection {
 
-// The warped value of one source plane at the in-range pixel (row, col): 0 where the depth or the
-// projection is not finite (the warp's convention).
-template <typename F, typename Img>
-FD_HD F warped_value(const Img* plane, const F* depth, const F* K, const F* pose_s, int64_t b, int row, int col,
-                     const warp::Shape& sh, const warp::Options& opt) {
-  const warp::Pixel<F> p = warp::make_pixel(depth, K, b, static_cast<int64_t>(row) * sh.W + col, sh, opt.normalize);
-  const warp::Geometry<F> g = warp::compute_geometry(p.d, p.ray, p.k, pose_s, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-  if (!(p.d_ok && g.finite)) return F(0);
-  return warp::sample(plane, warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H), sh.W);
+// The taps of one source at the 9 pixels of the reflected 3x3 window centred on (row, col), the
+// warp's projection (warp.cuh) computed once for every channel; a neighbour whose depth or
+// projection is not finite has all four taps masked off, so that it samples 0 (the warp's
+// convention).
+template <typename F>
+struct WindowTaps {
+  warp::Taps<F> t[9];
+};
+
+template <typename F>
+FD_HD WindowTaps<F> window_taps(const F* depth, const F* K, const F* pose_s, int64_t b, int row, int col,
+                                const warp::Shape& sh, const warp::Options& opt) {
+  WindowTaps<F> w;
+#pragma unroll
+  for (int o = 0; o < 9; ++o) {
+    const int r = photometric::reflect(row + o / 3 - 1, sh.H), q = photometric::reflect(col + o % 3 - 1, sh.W);
+    const warp::Pixel<F> p = warp::make_pixel(depth, K, b, static_cast<int64_t>(r) * sh.W + q, sh, opt.normalize);
+    const warp::Geometry<F> g =
+        warp::compute_geometry(p.d, p.ray, p.k, pose_s, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+    w.t[o] = warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+    if (!(p.d_ok && g.finite)) w.t[o].m00 = w.t[o].m01 = w.t[o].m10 = w.t[o].m11 = false;
+  }
+  return w;
 }
 
-// The loss of source s (its C planes at source_bs) against the target (target_b) at (row, col),
-// averaged over the channels, accumulated in photometric::candidate_loss's order.
+// The loss of source s (its C planes at source_bs, sampled through its window taps) against the
+// target (target_b) at (row, col), averaged over the channels, accumulated in
+// photometric::candidate_loss's order.
 template <typename F, typename Img>
-FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const F* depth, const F* K, const F* pose_s, int64_t b,
-                    int row, int col, const warp::Shape& sh, const warp::Options& opt, F alpha) {
+FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const WindowTaps<F>& w, int row, int col,
+                    const warp::Shape& sh, F alpha) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   F ssim = F(0), l1 = F(0);
 #pragma unroll 1
@@ -34,19 +52,17 @@ FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const F* depth, c
     const Img* x = source_bs + c * HW;
     const Img* y = target_b + c * HW;
     F sx = F(0), sy = F(0), sxx = F(0), syy = F(0), sxy = F(0), centre = F(0);
-    for (int dy = -1; dy <= 1; ++dy) {
-      const int r = photometric::reflect(row + dy, sh.H);
-      for (int dx = -1; dx <= 1; ++dx) {
-        const int q = photometric::reflect(col + dx, sh.W);
-        const F xv = warped_value(x, depth, K, pose_s, b, r, q, sh, opt);
-        const F yv = load_as<F>(y + static_cast<int64_t>(r) * sh.W + q);
-        sx += xv;
-        sy += yv;
-        sxx += xv * xv;
-        syy += yv * yv;
-        sxy += xv * yv;
-        if (dy == 0 && dx == 0) centre = xv;
-      }
+#pragma unroll
+    for (int o = 0; o < 9; ++o) {
+      const int r = photometric::reflect(row + o / 3 - 1, sh.H), q = photometric::reflect(col + o % 3 - 1, sh.W);
+      const F xv = warp::sample<F>(x, w.t[o], sh.W);
+      const F yv = load_as<F>(y + static_cast<int64_t>(r) * sh.W + q);
+      sx += xv;
+      sy += yv;
+      sxx += xv * xv;
+      syy += yv * yv;
+      sxy += xv * yv;
+      if (o == 4) centre = xv;
     }
     const photometric::SsimTerms<F> t = photometric::ssim_from_sums(sx, sy, sxx, syy, sxy);
     ssim += photometric::ssim_loss(t);
@@ -68,8 +84,9 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
   for (int64_t k = 0; k < s_id + sh.S; ++k) {
     const int64_t bs = b * sh.S + (k - s_id);
     const F l = k < s_id ? load_as<F>(identity + (b * s_id + k) * HW + off)
-                         : warped_loss(sources + bs * sh.C * HW, target + b * sh.C * HW, depth, K, pose + bs * 16, b,
-                                       row, col, sh, opt, alpha);
+                         : warped_loss(sources + bs * sh.C * HW, target + b * sh.C * HW,
+                                       window_taps(depth, K, pose + bs * 16, b, row, col, sh, opt), row, col, sh,
+                                       alpha);
     if (l < best || (l != l && best == best)) {
       best = l;
       best_k = k;
