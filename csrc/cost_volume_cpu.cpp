@@ -4,9 +4,11 @@
 // four contiguous vectors of C channels, and the sample, the reduction and the backward's scatters
 // run over the channels in loops the compiler vectorises (the taps computed once per pixel, not
 // once per channel). The same products per element; the sums over channels are added in lanes, so
-// their order differs from the GPU's. The backward's scatters go to per-thread gradient buffers
-// (cpu_threads.h), channels-last, summed and transposed back at the end. No torch.
+// their order differs from the GPU's. The backward's scatters go to channels-last gradient buffers:
+// one for the batch elements a thread has to itself, per-thread ones for those threads share
+// (cpu_threads.h: BatchShares), summed and transposed back at the end. No torch.
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "cost_volume.cuh"
@@ -33,11 +35,12 @@ void to_channels_last(const F* planar, int64_t n_maps, int64_t C, int64_t HW, F*
   }
 }
 
-// planar (n_maps, C, HW) = the sum over threads, in order, of parts (threads x (n_maps, HW, C)).
+// planar (n_maps, C, HW) = the sum over the n_parts buffers, in order, of parts (each (n_maps, HW,
+// C), stride apart).
 template <typename F>
-void sum_parts_to_planar(const F* parts, int threads, int64_t n_maps, int64_t C, int64_t HW, F* planar) {
+void sum_parts_to_planar(const F* parts, int64_t n_parts, int64_t stride, int64_t n_maps, int64_t C, int64_t HW,
+                         F* planar) {
   constexpr int64_t kPixels = 64;
-  const int64_t n = n_maps * HW * C;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t m = 0; m < n_maps; ++m) {
     for (int64_t p0 = 0; p0 < HW; p0 += kPixels) {
@@ -46,7 +49,7 @@ void sum_parts_to_planar(const F* parts, int threads, int64_t n_maps, int64_t C,
         for (int64_t p = p0; p < p1; ++p) {
           const int64_t at = (m * HW + p) * C + c;
           F total = F(0);
-          for (int t = 0; t < threads; ++t) total += parts[t * n + at];
+          for (int64_t t = 0; t < n_parts; ++t) total += parts[t * stride + at];
           planar[(m * C + c) * HW + p] = total;
         }
       }
@@ -253,67 +256,83 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                               F* grad_u, F* grad_v, const cost_volume::Shape& sh, const cost_volume::Options& o) {
   using namespace cost_volume;
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, C = sh.C, Cg = C / sh.G;
-  const int64_t n_t = sh.B * C * HW, n_s = sh.B * sh.S * C * HW;
+  const int64_t n_t = sh.B * C * HW, n_s = sh.B * sh.S * C * HW;  // channels-last, as the gradients are summed
+  const int64_t t_b = C * HW, s_b = sh.S * C * HW;                 // of one batch element
   const bool need_features = grad_ft != nullptr, need_geometry = grad_u != nullptr;
   std::vector<F> ft_cl(n_t), fs_cl(n_s);
   to_channels_last(ft, sh.B, C, HW, ft_cl.data());
   to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
   const int threads = thread_count();
-  std::vector<F> part_t(need_features ? threads * n_t : 0), part_s(need_features ? threads * n_s : 0);
+  // (element, row of a hypothesis) pairs: an element one share has to itself is summed in own_*, one
+  // that shares split in per-share buffers part_*
+  const BatchShares shares{0, sh.B, sh.D * sh.H, threads};
+  const bool any_shared = need_features && shares.any_shared();
+  std::vector<F> own_t(need_features ? n_t : 0), own_s(need_features ? n_s : 0);
+  std::vector<F> part_t(any_shared ? threads * n_t : 0), part_s(any_shared ? threads * n_s : 0);
   const BackwardChannels<F> view_backward = backward_channels_for<F>(o.reduction, need_features, need_geometry);
 #pragma omp parallel num_threads(threads)
   {
-    F* my_t = need_features ? part_t.data() + thread_id() * n_t : nullptr;
-    F* my_s = need_features ? part_s.data() + thread_id() * n_s : nullptr;
     std::vector<View<F>> views(sh.S * sh.W);
     ChannelScratch<F> scratch(sh.S, C);
-#pragma omp for collapse(3) schedule(static)
-    for (int64_t b = 0; b < sh.B; ++b) {
-      for (int64_t d = 0; d < sh.D; ++d) {
-        for (int row = 0; row < sh.H; ++row) {
-          row_views(u, v, b, d, row, sh, o, views);
-          for (int col = 0; col < sh.W; ++col) {
-            const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
-            const F* t = ft_cl.data() + (b * HW + pix) * C;
-            for (int64_t s = 0; s < sh.S; ++s) {
-              sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
-                              scratch.zeros.data(), scratch.xs(s));
+    // share t of `threads`, whatever the team's size
+    for (int64_t t = thread_id(); t < threads; t += team_size()) {
+      // the features' gradients of element b, at the batch's first element
+      const auto gradients = [&](int64_t b) -> std::pair<F*, F*> {
+        if (!need_features) return {nullptr, nullptr};
+        if (shares.shared(b)) return {part_t.data() + t * n_t, part_s.data() + t * n_s};
+        return {own_t.data(), own_s.data()};
+      };
+      for (int64_t b = 0; b < sh.B && need_features; ++b) {
+        if (!shares.shared(b) && shares.owner(b) != t) continue;
+        const auto [g_t, g_s] = gradients(b);
+        fill_zero(g_t + b * t_b, t_b);
+        fill_zero(g_s + b * s_b, s_b);
+      }
+      for (int64_t pair = shares.first(t); pair < shares.first(t + 1); ++pair) {
+        const int64_t b = pair / (sh.D * sh.H), d = pair / sh.H % sh.D;
+        const int row = static_cast<int>(pair % sh.H);
+        const auto [my_t, my_s] = gradients(b);
+        row_views(u, v, b, d, row, sh, o, views);
+        for (int col = 0; col < sh.W; ++col) {
+          const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
+          const F* t_col = ft_cl.data() + (b * HW + pix) * C;
+          for (int64_t s = 0; s < sh.S; ++s) {
+            sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
+                            scratch.zeros.data(), scratch.xs(s));
+          }
+          if (o.reduction == kVariance) {
+            for (int64_t c = 0; c < C; ++c) {
+              F mean = t_col[c];
+              for (int64_t s = 0; s < sh.S; ++s) mean += scratch.xs(s)[c];
+              scratch.mean[c] = mean / F(sh.S + 1);
             }
-            if (o.reduction == kVariance) {
-              for (int64_t c = 0; c < C; ++c) {
-                F mean = t[c];
-                for (int64_t s = 0; s < sh.S; ++s) mean += scratch.xs(s)[c];
-                scratch.mean[c] = mean / F(sh.S + 1);
-              }
+          }
+          for (int64_t s = 0; s < sh.S; ++s) {
+            const View<F>& view = views[s * sh.W + col];
+            const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
+            const F* map = fs_cl.data() + (b * sh.S + s) * HW * C;
+            F* into = need_features ? my_s + (b * sh.S + s) * HW * C : nullptr;
+            const F* p[4];
+            F* q[4];
+            for (int k = 0; k < 4; ++k) {
+              p[k] = taps.corner(map, k, static_cast<const F*>(scratch.zeros.data()));
+              q[k] = need_features ? taps.corner(into, k, scratch.masked(k)) : scratch.masked(k);
             }
-            for (int64_t s = 0; s < sh.S; ++s) {
-              const View<F>& view = views[s * sh.W + col];
-              const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
-              const F* map = fs_cl.data() + (b * sh.S + s) * HW * C;
-              F* into = need_features ? my_s + (b * sh.S + s) * HW * C : nullptr;
-              const F* p[4];
-              F* q[4];
-              for (int k = 0; k < 4; ++k) {
-                p[k] = taps.corner(map, k, static_cast<const F*>(scratch.zeros.data()));
-                q[k] = need_features ? taps.corner(into, k, scratch.masked(k)) : scratch.masked(k);
-              }
-              const F fu_fv[2] = {view.t.fu, view.t.fv};
-              F g_iu = F(0), g_iv = F(0);
-              for (int64_t g = 0; g < sh.G; ++g) {
-                const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
-                const int64_t c0 = g * Cg;
-                // the variance's target term belongs to no source: it is added once, with the first
-                view_backward(t + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv,
-                              p[0] + c0, p[1] + c0, p[2] + c0, p[3] + c0, Cg,
-                              o.reduction != kVariance || s == 0,
-                              need_features ? my_t + (b * HW + pix) * C + c0 : nullptr, q[0] + c0, q[1] + c0,
-                              q[2] + c0, q[3] + c0, &g_iu, &g_iv);
-              }
-              if (need_geometry) {
-                const int64_t at = view_at(b, s, d, pix, sh);
-                grad_u[at] = view.keep ? g_iu * view.du : F(0);
-                grad_v[at] = view.keep ? g_iv * view.dv : F(0);
-              }
+            const F fu_fv[2] = {view.t.fu, view.t.fv};
+            F g_iu = F(0), g_iv = F(0);
+            for (int64_t g = 0; g < sh.G; ++g) {
+              const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
+              const int64_t c0 = g * Cg;
+              // the variance's target term belongs to no source: it is added once, with the first
+              view_backward(t_col + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv, p[0] + c0,
+                            p[1] + c0, p[2] + c0, p[3] + c0, Cg, o.reduction != kVariance || s == 0,
+                            need_features ? my_t + (b * HW + pix) * C + c0 : nullptr, q[0] + c0, q[1] + c0,
+                            q[2] + c0, q[3] + c0, &g_iu, &g_iv);
+            }
+            if (need_geometry) {
+              const int64_t at = view_at(b, s, d, pix, sh);
+              grad_u[at] = view.keep ? g_iu * view.du : F(0);
+              grad_v[at] = view.keep ? g_iv * view.dv : F(0);
             }
           }
         }
@@ -321,8 +340,14 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
     }
   }
   if (!need_features) return;
-  sum_parts_to_planar(part_s.data(), threads, sh.B * sh.S, C, HW, grad_fs);
-  sum_parts_to_planar(part_t.data(), threads, sh.B, C, HW, grad_ft);
+  for (int64_t b = 0; b < sh.B; ++b) {
+    const bool split = shares.shared(b);
+    const int64_t n_parts = split ? threads : 1;
+    const F* from_t = (split ? part_t.data() : own_t.data()) + b * t_b;
+    const F* from_s = (split ? part_s.data() : own_s.data()) + b * s_b;
+    sum_parts_to_planar(from_s, n_parts, n_s, sh.S, C, HW, grad_fs + b * s_b);
+    sum_parts_to_planar(from_t, n_parts, n_t, int64_t(1), C, HW, grad_ft + b * t_b);
+  }
 }
 
 template void cost_volume_forward_cpu<float>(const float*, const float*, const float*, const float*, float*,

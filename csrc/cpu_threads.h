@@ -36,6 +36,35 @@ inline int thread_id() {
 #endif
 }
 
+// The (batch element, item) pairs of the elements [b0, b0 + nb), per_b items each, split into
+// `shares` contiguous shares as schedule(static) would split them: share t holds the pairs
+// [first(t), first(t + 1)). An element whose pairs all fall in one share is that share's own: its
+// thread may write the element's outputs directly. An element split between shares is shared: its
+// outputs go through per-share buffers, added in share order at the end (sum_thread_parts), which
+// gives an own element's sums too, bit for bit (x + 0 = x).
+struct BatchShares {
+  int64_t b0, nb, per_b, shares;
+  int64_t first(int64_t t) const { return nb * per_b * t / shares; }
+  int64_t share_of(int64_t pair) const {
+    int64_t t = 0;
+    while (first(t + 1) <= pair) ++t;
+    return t;
+  }
+  int64_t owner(int64_t b) const { return share_of((b - b0) * per_b); }
+  bool shared(int64_t b) const { return owner(b) != share_of((b - b0 + 1) * per_b - 1); }
+  bool any_shared() const {
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+      if (shared(b)) return true;
+    }
+    return false;
+  }
+};
+
+template <typename T>
+void fill_zero(T* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = T(0);
+}
+
 // out[i] = the sum over threads t, in order, of parts[t * stride + i], for i in [0, n).
 template <typename T>
 void sum_thread_parts(const T* parts, int threads, int64_t n, int64_t stride, T* out) {

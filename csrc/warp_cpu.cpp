@@ -4,7 +4,7 @@
 // one stage at a time (geometry, samples, the backward's geometry, whose block sums are added in
 // lanes: warp_rows.h's kLanes), and that the image gradient, a scatter, is added without atomics:
 // its corners come from a vectorised loop, the additions go pixel by pixel into the output where
-// one thread has a batch element to itself, else into per-thread buffers (PassShares). No torch.
+// one thread has a batch element to itself, else into per-thread buffers (cpu_threads.h: BatchShares). No torch.
 #include <algorithm>
 #include <vector>
 
@@ -47,27 +47,6 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
 // the batch is taken in as many passes as that needs.
 constexpr int64_t kThreadPartBytes = int64_t(64) << 20;
 
-// The image gradient's destination in a pass over the batch elements [b0, b0 + nb), whose
-// (element, block) pairs the team splits in contiguous shares as schedule(static) does: an element
-// whose blocks all fall to one thread is that thread's own, and it scatters into the output
-// directly; an element shared by threads goes through per-thread buffers (part of thread t at
-// parts + t * n_part, all zeroed), added in thread order at the end.
-struct PassShares {
-  int64_t b0, nb, blocks, team;
-  int64_t first(int64_t t) const { return nb * blocks * t / team; }
-  int64_t owner(int64_t i) const {  // the thread whose share holds pair i
-    int64_t t = 0;
-    while (first(t + 1) <= i) ++t;
-    return t;
-  }
-  bool shared(int64_t b) const { return owner((b - b0) * blocks) != owner((b - b0 + 1) * blocks - 1); }
-};
-
-template <typename T>
-void fill_zero(T* p, int64_t n) {
-  std::fill(p, p + n, T(0));
-}
-
 template <typename F>
 void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const F* pose, const F* K, F* grad_image,
                        long long* grad_fixed, const F* fixed_scale, F* grad_depth, F* pose_partials, F* k_partials,
@@ -79,7 +58,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
   const F scale = grad_fixed != nullptr ? *fixed_scale : F(1);
   using Span = warp::SpanGeometry<F>;
   // the image gradient is a scatter: float or (deterministic) fixed point, whose integer sums do
-  // not depend on the order; into the output or the thread's own buffer (PassShares)
+  // not depend on the order; into the output or the thread's own buffer (BatchShares)
   const int threads = thread_count();
   const int64_t image_b = sh.S * sh.C * HW;  // image elements of one batch element
   const int64_t per_pass =
@@ -88,9 +67,9 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
   std::vector<long long> fixed_parts;
   for (int64_t b0 = 0; b0 < sh.B; b0 += per_pass) {
     const int64_t nb = std::min(per_pass, sh.B - b0), n_part = nb * image_b;
-    const PassShares shares{b0, nb, blocks, threads};
-    bool any_shared = false;
-    for (int64_t b = b0; b < b0 + nb; ++b) any_shared |= need_image && shares.shared(b);
+    // (element, block) pairs: an element one share has to itself gets its image gradient directly
+    const BatchShares shares{b0, nb, blocks, threads};
+    const bool any_shared = need_image && shares.any_shared();
     if (any_shared && grad_fixed == nullptr) parts.resize(threads * n_part);
     if (any_shared && grad_fixed != nullptr) fixed_parts.resize(threads * n_part);
 #pragma omp parallel num_threads(threads)
@@ -108,7 +87,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
           return shares.shared(b) ? part + (b - b0) * image_b : out + b * image_b;
         };
         for (int64_t b = b0; b < b0 + nb && need_image; ++b) {
-          if (!shares.shared(b) && shares.owner((b - b0) * blocks) != t) continue;
+          if (!shares.shared(b) && shares.owner(b) != t) continue;
           if (grad_fixed != nullptr) fill_zero(image_grad(grad_fixed, mine_fixed, b), image_b);
           if (grad_image != nullptr) fill_zero(image_grad(grad_image, mine, b), image_b);
         }

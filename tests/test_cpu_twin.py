@@ -119,6 +119,29 @@ def test_warp_image_gradient_whatever_the_threads(seed):
     assert all(torch.equal(f, fixed[0]) for f in fixed[1:])  # integer sums: the order does not matter
 
 
+def test_cost_volume_gradients_whatever_the_threads(seed):
+    # as the warp's image gradient: B=3 over 1, 2 and 5 threads gives elements of one thread's own
+    # and elements that threads share
+    from fastdepth.checks.cost_volume import inputs as volume_inputs
+
+    ft, fs, planes, poses, K = volume_inputs(3, 2, 4, 5, 7, 3, seed, torch.float64, "cpu")
+    ref_in = leaves(ft, fs)
+    ref = fastdepth.cost_volume(*ref_in, planes, poses, K, reduction="variance", backend="torch")
+    g = torch.rand(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    expected = grads(ref, ref_in, g)
+    tol = tolerance("cost_volume", torch.float64, "cuda", "cpu")
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 5):
+            torch.set_num_threads(threads)
+            ours_in = leaves(ft, fs)
+            ours = fastdepth.cost_volume(*ours_in, planes, poses, K, reduction="variance", backend="cuda")
+            for name, a, b in zip(("target", "source"), grads(ours, ours_in, g), expected, strict=True):
+                assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"{name}, {threads} threads")
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize(
     ("machine", "capability", "level"),
     [
