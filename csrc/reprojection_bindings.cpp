@@ -41,8 +41,10 @@ std::tuple<Tensor, Tensor> reprojection_forward(const Tensor& target_in, const T
                           normalize_points, padding_mode == "border"};
   const c10::DeviceGuard guard(target_in.device());
   const Tensor depth = depth_in.contiguous(), poses = poses_in.contiguous(), K = K_in.contiguous();
-  Tensor index = at::zeros({B, 1, H, W}, target_in.options().dtype(at::kLong));
   const bool run = B > 0 && C > 0;
+  // the kernels write every pixel's index when they run
+  const auto index_options = target_in.options().dtype(at::kLong);
+  Tensor index = run ? at::empty({B, 1, H, W}, index_options) : at::zeros({B, 1, H, W}, index_options);
   if (target_in.is_cuda()) {
 #ifdef FASTDEPTH_WITH_CUDA
     TORCH_CHECK_TYPE(depth.scalar_type() == at::kFloat, "fastdepth_ext: CUDA kernels take float32 geometry");

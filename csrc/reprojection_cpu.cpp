@@ -6,6 +6,7 @@
 // photometric::forward_pixel. The scratch lives for one batch element: the warped images are never
 // stored. No torch.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "photometric_rows.h"
@@ -20,7 +21,7 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
                               const warp::Options& opt, F alpha) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const int64_t CHW = sh.C * HW;
-  std::vector<F> warped(static_cast<size_t>(sh.S * CHW));
+  std::unique_ptr<F[]> warped(new F[sh.S * CHW]);  // every element written before it is read
   for (int64_t b = 0; b < sh.B; ++b) {
 #pragma omp parallel
     {
@@ -31,7 +32,7 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
         for (int64_t s = 0; s < sh.S; ++s) {
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
           // into the scratch, indexed by s as the sources of b are
-          warp::sample_span(sources + (b * sh.S + s) * CHW, span, sh.W, sh, warped.data() + s * CHW + pix0);
+          warp::sample_span(sources + (b * sh.S + s) * CHW, span, sh.W, sh, warped.get() + s * CHW + pix0);
         }
       }
     }
@@ -49,7 +50,7 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
           photometric::take_min_row(identity + (b * s_id + k) * HW + off, k, best, best_k.data(), sh.W);
         }
         for (int64_t s = 0; s < sh.S; ++s) {
-          photometric::candidate_loss_row(warped.data() + s * CHW, target + b * CHW, HW, row, sh.C, sh.H, sh.W,
+          photometric::candidate_loss_row(warped.get() + s * CHW, target + b * CHW, HW, row, sh.C, sh.H, sh.W,
                                           alpha, scratch, ssim.data(), l1.data(), l.data());
           photometric::take_min_row(l.data(), s_id + s, best, best_k.data(), sh.W);
         }
