@@ -134,12 +134,20 @@ def markdown(result: dict) -> str:
                     lines.append("| " + " | ".join(cells) + " |")
                 lines.append("")
     lines += ["## peak memory (MB above the inputs) and fraction of copy bandwidth", ""]
-    lines += ["| work | mode | size | dtype | impl | peak MB | bandwidth |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "`kernel traffic / floor`: the bytes the implementation's kernels read and write by their design (counted",
+        "from the launches, not measured) over the floor (the work's inputs read once, its outputs written once).",
+        "",
+        "| work | mode | size | dtype | impl | peak MB | bandwidth | kernel traffic / floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         if r["peak_mem_mb"] is not None or r["bandwidth_fraction"] is not None:
+            traffic = r.get("kernel_bytes")
+            ratio = traffic / r["floor_bytes"] if traffic and r["floor_bytes"] else None
             lines.append(
                 f"| {r['work']} | {r['mode']} | {r['shape']} | {r['dtype']} | {r['impl']} | "
-                f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} |"
+                f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} | {_fmt(ratio, 2)} |"
             )
     errors = [r for r in result["rows"] if r["error"]]
     if errors:

@@ -256,6 +256,7 @@ def _row(job: tuple) -> dict:
         "median_ms": None,
         "peak_mem_mb": None,
         "floor_bytes": workloads.floor_bytes(work, size, DTYPES[dtype_name], mode),
+        "kernel_bytes": workloads.kernel_bytes(work, impl, size, DTYPES[dtype_name], mode),
         "bandwidth_fraction": None,
         "error": None,
     }

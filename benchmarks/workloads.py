@@ -38,3 +38,8 @@ def make_impl(work: str, name: str, inputs: dict, mode: str) -> Callable:
 def floor_bytes(work: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
     """Minimum memory traffic: every input read once, every output written once (None: not defined)."""
     return WORK_DEFS[work].floor_bytes(size, dtype, mode)
+
+
+def kernel_bytes(work: str, impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
+    """The traffic of an implementation's kernels as designed (None: not counted for it)."""
+    return WORK_DEFS[work].kernel_bytes(impl, size, dtype, mode)

@@ -74,6 +74,26 @@ def _fake_result(ours_ms: float, peer_ms: float) -> dict:
     return {"rows": rows}
 
 
+def test_quick_run_counts_the_objective_kernels_traffic(quick_result):
+    path, data, _ = quick_result
+    counted = {(r["work"], r["impl"]) for r in data["rows"] if r["kernel_bytes"]}
+    assert counted == {("objective", "cuda"), ("reprojection", "cuda"), ("reprojection", "cuda-composed")}
+    assert "kernel traffic / floor" in path.with_suffix(".md").read_text()
+
+
+def test_kernel_traffic_of_the_fused_and_the_composed_objective():
+    # the fused forward never writes the warped images nor reads the identity images at every
+    # scale; its backward warps the sources again, which the composed ops do not
+    size, f32 = workloads.SIZES["kitti"], torch.float32
+    fused = {m: workloads.kernel_bytes("reprojection", "triton", size, f32, m) for m in workloads.MODES}
+    composed = {m: workloads.kernel_bytes("reprojection", "triton-composed", size, f32, m) for m in workloads.MODES}
+    assert composed == {m: workloads.kernel_bytes("objective", "triton", size, f32, m) for m in workloads.MODES}
+    assert fused["fwd"] < composed["fwd"] and fused["fwd+bwd"] > composed["fwd+bwd"] - composed["fwd"] + fused["fwd"]
+    for mode in workloads.MODES:
+        assert fused[mode] > workloads.floor_bytes("reprojection", size, f32, mode)
+        assert workloads.kernel_bytes("reprojection", "monodepth2", size, f32, mode) is None
+
+
 def test_targets_met_and_not_met():
     fast = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 20.0))}
     slow = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 1.2))}

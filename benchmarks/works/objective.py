@@ -89,4 +89,32 @@ def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     return fwd if mode == "fwd" else 2 * fwd + 4 * disparities
 
 
-WORK = Work("objective", inputs, ("monodepth2", "compile"), make, floor_bytes)
+class Traffic:
+    """The bytes of the tensors fastdepth's kernels of one scale read or write (size, image dtype):
+    images and maps in the image dtype, depth float32, the winner's index int64."""
+
+    def __init__(self, size: Size, dtype: torch.dtype):
+        e = torch.finfo(dtype).bits // 8
+        plane = size.batch * size.height * size.width
+        self.image, self.sources = e * size.channels * plane, e * SOURCES * size.channels * plane
+        self.map, self.depth, self.index = e * plane, 4 * plane, 8 * plane
+        # warp forward: the sources (and depth) in, the warped images out; photometric backward of
+        # the warped candidates: gradient, index, target and warped images in, their gradient out;
+        # warp backward: that gradient, the sources and depth in, the depth's gradient out
+        self.warp_fwd = self.sources + self.depth + self.sources
+        self.photometric_bwd = self.map + self.index + self.image + 2 * self.sources
+        self.warp_bwd = 2 * self.sources + 2 * self.depth
+
+
+def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
+    """The composed ops (fastdepth's backends here) at every scale, as designed: the warp, then the
+    minimum over the identity images and the warped ones; the backward of both (see Traffic)."""
+    if impl not in ("triton", "cuda"):
+        return None
+    t = Traffic(size, dtype)
+    fwd = t.warp_fwd + t.image + 2 * t.sources + t.map + t.index
+    bwd = t.photometric_bwd + t.warp_bwd
+    return SCALES * (fwd if mode == "fwd" else fwd + bwd)
+
+
+WORK = Work("objective", inputs, ("monodepth2", "compile"), make, floor_bytes, kernel_bytes=kernel_bytes)

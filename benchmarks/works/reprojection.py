@@ -6,7 +6,8 @@ and, as the variant ``<backend>-composed``, the composed fused ops of the same b
 
 from __future__ import annotations
 
-from fastdepth.benchmarks.work import Work, run_mode
+import torch
+from fastdepth.benchmarks.work import Size, Work, run_mode
 from fastdepth.benchmarks.works import objective
 
 import fastdepth
@@ -33,4 +34,31 @@ def make(name: str, x: dict, mode: str):
     return run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
 
 
-WORK = Work("reprojection", objective.inputs, objective.WORK.peers, make, objective.floor_bytes, variants=("composed",))
+def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
+    """The fused op (``<backend>``) as designed: the identity maps once (the sources and the target
+    expanded to them in, the maps out); at every scale the forward reads the target, the sources,
+    depth and the identity maps and writes the loss and the index, and the backward warps the
+    sources again and runs the photometric and warp backward (objective.Traffic). The composed ops
+    (``<backend>-composed``): :func:`objective.kernel_bytes`."""
+    backend, _, variant = impl.partition("-")
+    if variant == "composed":
+        return objective.kernel_bytes(backend, size, dtype, mode)
+    if impl not in ("triton", "cuda"):
+        return None
+    t = objective.Traffic(size, dtype)
+    identity = objective.SOURCES * t.map
+    once = 2 * t.sources + identity
+    fwd = t.image + t.sources + t.depth + identity + t.map + t.index
+    bwd = t.warp_fwd + t.photometric_bwd + t.warp_bwd
+    return once + objective.SCALES * (fwd if mode == "fwd" else fwd + bwd)
+
+
+WORK = Work(
+    "reprojection",
+    objective.inputs,
+    objective.WORK.peers,
+    make,
+    objective.floor_bytes,
+    variants=("composed",),
+    kernel_bytes=kernel_bytes,
+)
