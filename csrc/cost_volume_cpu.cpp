@@ -19,20 +19,27 @@ namespace {
 
 using cost_volume::View;
 
-// out (n_maps, HW, C) = planar (n_maps, C, HW), transposed in blocks of pixels.
-template <typename F>
-void to_channels_last(const F* planar, int64_t n_maps, int64_t C, int64_t HW, F* out) {
+// element(planar, channels_last) for every element of n_maps maps of C channels and HW pixels, with
+// its index in the planar (n_maps, C, HW) and the channels-last (n_maps, HW, C) layout: in parallel,
+// in blocks of pixels.
+template <typename Element>
+void for_each_transposed(int64_t n_maps, int64_t C, int64_t HW, Element element) {
   constexpr int64_t kPixels = 64;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t m = 0; m < n_maps; ++m) {
     for (int64_t p0 = 0; p0 < HW; p0 += kPixels) {
       const int64_t p1 = std::min(HW, p0 + kPixels);
       for (int64_t c = 0; c < C; ++c) {
-        const F* from = planar + (m * C + c) * HW;
-        for (int64_t p = p0; p < p1; ++p) out[(m * HW + p) * C + c] = from[p];
+        for (int64_t p = p0; p < p1; ++p) element((m * C + c) * HW + p, (m * HW + p) * C + c);
       }
     }
   }
+}
+
+// out (n_maps, HW, C) = planar (n_maps, C, HW).
+template <typename F>
+void to_channels_last(const F* planar, int64_t n_maps, int64_t C, int64_t HW, F* out) {
+  for_each_transposed(n_maps, C, HW, [=](int64_t from, int64_t to) { out[to] = planar[from]; });
 }
 
 // planar (n_maps, C, HW) = the sum over the n_parts buffers, in order, of parts (each (n_maps, HW,
@@ -40,21 +47,11 @@ void to_channels_last(const F* planar, int64_t n_maps, int64_t C, int64_t HW, F*
 template <typename F>
 void sum_parts_to_planar(const F* parts, int64_t n_parts, int64_t stride, int64_t n_maps, int64_t C, int64_t HW,
                          F* planar) {
-  constexpr int64_t kPixels = 64;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t m = 0; m < n_maps; ++m) {
-    for (int64_t p0 = 0; p0 < HW; p0 += kPixels) {
-      const int64_t p1 = std::min(HW, p0 + kPixels);
-      for (int64_t c = 0; c < C; ++c) {
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t at = (m * HW + p) * C + c;
-          F total = F(0);
-          for (int64_t t = 0; t < n_parts; ++t) total += parts[t * stride + at];
-          planar[(m * C + c) * HW + p] = total;
-        }
-      }
-    }
-  }
+  for_each_transposed(n_maps, C, HW, [=](int64_t to, int64_t from) {
+    F total = F(0);
+    for (int64_t t = 0; t < n_parts; ++t) total += parts[t * stride + from];
+    planar[to] = total;
+  });
 }
 
 // The views of every source for one row of target pixels at hypothesis d.
@@ -199,6 +196,17 @@ struct ChannelScratch {
   F* masked(int k) { return scatter.data() + k * C; }
 };
 
+// Every source's C channels sampled through the row's views at column col, into scratch.xs(s).
+template <typename F>
+void sample_sources(const F* fs_cl, const std::vector<View<F>>& views, int64_t b, int col,
+                    const cost_volume::Shape& sh, ChannelScratch<F>& scratch) {
+  const int64_t map = static_cast<int64_t>(sh.H) * sh.W * sh.C;  // one source's channels-last features
+  for (int64_t s = 0; s < sh.S; ++s) {
+    sample_channels(fs_cl + (b * sh.S + s) * map, channel_taps(views[s * sh.W + col], sh.W, sh.C), sh.C,
+                    scratch.zeros.data(), scratch.xs(s));
+  }
+}
+
 }  // namespace
 
 template <typename F>
@@ -222,10 +230,7 @@ void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F
           for (int col = 0; col < sh.W; ++col) {
             const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
             const F* t = ft_cl.data() + (b * HW + pix) * C;
-            for (int64_t s = 0; s < sh.S; ++s) {
-              sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
-                              scratch.zeros.data(), scratch.xs(s));
-            }
+            sample_sources(fs_cl.data(), views, b, col, sh, scratch);
             if (o.reduction == kVariance) {
               const F n = F(sh.S + 1);
               for (int64_t c = 0; c < C; ++c) {
@@ -296,10 +301,7 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
         for (int col = 0; col < sh.W; ++col) {
           const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
           const F* t_col = ft_cl.data() + (b * HW + pix) * C;
-          for (int64_t s = 0; s < sh.S; ++s) {
-            sample_channels(fs_cl.data() + (b * sh.S + s) * HW * C, channel_taps(views[s * sh.W + col], sh.W, C), C,
-                            scratch.zeros.data(), scratch.xs(s));
-          }
+          sample_sources(fs_cl.data(), views, b, col, sh, scratch);
           if (o.reduction == kVariance) {
             for (int64_t c = 0; c < C; ++c) {
               F mean = t_col[c];
