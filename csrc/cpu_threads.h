@@ -40,14 +40,14 @@ inline int thread_id() {
 // `shares` contiguous shares as schedule(static) would split them: share t holds the pairs
 // [first(t), first(t + 1)). An element whose pairs all fall in one share is that share's own: its
 // thread may write the element's outputs directly. An element split between shares is shared: its
-// outputs go through per-share buffers, added in share order at the end (sum_thread_parts), which
-// gives an own element's sums too, bit for bit (x + 0 = x).
+// outputs go through per-share buffers, added in share order at the end; an own element's sums are
+// what that would give, bit for bit (0 + x + 0 = x).
 struct BatchShares {
   int64_t b0, nb, per_b, shares;
   int64_t first(int64_t t) const { return nb * per_b * t / shares; }
   int64_t share_of(int64_t pair) const {
     int64_t t = 0;
-    while (first(t + 1) <= pair) ++t;
+    while (t + 1 < shares && first(t + 1) <= pair) ++t;
     return t;
   }
   int64_t owner(int64_t b) const { return share_of((b - b0) * per_b); }
