@@ -4,7 +4,8 @@
 // one stage at a time (geometry, samples, the backward's geometry, whose block sums are added in
 // lanes: warp_rows.h's kLanes), and that the image gradient, a scatter, is added without atomics:
 // its corners come from a vectorised loop, the additions go pixel by pixel into the output where
-// one thread has a batch element to itself, else into per-thread buffers (cpu_threads.h: BatchShares). No torch.
+// one thread has a batch element to itself, else into per-thread buffers (cpu_threads.h:
+// BatchShares). No torch.
 #include <algorithm>
 #include <vector>
 
@@ -150,7 +151,9 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
     for (int64_t b = b0; b < b0 + nb && need_image; ++b) {
       if (!shares.shared(b)) continue;
       const int64_t off = (b - b0) * image_b;
-      if (grad_image != nullptr) sum_thread_parts(parts.data() + off, threads, image_b, n_part, grad_image + b * image_b);
+      if (grad_image != nullptr) {
+        sum_thread_parts(parts.data() + off, threads, image_b, n_part, grad_image + b * image_b);
+      }
       if (grad_fixed != nullptr) {
         sum_thread_parts(fixed_parts.data() + off, threads, image_b, n_part, grad_fixed + b * image_b);
       }
