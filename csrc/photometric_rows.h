@@ -34,24 +34,32 @@ inline void reflected_sum3(const F* __restrict__ v, F* __restrict__ s, int W) {
 
 // The reflected 3x3 window sums of x, y, x², y², xy at every pixel of output row `row` of the
 // planes x and y (H x W), into scratch.sum(0..4).
+// The column sums of three rows of x (x0, x1, x2) and of y: sums of x, y, x², y², xy. Not inlined:
+// GCC honours restrict only on the arguments of a function called as one, and without it the loop
+// stays scalar (the stores might alias the rows).
 template <typename F>
-inline void window_sums_row(const F* x, const F* y, int row, int H, int W, RowScratch<F>& scratch) {
-  const int64_t r0 = static_cast<int64_t>(reflect(row - 1, H)) * W, r1 = static_cast<int64_t>(row) * W,
-                r2 = static_cast<int64_t>(reflect(row + 1, H)) * W;
-  F* __restrict__ cx = scratch.col(0);
-  F* __restrict__ cy = scratch.col(1);
-  F* __restrict__ cxx = scratch.col(2);
-  F* __restrict__ cyy = scratch.col(3);
-  F* __restrict__ cxy = scratch.col(4);
+__attribute__((noinline)) void column_sums(const F* __restrict__ x0, const F* __restrict__ x1,
+                                           const F* __restrict__ x2, const F* __restrict__ y0,
+                                           const F* __restrict__ y1, const F* __restrict__ y2, int W,
+                                           F* __restrict__ cx, F* __restrict__ cy, F* __restrict__ cxx,
+                                           F* __restrict__ cyy, F* __restrict__ cxy) {
   for (int j = 0; j < W; ++j) {
-    const F a = x[r0 + j], b = x[r1 + j], c = x[r2 + j];
-    const F d = y[r0 + j], e = y[r1 + j], f = y[r2 + j];
+    const F a = x0[j], b = x1[j], c = x2[j];
+    const F d = y0[j], e = y1[j], f = y2[j];
     cx[j] = a + b + c;
     cy[j] = d + e + f;
     cxx[j] = a * a + b * b + c * c;
     cyy[j] = d * d + e * e + f * f;
     cxy[j] = a * d + b * e + c * f;
   }
+}
+
+template <typename F>
+inline void window_sums_row(const F* x, const F* y, int row, int H, int W, RowScratch<F>& scratch) {
+  const int64_t r0 = static_cast<int64_t>(reflect(row - 1, H)) * W, r1 = static_cast<int64_t>(row) * W,
+                r2 = static_cast<int64_t>(reflect(row + 1, H)) * W;
+  column_sums(x + r0, x + r1, x + r2, y + r0, y + r1, y + r2, W, scratch.col(0), scratch.col(1), scratch.col(2),
+              scratch.col(3), scratch.col(4));
   for (int q = 0; q < 5; ++q) reflected_sum3(scratch.col(q), scratch.sum(q), W);
 }
 
