@@ -26,13 +26,14 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
 #pragma omp parallel
     {
       warp::SpanGeometry<F> span(sh.W, false);
+      warp::CornerTaps<F> taps(sh.W);
 #pragma omp for schedule(static)
       for (int row = 0; row < sh.H; ++row) {
         const int64_t pix0 = static_cast<int64_t>(row) * sh.W;
         for (int64_t s = 0; s < sh.S; ++s) {
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + (b * sh.S + s) * 16, sh, opt, span, false);
           // into the scratch, indexed by s as the sources of b are
-          warp::sample_span(sources + (b * sh.S + s) * CHW, span, sh.W, sh, warped.get() + s * CHW + pix0);
+          warp::sample_span(sources + (b * sh.S + s) * CHW, span, sh.W, sh, taps, warped.get() + s * CHW + pix0);
         }
       }
     }

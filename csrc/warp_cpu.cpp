@@ -22,6 +22,7 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
 #pragma omp parallel
   {
     Span span(sh.W, false);
+    warp::CornerTaps<F> taps(sh.W);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
       for (int row = 0; row < sh.H; ++row) {
@@ -29,7 +30,7 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
         for (int64_t s = 0; s < sh.S; ++s) {
           const int64_t bs = b * sh.S + s;
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + bs * 16, sh, opt, span, false);
-          warp::sample_span(image + bs * sh.C * HW, span, sh.W, sh, out + bs * sh.C * HW + pix0);
+          warp::sample_span(image + bs * sh.C * HW, span, sh.W, sh, taps, out + bs * sh.C * HW + pix0);
           if (mask != nullptr) {
             const F* keep = span.field(Span::kKeep);
             const F* inside = span.field(Span::kInside);
@@ -77,7 +78,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
     {
       std::vector<warp::SpanGeometry<F>> spans(sh.S, warp::SpanGeometry<F>(warp::kBlock, true));
       warp::PixelSpan<F> pixels(warp::kBlock);
-      warp::ScatterTaps<F> taps(warp::kBlock);
+      warp::CornerTaps<F> taps(warp::kBlock);
       warp::BlockGrads<F> grads(sh.S);
       // share t of `threads`, whatever the team's size
       for (int64_t t = thread_id(); t < threads; t += team_size()) {
@@ -101,7 +102,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
           }
           if (need_image) {  // sample_backward_at's scatter, a source at a time: the order per element is kept
             for (int64_t s = 0; s < sh.S; ++s) {
-              warp::scatter_taps(spans[s], n, sh.W, sh.H, taps);
+              warp::corner_taps(spans[s], n, sh.W, sh.H, taps);
               for (int64_t c = 0; c < sh.C; ++c) {
                 const int64_t plane = (s * sh.C + c) * HW, at = ((b * sh.S + s) * sh.C + c) * HW + pix0;
                 if (grad_fixed != nullptr) {

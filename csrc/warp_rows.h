@@ -115,28 +115,10 @@ inline Corners<F> corners(const F* __restrict__ plane, const GatherTaps<F>& t) {
           keep_if(t.b11, plane[t.i11])};
 }
 
-// out[i] = keep[i] ? the bilinear sample of plane at (iu[i], iv[i]) : 0, for i in [0, n): sample(),
-// its additions in its order, vectorised (the taps are recomputed for every plane: cheaper than
-// storing them). Not inlined: GCC honours the restrict arguments only of a function called as one,
-// and without them the gathers are not vectorised (the stores might alias them).
-template <typename F>
-__attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const F* __restrict__ iu,
-                                              const F* __restrict__ iv, const F* __restrict__ keep, int64_t n, int W,
-                                              int H, F* __restrict__ out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
-    const Corners<F> v = corners(plane, t);
-    F val = F(0);
-    val += (F(1) - t.fu) * (F(1) - t.fv) * v.v00;
-    val += t.fu * (F(1) - t.fv) * v.v01;
-    val += (F(1) - t.fu) * t.fv * v.v10;
-    val += t.fu * t.fv * v.v11;
-    out[i] = keep_if(keep[i] != F(0), val);
-  }
-}
-
 // g_iu[i], g_iv[i] += go[i] times d sample / d (iu, iv) of plane at (iu[i], iv[i]) where keep[i], for
-// i in [0, n): sample_position_grad, vectorised (not inlined, as sample_segment).
+// i in [0, n): sample_position_grad, vectorised. Not inlined: GCC honours the restrict arguments only
+// of a function called as one, and without them the gathers are not vectorised (the stores might
+// alias them).
 template <typename F>
 __attribute__((noinline)) void position_grads_segment(const F* __restrict__ plane, const F* __restrict__ go,
                                                       const F* __restrict__ iu, const F* __restrict__ iv,
@@ -151,20 +133,21 @@ __attribute__((noinline)) void position_grads_segment(const F* __restrict__ plan
   }
 }
 
-// The image gradient's corners (scatter_bilinear's) of pixels [0, n) of one source: corner k of
-// pixel i at offset at[k * n + i] in a plane, -1 where the corner is outside the plane or the pixel
-// is not kept, with weight w[k * n + i] (scatter_bilinear's products, in its order).
+// The bilinear corners of pixels [0, n) of one source, for the sampling and the image gradient's
+// scatter: corner k of pixel i at offset at[k * n + i] in a plane, -1 where the corner is outside
+// the plane or the pixel is not kept, with weight w[k * n + i] (sample's and scatter_bilinear's
+// products, in their order). Computed once for all the channels.
 template <typename F>
-struct ScatterTaps {
-  explicit ScatterTaps(int64_t n) : n(n), at(4 * static_cast<size_t>(n)), w(4 * static_cast<size_t>(n)) {}
+struct CornerTaps {
+  explicit CornerTaps(int64_t n) : n(n), at(4 * static_cast<size_t>(n)), w(4 * static_cast<size_t>(n)) {}
   int64_t n;
   std::vector<int32_t> at;
   std::vector<F> w;
 };
 
-// ScatterTaps' corners, vectorised (not inlined, as sample_segment).
+// CornerTaps' corners, vectorised (not inlined, as position_grads_segment).
 template <typename F>
-__attribute__((noinline)) void scatter_taps_segment(const F* __restrict__ iu, const F* __restrict__ iv,
+__attribute__((noinline)) void corner_taps_segment(const F* __restrict__ iu, const F* __restrict__ iv,
                                                     const F* __restrict__ keep, int64_t n, int W, int H,
                                                     int32_t* __restrict__ a00, int32_t* __restrict__ a01,
                                                     int32_t* __restrict__ a10, int32_t* __restrict__ a11,
@@ -185,19 +168,39 @@ __attribute__((noinline)) void scatter_taps_segment(const F* __restrict__ iu, co
 }
 
 template <typename F>
-void scatter_taps(const SpanGeometry<F>& span, int64_t n, int W, int H, ScatterTaps<F>& taps) {
+void corner_taps(const SpanGeometry<F>& span, int64_t n, int W, int H, CornerTaps<F>& taps) {
   using Span = SpanGeometry<F>;
   int32_t* a = taps.at.data();
   F* w = taps.w.data();
   const int64_t m = taps.n;
-  scatter_taps_segment(span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, W, H, a, a + m,
+  corner_taps_segment(span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, W, H, a, a + m,
                        a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m);
+}
+
+// out[i] = the bilinear sample of plane at pixel i's corners (0 for a pixel not kept), i in [0, n):
+// sample()'s additions in its order, vectorised (not inlined, as position_grads_segment). A masked
+// corner reads offset 0 and keeps 0.
+template <typename F>
+__attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const int32_t* __restrict__ a00,
+                                              const int32_t* __restrict__ a01, const int32_t* __restrict__ a10,
+                                              const int32_t* __restrict__ a11, const F* __restrict__ w00,
+                                              const F* __restrict__ w01, const F* __restrict__ w10,
+                                              const F* __restrict__ w11, int64_t n, F* __restrict__ out) {
+  const auto tap = [=](int32_t at) { return keep_if(at >= 0, plane[at & ~(at >> 31)]); };
+  for (int64_t i = 0; i < n; ++i) {
+    F val = F(0);
+    val += w00[i] * tap(a00[i]);
+    val += w01[i] * tap(a01[i]);
+    val += w10[i] * tap(a10[i]);
+    val += w11[i] * tap(a11[i]);
+    out[i] = val;
+  }
 }
 
 // scatter_bilinear of go[i] at pixels [0, n) through add(offset in the plane, value): pixels in
 // turn, corners in order, as the per-pixel backward adds them.
 template <typename F, typename Add>
-inline void scatter_segment(const F* go, const ScatterTaps<F>& taps, int64_t n, Add add) {
+inline void scatter_segment(const F* go, const CornerTaps<F>& taps, int64_t n, Add add) {
   const int32_t* a = taps.at.data();
   const F* w = taps.w.data();
   const int64_t m = taps.n;
@@ -210,14 +213,17 @@ inline void scatter_segment(const F* go, const ScatterTaps<F>& taps, int64_t n, 
 }
 
 // Every channel of image (its C planes HW apart) sampled at the first n pixels of span, into out
-// (C planes HW apart, at the span's first pixel).
+// (C planes HW apart, at the span's first pixel); taps: scratch for at least n pixels.
 template <typename F>
-void sample_span(const F* image, const SpanGeometry<F>& span, int64_t n, const Shape& sh, F* out) {
-  using Span = SpanGeometry<F>;
+void sample_span(const F* image, const SpanGeometry<F>& span, int64_t n, const Shape& sh, CornerTaps<F>& taps,
+                 F* out) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  corner_taps(span, n, sh.W, sh.H, taps);
+  const int32_t* a = taps.at.data();
+  const F* w = taps.w.data();
+  const int64_t m = taps.n;
   for (int64_t c = 0; c < sh.C; ++c) {
-    sample_segment(image + c * HW, span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, sh.W,
-                   sh.H, out + c * HW);
+    sample_segment(image + c * HW, a, a + m, a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m, n, out + c * HW);
   }
 }
 
