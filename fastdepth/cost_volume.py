@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdepth import backends, validation
+from fastdepth import backends, dispatch, validation
 from fastdepth.reference import cost_volume as reference
 from fastdepth.reference import warp as reference_warp
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
@@ -50,7 +50,7 @@ def output_shape(B: int, C: int, D: int, h: int, w: int, reduction: str, groups:
     return B, G, D, h, w
 
 
-@torch.library.custom_op("fastdepth::cost_volume", mutates_args=())
+@dispatch.custom_op("fastdepth::cost_volume")
 def _forward_op(
     features_target: torch.Tensor,
     features_source: torch.Tensor,
@@ -73,7 +73,7 @@ def _forward_fake(features_target, features_source, u, v, reduction, groups, pad
     return features_target.new_empty(output_shape(B, C, u.shape[2], h, w, reduction, groups))
 
 
-@torch.library.custom_op("fastdepth::cost_volume_backward", mutates_args=())
+@dispatch.custom_op("fastdepth::cost_volume_backward")
 def _backward_op(
     grad: torch.Tensor,
     features_target: torch.Tensor,

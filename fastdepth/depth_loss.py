@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from fastdepth import backends, validation
+from fastdepth import backends, dispatch, validation
 from fastdepth.conventions import INDEX_LIMIT
 from fastdepth.reference import depth_loss as reference
 
@@ -48,7 +48,7 @@ SPACES = ("depth", "disparity")
 RESIDUALS = ("l1", "l2")
 
 
-@torch.library.custom_op("fastdepth::depth_loss", mutates_args=())
+@dispatch.custom_op("fastdepth::depth_loss")
 def _forward_op(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -79,7 +79,7 @@ def _forward_fake(pred, target, mask, loss, lam, disparity, squared, per_image, 
     return pred.new_empty(()), pred.new_empty((pred.shape[0], columns), dtype=torch.float64)
 
 
-@torch.library.custom_op("fastdepth::depth_loss_backward", mutates_args=())
+@dispatch.custom_op("fastdepth::depth_loss_backward")
 def _backward_op(
     grad: torch.Tensor,
     sums: torch.Tensor,

@@ -28,11 +28,11 @@ from collections.abc import Sequence
 
 import torch
 
-from fastdepth import backends, validation
+from fastdepth import backends, dispatch, validation
 from fastdepth.reference import photometric as reference
 
 
-@torch.library.custom_op("fastdepth::photometric", mutates_args=())
+@dispatch.custom_op("fastdepth::photometric")
 def _forward_op(
     target: torch.Tensor,
     warped: torch.Tensor,
@@ -51,7 +51,7 @@ def _forward_fake(target, warped, identity, alpha, want_index, backend):
     return target.new_empty((B, 1, H, W)), target.new_empty(index_shape, dtype=torch.int64)
 
 
-@torch.library.custom_op("fastdepth::photometric_backward", mutates_args=())
+@dispatch.custom_op("fastdepth::photometric_backward")
 def _backward_op(
     grad: torch.Tensor,
     index: torch.Tensor | None,

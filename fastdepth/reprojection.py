@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import torch
 
-from fastdepth import backends, photometric, validation
+from fastdepth import backends, dispatch, photometric, validation
 from fastdepth.reference import reprojection as reference
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 
 
-@torch.library.custom_op("fastdepth::reprojection", mutates_args=())
+@dispatch.custom_op("fastdepth::reprojection")
 def _forward_op(
     target: torch.Tensor,
     sources: torch.Tensor,
@@ -60,7 +60,7 @@ def _forward_fake(target, sources, depth, poses, K, identity, alpha, *options):
     return target.new_empty((B, 1, H, W)), target.new_empty((B, 1, H, W), dtype=torch.int64)
 
 
-@torch.library.custom_op("fastdepth::reprojection_backward", mutates_args=())
+@dispatch.custom_op("fastdepth::reprojection_backward")
 def _backward_op(
     grad: torch.Tensor,
     index: torch.Tensor,

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import torch
 
-from fastdepth import backends, validation
+from fastdepth import backends, dispatch, validation
 from fastdepth.reference import warp as reference
 
 PADDING_MODES = ("zeros", "border")
 
 
-@torch.library.custom_op("fastdepth::warp", mutates_args=())
+@dispatch.custom_op("fastdepth::warp")
 def _forward_op(
     image: torch.Tensor,
     depth: torch.Tensor,
@@ -66,7 +66,7 @@ def _forward_fake(
     return torch.empty_like(image, memory_format=torch.contiguous_format), image.new_empty(mask_shape, dtype=torch.bool)
 
 
-@torch.library.custom_op("fastdepth::warp_backward", mutates_args=())
+@dispatch.custom_op("fastdepth::warp_backward")
 def _backward_op(
     grad_out: torch.Tensor,
     image: torch.Tensor,
