@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -123,3 +123,17 @@ def check_values(conditions: dict[str, torch.Tensor], device: torch.device) -> N
     for message, ok in zip(conditions, flags, strict=True):
         if not ok:
             raise ValueError(message)
+
+
+def check_values_at_once(ok: torch.Tensor, conditions: dict[str, Callable[[], torch.Tensor]], device) -> None:
+    """Several conditions through one 0-dim bool ``ok`` that is false wherever any of them is: a GPU
+    call queues one assertion, whose message names them all; a read-back looks at the conditions
+    (message -> the function that computes it) only where ``ok`` is false, to raise the message of
+    the first that fails."""
+    mode = value_check_mode(device)
+    if mode == "off":
+        return
+    if mode == "async":
+        torch._assert_async(ok, "; ".join(conditions) + " (one of these does not hold)")
+    elif not ok.item():
+        check_values({message: condition() for message, condition in conditions.items()}, device)

@@ -127,16 +127,20 @@ def geometry_dtype(*tensors: torch.Tensor) -> torch.dtype:
 
 
 def check_camera(pose, camera_matrix, device, names=("src_trans_dst", "camera_matrix")) -> None:
-    """The value checks of the geometry: finite pose and intrinsics, non-zero focal lengths."""
+    """The value checks of the geometry: finite pose and intrinsics, non-zero focal lengths, looked
+    at together (few small kernels on a GPU: validation.check_values_at_once)."""
     if camera_matrix.shape[0] == 0:
         return
     pose_name, k_name = names
     focal = camera_matrix[:, :2, :2].diagonal(dim1=-2, dim2=-1)
-    validation.check_values(
+    # 1 / focal in float64 is infinite where focal is 0 (and only there, short of |focal| < 1e-308)
+    values = (pose.reshape(-1), camera_matrix.reshape(-1), focal.double().reciprocal().reshape(-1))
+    validation.check_values_at_once(
+        torch.isfinite(torch.cat(values)).all(),
         {
-            f"{pose_name} must be finite, but holds NaN or inf": torch.isfinite(pose).all(),
-            f"{k_name} must be finite, but holds NaN or inf": torch.isfinite(camera_matrix).all(),
-            f"{k_name}: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": (focal != 0).all(),
+            f"{pose_name} must be finite, but holds NaN or inf": lambda: torch.isfinite(pose).all(),
+            f"{k_name} must be finite, but holds NaN or inf": lambda: torch.isfinite(camera_matrix).all(),
+            f"{k_name}: fx and fy (K[:, 0, 0], K[:, 1, 1]) must be non-zero": lambda: (focal != 0).all(),
         },
         device,
     )

@@ -16,6 +16,7 @@ from helpers import subprocess_env
 
 from fastdepth import checks, validation
 from fastdepth.conventions import GRID_Y_LIMIT, check_grid
+from fastdepth.warp import check_camera
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("env", "build", "checks", "bench", "sanitizer")
@@ -126,6 +127,18 @@ def test_value_checks_on_a_gpu_do_not_synchronise(monkeypatch):
     assert queued == [(False, "must hold")]
     monkeypatch.setenv("FASTDEPTH_CHECK_VALUES", "sync")
     assert validation.value_check_mode(torch.device("cuda")) == "raise"
+
+
+def test_camera_checks_on_a_gpu_queue_one_assertion(monkeypatch):
+    queued = []
+    monkeypatch.setattr(torch, "_assert_async", lambda ok, message: queued.append((bool(ok), message)))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("value check read back"))
+    for fy, holds in ((5.0, True), (0.0, False), (float("nan"), False)):
+        queued.clear()
+        K = torch.tensor([[[5.0, 0, 2], [0, fy, 2], [0, 0, 1]]])
+        check_camera(torch.eye(4)[None], K, torch.device("cuda"))
+        assert len(queued) == 1 and queued[0][0] == holds
+    assert "fx and fy" in queued[0][1] and "camera_matrix must be finite" in queued[0][1]
 
 
 def test_oversized_launch_grids_are_refused():
