@@ -137,9 +137,11 @@ def markdown(result: dict) -> str:
     lines += [
         "`kernel traffic / floor`: the bytes the implementation's kernels read and write by their design (counted",
         "from the launches, not measured) over the floor (the work's inputs read once, its outputs written once).",
+        "`host ms / call` (GPU runs): the host's time per call, launches queued and not waited for; close to the",
+        "median time, the call is bound by its launches rather than by the GPU.",
         "",
-        "| work | mode | size | dtype | impl | peak MB | bandwidth | kernel traffic / floor |",
-        "|---|---|---|---|---|---|---|---|",
+        "| work | mode | size | dtype | impl | peak MB | bandwidth | host ms / call | kernel traffic / floor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         if r["peak_mem_mb"] is not None or r["bandwidth_fraction"] is not None:
@@ -147,7 +149,8 @@ def markdown(result: dict) -> str:
             ratio = traffic / r["floor_bytes"] if traffic and r["floor_bytes"] else None
             lines.append(
                 f"| {r['work']} | {r['mode']} | {r['shape']} | {r['dtype']} | {r['impl']} | "
-                f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} | {_fmt(ratio, 2)} |"
+                f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} | {_fmt(r.get('host_ms'))} | "
+                f"{_fmt(ratio, 2)} |"
             )
     errors = [r for r in result["rows"] if r["error"]]
     if errors:

@@ -187,6 +187,25 @@ def cpu_peak_memory_mb(fn: Callable) -> float | None:
         steady_allocator()
 
 
+HOST_CALLS = 5
+
+
+def host_ms(fn: Callable, device: str) -> float | None:
+    """On a GPU, the host's time per call: the median of HOST_CALLS calls timed back to back, their
+    launches queued and not waited for. Where it comes close to the median (GPU) time, the call is
+    bound by its launches, not by the GPU. None on the CPU, where the call is the work."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(HOST_CALLS):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    torch.cuda.synchronize()
+    return sorted(samples)[len(samples) // 2]
+
+
 def peak_memory_mb(fn: Callable, device: str) -> float | None:
     if device != "cuda":
         return cpu_peak_memory_mb(fn)
@@ -258,6 +277,7 @@ def _row(job: tuple) -> dict:
         "floor_bytes": workloads.floor_bytes(work, size, DTYPES[dtype_name], mode),
         "kernel_bytes": workloads.kernel_bytes(work, impl, size, DTYPES[dtype_name], mode),
         "bandwidth_fraction": None,
+        "host_ms": None,
         "error": None,
     }
 
@@ -323,6 +343,7 @@ def measure_case(case: list[tuple], device: str, quick: bool, bandwidth: float) 
         try:
             row["median_ms"] = ms
             row["peak_mem_mb"] = peak_memory_mb(fn, device)
+            row["host_ms"] = host_ms(fn, device)
         except Exception as error:
             row["error"] = _error(error)
         if row["median_ms"] and row["floor_bytes"]:

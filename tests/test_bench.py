@@ -180,3 +180,19 @@ def test_cpu_cases_time_every_implementation_in_turns(monkeypatch):
             assert row["error"] == "RuntimeError: cannot run here" and row["median_ms"] is None
         else:
             assert row["error"] is None and row["median_ms"] is not None and row["peak_mem_mb"] == 1.0
+
+
+def test_host_time_per_call_is_measured_on_a_gpu_only(monkeypatch):
+    import time
+
+    from fastdepth.benchmarks import run as runner
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    assert runner.host_ms(lambda: time.sleep(0.002), "cuda") >= 2.0
+    assert runner.host_ms(lambda: None, "cpu") is None
+    row = {"work": "warp", "mode": "fwd", "size": "kitti", "shape": "s", "dtype": "fp32", "impl": "triton",
+           "median_ms": 0.05, "peak_mem_mb": 1.0, "floor_bytes": None, "bandwidth_fraction": None,
+           "host_ms": 0.125, "error": None}  # fmt: skip
+    meta = json.loads(next((ROOT / "benchmarks" / "results").glob("*.json")).read_text())["meta"]
+    table = report.markdown({"meta": meta, "rows": [row], "targets": []})
+    assert "| warp | fwd | s | fp32 | triton | 1 | – | 0.125 | – |" in table
