@@ -1,8 +1,8 @@
 """How an op's public function reaches its implementation: the ``torch.library`` custom op, or, in a
 plain eager call, the same implementation through a ``torch.autograd.Function``.
 
-torch.compile, torch.export, fake and meta tensors, dispatch modes, torch.func transforms and
-``torch.library.opcheck`` need the custom op (``fastdepth::<op>``, with its fake and autograd
+torch.compile, torch.export, torch.jit.trace, fake and meta tensors, dispatch modes, torch.func
+transforms and ``torch.library.opcheck`` need the custom op (``fastdepth::<op>``, with its fake and autograd
 registrations). A plain eager call does not, and the custom op's Python dispatch (its schema
 binding, default filling and autograd wrapper, forward and backward) takes more host time than the
 launches themselves: on a GPU, where a kernel of a training step takes tens of microseconds, that
@@ -29,9 +29,10 @@ _is_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tenso
 
 
 def eager(args: tuple) -> bool:
-    """Whether a call with ``args`` may bypass the custom op: not compiling or under a dispatch mode,
-    and every tensor a plain CPU or CUDA tensor (no fake, meta, subclass or functorch wrapper)."""
-    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+    """Whether a call with ``args`` may bypass the custom op: not compiling, tracing or under a
+    dispatch mode, and every tensor a plain CPU or CUDA tensor (no fake, meta, subclass or functorch
+    wrapper)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _get_current_dispatch_mode() is not None:
         return False
     for a in args:
         if isinstance(a, torch.Tensor) and (

@@ -6,7 +6,7 @@ synchronise with the host: they queue a device-side assertion (``torch._assert_a
 the next synchronising call with the same message (and, as any device-side assert, leaves the CUDA
 context unusable). ``FASTDEPTH_CHECK_VALUES=sync`` makes GPU checks read the flags back and raise
 ValueError (one synchronisation per call); ``FASTDEPTH_CHECK_VALUES=0`` switches value checks off.
-They are skipped while ``torch.compile`` traces and on meta tensors.
+They are skipped while ``torch.compile`` or ``torch.jit.trace`` traces and on meta tensors.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def value_check_mode(device: torch.device) -> str:
     mode = os.environ.get(CHECK_VALUES_ENV, "1")
     if mode not in CHECK_VALUES_MODES:
         raise ValueError(f"${CHECK_VALUES_ENV} must be one of {CHECK_VALUES_MODES}, got {mode!r}")
-    if mode == "0" or torch.compiler.is_compiling() or device.type == "meta":
+    if mode == "0" or torch.compiler.is_compiling() or torch.jit.is_tracing() or device.type == "meta":
         return "off"
     return "async" if device.type == "cuda" and mode == "1" else "raise"
 

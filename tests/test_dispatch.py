@@ -88,6 +88,13 @@ def test_functorch_transforms_take_the_custom_op(transform):
     assert seen == [False]
 
 
+def test_jit_tracing_takes_the_custom_op():
+    image, depth, pose, K = _scene(False)
+    traced = torch.jit.trace(lambda *a: fastdepth.warp(*a, backend="cuda"), (image, depth, pose, K))
+    assert "fastdepth::warp" in str(traced.graph)
+    assert torch.equal(traced(image, depth, pose, K), fastdepth.warp(image, depth, pose, K, backend="cuda"))
+
+
 def test_fake_mode_call_of_an_op_reaches_its_fake():
     image, depth, pose, K = _scene(False)
     with FakeTensorMode(allow_non_fake_inputs=True):
