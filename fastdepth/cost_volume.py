@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 
 from fastdepth import backends, dispatch, validation
+from fastdepth.conventions import DIVIDE_EPS
 from fastdepth.reference import cost_volume as reference
 from fastdepth.reference import warp as reference_warp
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
@@ -141,8 +142,8 @@ def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     return reference_warp.project(maps, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
 
 
-#: target pixels x hypotheses x sources projected at once where the geometry needs no gradient: the
-#: projection's temporaries (a few 4-vectors per point) stay bounded whatever D is
+#: target pixels x hypotheses projected at once (a source at a time) where the geometry needs no
+#: gradient: the projection's temporaries (about ten values per point) stay bounded whatever D is
 CHUNK_POINTS = 2**21
 
 
@@ -154,24 +155,53 @@ def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype)
     return u.contiguous(), v.contiguous()
 
 
+def _safe_factor(den: torch.Tensor) -> torch.Tensor:
+    """reference_warp's divide rule as a factor: ``1 / den`` where ``|den| > 1e-8``, else 1."""
+    ok = den.abs() > DIVIDE_EPS
+    return torch.where(ok, 1.0 / torch.where(ok, den, 1.0), 1.0)
+
+
+def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
+    """:func:`_projections` where no gradient is needed: reference_warp.project's arithmetic
+    (Kornia's rules) a source and a few hypotheses at a time (:data:`CHUNK_POINTS`), written straight
+    into the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one chunk."""
+    B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
+    device, limit = depth_hypotheses.device, torch.finfo(depth_hypotheses.dtype).max
+    K, poses = K.to(dtype), poses.to(dtype)
+    fx, fy, cx, cy = (K[:, i, j].reshape(B, 1, 1, 1) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    rx = (torch.arange(w, dtype=dtype, device=device).view(1, 1, 1, w) - cx) / fx
+    ry = (torch.arange(h, dtype=dtype, device=device).view(1, 1, h, 1) - cy) / fy
+    maps = reference.hypothesis_maps(depth_hypotheses, h, w)
+    u = torch.empty((B, S, D, h, w), dtype=dtype, device=device)
+    v = torch.empty_like(u)
+    step = max(1, CHUNK_POINTS // (B * h * w))
+    for first in range(0, D, step):
+        chunk = maps[:, first : first + step]
+        depth_ok = torch.isfinite(chunk)
+        d = torch.where(depth_ok, chunk.to(dtype), 0.0)
+        x, y = rx * d, ry * d
+        for s in range(S):
+            T = poses[:, s].reshape(B, 4, 4, 1, 1, 1)
+            moved = [T[:, i, 0] * x + T[:, i, 1] * y + T[:, i, 2] * d + T[:, i, 3] for i in range(4)]
+            by_w = _safe_factor(moved[3])
+            by_z = _safe_factor(moved[2] * by_w)
+            pu, pv = (fx * (moved[0] * by_w * by_z) + cx), (fy * (moved[1] * by_w * by_z) + cy)
+            del moved, by_w, by_z
+            finite = depth_ok & (pu.abs() <= limit) & (pv.abs() <= limit)
+            u[:, s, first : first + step] = torch.where(finite, pu, float("nan"))
+            v[:, s, first : first + step] = torch.where(finite, pv, float("nan"))
+    return u, v
+
+
 def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
     pixel at every hypothesis (NaN where the projection does not exist). Without a gradient to
-    compute, a few hypotheses at a time (:data:`CHUNK_POINTS`)."""
+    compute, in chunks with few temporaries (:func:`_projections_no_grad`)."""
     geometry = (depth_hypotheses, poses, K)
     if torch.is_grad_enabled() and any(t.requires_grad for t in geometry):
         return _projections(*geometry, h, w, dtype)
-    B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
-    step = max(1, CHUNK_POINTS // (B * S * h * w))
-    if step >= D:
-        return _projections(*geometry, h, w, dtype)
-    u = torch.empty((B, S, D, h, w), dtype=dtype, device=depth_hypotheses.device)
-    v = torch.empty_like(u)
     with torch.no_grad():
-        for first in range(0, D, step):
-            part = _projections(depth_hypotheses[:, first : first + step], poses, K, h, w, dtype)
-            u[:, :, first : first + step], v[:, :, first : first + step] = part
-    return u, v
+        return _projections_no_grad(*geometry, h, w, dtype)
 
 
 def _validate(features_target, features_source, depth_hypotheses, poses, K, reduction, groups, padding_mode):

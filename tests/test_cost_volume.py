@@ -192,9 +192,24 @@ def test_projections_in_chunks_are_the_same(monkeypatch, seed):
 
     ft, fs, planes, poses, K = inputs(1, 2, 3, 5, 6, 7, seed, torch.float32, "cpu")
     whole = fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda")
-    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 2 * 5 * 6 * 3)  # 3 hypotheses of 2 sources at a time
+    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 5 * 6 * 3)  # 3 hypotheses at a time
     assert torch.equal(fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda"), whole)
     chunked = cost_volume.projections(planes, poses, K, 5, 6, torch.float32)
     monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 2**21)
     for a, b in zip(chunked, cost_volume.projections(planes, poses, K, 5, 6, torch.float32), strict=True):
         assert torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+def test_projection_without_a_gradient_matches_the_differentiable_one(seed):
+    # the no-gradient path projects in chunks with its own temporaries, in the same arithmetic
+    cost_volume = importlib.import_module("fastdepth.cost_volume")
+    _, _, planes, poses, K = inputs(2, 2, 3, 5, 6, 7, seed, torch.float64, "cpu")
+    planes[0, 1] = float("nan")  # a non-finite hypothesis: NaN coordinates
+    planes[1, 2] = -planes[1, 2]  # behind the camera
+    poses[1, 1, 3] = torch.tensor([0.0, 0.0, -1.0, planes[1, 3].item()])  # w = 0 at hypothesis 3: undivided
+    free = cost_volume.projections(planes, poses, K, 5, 6, torch.float64)
+    with torch.enable_grad():
+        traced = cost_volume.projections(planes, poses.requires_grad_(), K, 5, 6, torch.float64)
+    for a, b in zip(free, traced, strict=True):
+        assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-9, equal_nan=True)
