@@ -62,8 +62,18 @@ class CustomOp:
             setup_context(ctx, args, output)
             return output
 
-        name = self.qualname.split("::")[-1] + "_function"  # its grad_fn: <name>_functionBackward
-        members = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+        qualname = self.qualname
+
+        def backward_once(ctx, *grads):  # in grad mode only when create_graph=True
+            if torch.is_grad_enabled():
+                raise RuntimeError(
+                    f"{qualname} is differentiable once: create_graph=True asks for a graph of its gradients, "
+                    "which its kernels compute without one (a second derivative through it would be 0)"
+                )
+            return backward(ctx, *grads)
+
+        name = qualname.split("::")[-1] + "_function"  # its grad_fn: <name>_functionBackward
+        members = {"forward": staticmethod(forward), "backward": staticmethod(backward_once)}
         self.function = type(name, (torch.autograd.Function,), members)
 
     def __call__(self, *args):

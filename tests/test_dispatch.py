@@ -50,6 +50,14 @@ def test_photometric_paths_agree():
     assert torch.equal(torch.autograd.grad(loss, warped, go)[0], torch.autograd.grad(via_op, warped, go)[0])
 
 
+def test_a_second_derivative_is_refused_not_zero():
+    image, depth, pose, K = _scene(True)
+    out = fastdepth.warp(image, depth, pose, K, backend="cuda")
+    with pytest.raises(RuntimeError, match="fastdepth::warp is differentiable once"):
+        torch.autograd.grad(out.sum(), depth, create_graph=True)
+    assert torch.autograd.grad(out.sum(), depth)[0].shape == depth.shape  # first order as before
+
+
 def test_plain_tensors_are_eager():
     assert dispatch.eager((torch.ones(2), 1.5, "zeros", None, torch.nn.Parameter(torch.ones(1))))
 
