@@ -7,7 +7,8 @@ registrations). A plain eager call does not, and the custom op's Python dispatch
 binding, default filling and autograd wrapper, forward and backward) takes more host time than the
 launches themselves: on a GPU, where a kernel of a training step takes tens of microseconds, that
 host time is what the step waits for. Either way the same forward, ``setup_context`` and backward
-run, so the two paths give the same numbers.
+run, so the two paths give the same numbers; the Function also refuses a backward asked for a graph
+(``create_graph=True``), where the custom op's would let a second derivative come out 0.
 
     @dispatch.custom_op("fastdepth::warp")
     def _forward_op(...): ...          # the implementation: launches one backend's kernels
