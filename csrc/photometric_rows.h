@@ -32,8 +32,6 @@ inline void reflected_sum3(const F* __restrict__ v, F* __restrict__ s, int W) {
   s[W - 1] = v[W - 2] + v[W - 1] + v[W - 2];
 }
 
-// The reflected 3x3 window sums of x, y, x², y², xy at every pixel of output row `row` of the
-// planes x and y (H x W), into scratch.sum(0..4).
 // The column sums of three rows of x (x0, x1, x2) and of y: sums of x, y, x², y², xy. Not inlined:
 // GCC honours restrict only on the arguments of a function called as one, and without it the loop
 // stays scalar (the stores might alias the rows).
@@ -54,6 +52,8 @@ __attribute__((noinline)) void column_sums(const F* __restrict__ x0, const F* __
   }
 }
 
+// The reflected 3x3 window sums of x, y, x², y², xy at every pixel of output row `row` of the
+// planes x and y (H x W), into scratch.sum(0..4).
 template <typename F>
 inline void window_sums_row(const F* x, const F* y, int row, int H, int W, RowScratch<F>& scratch) {
   const int64_t r0 = static_cast<int64_t>(reflect(row - 1, H)) * W, r1 = static_cast<int64_t>(row) * W,

@@ -37,7 +37,6 @@ from __future__ import annotations
 import torch
 
 from fastdepth import backends, dispatch, validation
-from fastdepth.conventions import DIVIDE_EPS
 from fastdepth.reference import cost_volume as reference
 from fastdepth.reference import warp as reference_warp
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
@@ -155,12 +154,6 @@ def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype)
     return u.contiguous(), v.contiguous()
 
 
-def _safe_factor(den: torch.Tensor) -> torch.Tensor:
-    """reference_warp's divide rule as a factor: ``1 / den`` where ``|den| > 1e-8``, else 1."""
-    ok = den.abs() > DIVIDE_EPS
-    return torch.where(ok, 1.0 / torch.where(ok, den, 1.0), 1.0)
-
-
 def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     """:func:`_projections` where no gradient is needed: reference_warp.project's arithmetic
     (Kornia's rules) a source and a few hypotheses at a time (:data:`CHUNK_POINTS`), written straight
@@ -168,7 +161,7 @@ def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torc
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
     device, limit = depth_hypotheses.device, torch.finfo(depth_hypotheses.dtype).max
     K, poses = K.to(dtype), poses.to(dtype)
-    fx, fy, cx, cy = (K[:, i, j].reshape(B, 1, 1, 1) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    fx, fy, cx, cy = reference_warp.intrinsics(K)
     rx = (torch.arange(w, dtype=dtype, device=device).view(1, 1, 1, w) - cx) / fx
     ry = (torch.arange(h, dtype=dtype, device=device).view(1, 1, h, 1) - cy) / fy
     maps = reference.hypothesis_maps(depth_hypotheses, h, w)
@@ -183,9 +176,9 @@ def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torc
         for s in range(S):
             T = poses[:, s].reshape(B, 4, 4, 1, 1, 1)
             moved = [T[:, i, 0] * x + T[:, i, 1] * y + T[:, i, 2] * d + T[:, i, 3] for i in range(4)]
-            by_w = _safe_factor(moved[3])
-            by_z = _safe_factor(moved[2] * by_w)
-            pu, pv = (fx * (moved[0] * by_w * by_z) + cx), (fy * (moved[1] * by_w * by_z) + cy)
+            by_w = reference_warp.safe_inverse(moved[3])
+            by_z = reference_warp.safe_inverse(moved[2] * by_w)
+            pu, pv = fx * (moved[0] * by_w * by_z) + cx, fy * (moved[1] * by_w * by_z) + cy
             del moved, by_w, by_z
             finite = depth_ok & (pu.abs() <= limit) & (pv.abs() <= limit)
             u[:, s, first : first + step] = torch.where(finite, pu, float("nan"))

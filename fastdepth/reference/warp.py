@@ -13,16 +13,21 @@ import torch.nn.functional as F
 from fastdepth.conventions import DIVIDE_EPS, grid_scale, sample_affine
 
 
-def _intrinsics(camera_matrix: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def intrinsics(camera_matrix: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """fx, fy, cx, cy of a (B, 3, 3) K, each shaped (B, 1, 1, 1) to broadcast over (B, S, H, W)."""
     k = camera_matrix
     return tuple(k[:, i, j].reshape(-1, 1, 1, 1) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
 
 
+def safe_inverse(den: torch.Tensor) -> torch.Tensor:
+    """``1 / den`` where ``|den| > 1e-8``, else 1: Kornia's homogeneous rule as a factor."""
+    ok = den.abs() > DIVIDE_EPS
+    return torch.where(ok, 1.0 / torch.where(ok, den, torch.ones_like(den)), torch.ones_like(den))
+
+
 def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` where ``|den| > 1e-8``, else ``num`` unchanged (Kornia's homogeneous rule)."""
-    ok = den.abs() > DIVIDE_EPS
-    return num * torch.where(ok, 1.0 / torch.where(ok, den, torch.ones_like(den)), torch.ones_like(den))
+    return num * safe_inverse(den)
 
 
 def sample_position(p: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
@@ -64,7 +69,7 @@ def project(
     depth_ok = torch.isfinite(depth_dst)
     depth_dst, src_trans_dst, camera_matrix = (t.to(dtype) for t in (depth_dst, src_trans_dst, camera_matrix))
     dtype, device = depth_dst.dtype, depth_dst.device
-    fx, fy, cx, cy = _intrinsics(camera_matrix)
+    fx, fy, cx, cy = intrinsics(camera_matrix)
     col = torch.arange(W, dtype=dtype, device=device).view(1, 1, 1, W)
     row = torch.arange(H, dtype=dtype, device=device).view(1, 1, H, 1)
     rx = ((col - cx) / fx).expand(B, 1, H, W)
