@@ -164,8 +164,9 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
 }  // namespace cost_volume
 
 // ---- entry points on raw pointers: CUDA launchers (cost_volume.cu; stream is a cudaStream_t,
-// projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double). The feature
-// gradients are float32 (F on the CPU), zero-initialised; each output may be null when not needed. ----
+// projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double). The gradients
+// are float32 (F on the CPU); the CUDA launchers add into zero-initialised ones, the twin writes
+// every element; each may be null when not needed. ----
 void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, const float* u, const float* v,
                               void* out, const cost_volume::Shape& shape, const cost_volume::Options& options,
                               void* stream);

@@ -101,11 +101,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cost_volume_backward(const Tensor& gr
   const Tensor grad = image(grad_in), ft = image(ft_in), fs = image(fs_in);
   const Tensor u = u_in.to(F).contiguous(), v = v_in.to(F).contiguous();
   const auto accum = at::TensorOptions().dtype(F).device(ft_in.device());
-  Tensor g_ft = need_features ? at::zeros(ft.sizes(), accum) : at::empty({0}, accum);
-  Tensor g_fs = need_features ? at::zeros(fs.sizes(), accum) : at::empty({0}, accum);
-  Tensor g_u = need_geometry ? at::zeros(u.sizes(), accum) : at::empty({0}, accum);
-  Tensor g_v = need_geometry ? at::zeros(v.sizes(), accum) : at::empty({0}, accum);
   const bool run = grad.numel() > 0 && sh.S > 0 && (need_features || need_geometry);
+  // the CUDA kernels add into the gradients; the twin writes every element of them
+  const auto gradient = [&](const Tensor& like, bool needed) {
+    if (!needed) return at::empty({0}, accum);
+    return cuda || !run ? at::zeros(like.sizes(), accum) : at::empty(like.sizes(), accum);
+  };
+  Tensor g_ft = gradient(ft, need_features), g_fs = gradient(fs, need_features);
+  Tensor g_u = gradient(u, need_geometry), g_v = gradient(v, need_geometry);
   if (run) {
     if (cuda) {
 #ifdef FASTDEPTH_WITH_CUDA

@@ -1,14 +1,16 @@
 // The CPU twin of the cost volume's CUDA kernels: the same per-pixel math (cost_volume.cuh), in
-// OpenMP loops over rows of one (image, hypothesis). Unlike a GPU thread, which samples plane by
-// plane, the twin works on channels-last copies of the feature maps: a view's four taps are then
-// four contiguous vectors of C channels, and the sample, the reduction and the backward's scatters
-// run over the channels in loops the compiler vectorises (the taps computed once per pixel, not
-// once per channel). The same products per element; the sums over channels are added in lanes, so
-// their order differs from the GPU's. The backward's scatters go to channels-last gradient buffers:
-// one for the batch elements a thread has to itself, per-thread ones for those threads share
-// (cpu_threads.h: BatchShares), summed and transposed back at the end. No torch.
+// OpenMP loops over the rows of the target, every hypothesis of a row in turn. Unlike a GPU thread,
+// which samples plane by plane, the twin works on channels-last features: the sources copied whole
+// (their taps land anywhere), the target a row at a time. A view's four taps are then four
+// contiguous vectors of C channels, and the sample, the reduction and the backward's scatters run
+// over the channels in loops the compiler vectorises (the taps computed once per pixel, not once
+// per channel). The same products per element; the sums over channels are added in lanes, so their
+// order differs from the GPU's. In the backward a row's target gradient is summed over the
+// hypotheses in a row of its own and written once; the sources' are scattered into channels-last
+// buffers (SourceSlots), summed and transposed into grad_fs at the end, after the sources' copy is
+// freed: grad_fs is written only then. No torch.
 #include <algorithm>
-#include <utility>
+#include <memory>
 #include <vector>
 
 #include "cost_volume.cuh"
@@ -53,6 +55,47 @@ void sum_parts_to_planar(const F* parts, int64_t n_parts, int64_t stride, int64_
     planar[to] = total;
   });
 }
+
+// element(planar, channels_last) for the C x W elements of row `row` of a planar (C, HW) map, with
+// their index in the map and in a channels-last (W, C) row.
+template <typename Element>
+void for_each_in_row(int64_t C, int64_t HW, int row, int W, Element element) {
+  const int64_t off = static_cast<int64_t>(row) * W;
+  for (int64_t c = 0; c < C; ++c) {
+    for (int j = 0; j < W; ++j) element(c * HW + off + j, j * C + c);
+  }
+}
+
+// out (W, C) = row `row` of planar (C, HW).
+template <typename F>
+void row_to_channels_last(const F* planar, int64_t C, int64_t HW, int row, int W, F* out) {
+  for_each_in_row(C, HW, row, W, [=](int64_t from, int64_t to) { out[to] = planar[from]; });
+}
+
+// row `row` of planar (C, HW) = channels_last (W, C).
+template <typename F>
+void row_to_planar(const F* channels_last, int64_t C, int64_t HW, int row, int W, F* planar) {
+  for_each_in_row(C, HW, row, W, [=](int64_t to, int64_t from) { planar[to] = channels_last[from]; });
+}
+
+// The channels-last buffers of n values that the sources' gradients of each batch element are
+// scattered into: one for an element a share has to itself, one per share for an element that
+// shares split (cpu_threads.h: BatchShares), added in share order at the end.
+struct SourceSlots {
+  SourceSlots(const BatchShares& shares, int64_t n) : shares(shares), n(n), first(shares.nb + 1, 0) {
+    for (int64_t b = 0; b < shares.nb; ++b) first[b + 1] = first[b] + parts(shares.b0 + b);
+  }
+  int64_t parts(int64_t b) const { return shares.shared(b) ? shares.shares : 1; }
+  int64_t size() const { return first.back() * n; }
+  // share t's buffer of element b
+  template <typename F>
+  F* of(F* base, int64_t b, int64_t t) const {
+    return base + (first[b - shares.b0] + (shares.shared(b) ? t : 0)) * n;
+  }
+  BatchShares shares;
+  int64_t n;
+  std::vector<int64_t> first;
+};
 
 // The views of every source for one row of target pixels at hypothesis d.
 template <typename F>
@@ -214,22 +257,23 @@ void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F
                              const cost_volume::Options& o) {
   using namespace cost_volume;
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, C = sh.C, Cg = C / sh.G;
-  std::vector<F> ft_cl(sh.B * C * HW), fs_cl(sh.B * sh.S * C * HW);
-  to_channels_last(ft, sh.B, C, HW, ft_cl.data());
+  std::vector<F> fs_cl(sh.B * sh.S * C * HW);
   to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
   const auto reduce = o.reduction == kL1 ? reduce_channels<F, kL1> : reduce_channels<F, kDot>;
 #pragma omp parallel
   {
     std::vector<View<F>> views(sh.S * sh.W);
     ChannelScratch<F> scratch(sh.S, C);
-#pragma omp for collapse(3) schedule(static)
+    std::vector<F> t_row(sh.W * C);
+#pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
-      for (int64_t d = 0; d < sh.D; ++d) {
-        for (int row = 0; row < sh.H; ++row) {
+      for (int row = 0; row < sh.H; ++row) {
+        row_to_channels_last(ft + b * C * HW, C, HW, row, sh.W, t_row.data());
+        for (int64_t d = 0; d < sh.D; ++d) {
           row_views(u, v, b, d, row, sh, o, views);
           for (int col = 0; col < sh.W; ++col) {
             const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
-            const F* t = ft_cl.data() + (b * HW + pix) * C;
+            const F* t = t_row.data() + col * C;
             sample_sources(fs_cl.data(), views, b, col, sh, scratch);
             if (o.reduction == kVariance) {
               const F n = F(sh.S + 1);
@@ -261,94 +305,85 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                               F* grad_u, F* grad_v, const cost_volume::Shape& sh, const cost_volume::Options& o) {
   using namespace cost_volume;
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W, C = sh.C, Cg = C / sh.G;
-  const int64_t n_t = sh.B * C * HW, n_s = sh.B * sh.S * C * HW;  // channels-last, as the gradients are summed
-  const int64_t t_b = C * HW, s_b = sh.S * C * HW;                 // of one batch element
+  const int64_t s_b = sh.S * C * HW;  // the sources of one batch element
   const bool need_features = grad_ft != nullptr, need_geometry = grad_u != nullptr;
-  std::vector<F> ft_cl(n_t), fs_cl(n_s);
-  to_channels_last(ft, sh.B, C, HW, ft_cl.data());
-  to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
   const int threads = thread_count();
-  // (element, row of a hypothesis) pairs: an element one share has to itself is summed in own_*, one
-  // that shares split in per-share buffers part_*
-  const BatchShares shares{0, sh.B, sh.D * sh.H, threads};
-  const bool any_shared = need_features && shares.any_shared();
-  std::vector<F> own_t(need_features ? n_t : 0), own_s(need_features ? n_s : 0);
-  std::vector<F> part_t(any_shared ? threads * n_t : 0), part_s(any_shared ? threads * n_s : 0);
+  // (element, row) pairs: a row's target gradient is all its own; the sources' are scattered into
+  // the slots of SourceSlots
+  const BatchShares shares{0, sh.B, sh.H, threads};
+  const SourceSlots slots(shares, need_features ? s_b : 0);
+  std::unique_ptr<F[]> g_s(new F[slots.size()]);  // each slot zeroed by the share that adds into it
   const BackwardChannels<F> view_backward = backward_channels_for<F>(o.reduction, need_features, need_geometry);
-#pragma omp parallel num_threads(threads)
   {
-    std::vector<View<F>> views(sh.S * sh.W);
-    ChannelScratch<F> scratch(sh.S, C);
-    // share t of `threads`, whatever the team's size
-    for (int64_t t = thread_id(); t < threads; t += team_size()) {
-      // the features' gradients of element b, at the batch's first element
-      const auto gradients = [&](int64_t b) -> std::pair<F*, F*> {
-        if (!need_features) return {nullptr, nullptr};
-        if (shares.shared(b)) return {part_t.data() + t * n_t, part_s.data() + t * n_s};
-        return {own_t.data(), own_s.data()};
-      };
-      for (int64_t b = 0; b < sh.B && need_features; ++b) {
-        if (!shares.shared(b) && shares.owner(b) != t) continue;
-        const auto [g_t, g_s] = gradients(b);
-        fill_zero(g_t + b * t_b, t_b);
-        fill_zero(g_s + b * s_b, s_b);
-      }
-      for (int64_t pair = shares.first(t); pair < shares.first(t + 1); ++pair) {
-        const int64_t b = pair / (sh.D * sh.H), d = pair / sh.H % sh.D;
-        const int row = static_cast<int>(pair % sh.H);
-        const auto [my_t, my_s] = gradients(b);
-        row_views(u, v, b, d, row, sh, o, views);
-        for (int col = 0; col < sh.W; ++col) {
-          const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
-          const F* t_col = ft_cl.data() + (b * HW + pix) * C;
-          sample_sources(fs_cl.data(), views, b, col, sh, scratch);
-          if (o.reduction == kVariance) {
-            for (int64_t c = 0; c < C; ++c) {
-              F mean = t_col[c];
-              for (int64_t s = 0; s < sh.S; ++s) mean += scratch.xs(s)[c];
-              scratch.mean[c] = mean / F(sh.S + 1);
+    std::vector<F> fs_cl(sh.B * s_b);
+    to_channels_last(fs, sh.B * sh.S, C, HW, fs_cl.data());
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<View<F>> views(sh.S * sh.W);
+      ChannelScratch<F> scratch(sh.S, C);
+      std::vector<F> t_row(sh.W * C), g_t_row(sh.W * C);
+      // share t of `threads`, whatever the team's size
+      for (int64_t t = thread_id(); t < threads; t += team_size()) {
+        for (int64_t b = 0; b < sh.B && need_features; ++b) {
+          if (shares.shared(b) || shares.owner(b) == t) fill_zero(slots.of(g_s.get(), b, t), s_b);
+        }
+        for (int64_t pair = shares.first(t); pair < shares.first(t + 1); ++pair) {
+          const int64_t b = pair / sh.H;
+          const int row = static_cast<int>(pair % sh.H);
+          F* my_s = need_features ? slots.of(g_s.get(), b, t) : nullptr;
+          row_to_channels_last(ft + b * C * HW, C, HW, row, sh.W, t_row.data());
+          fill_zero(g_t_row.data(), sh.W * C);
+          for (int64_t d = 0; d < sh.D; ++d) {
+            row_views(u, v, b, d, row, sh, o, views);
+            for (int col = 0; col < sh.W; ++col) {
+              const int64_t pix = static_cast<int64_t>(row) * sh.W + col;
+              const F* t_col = t_row.data() + col * C;
+              sample_sources(fs_cl.data(), views, b, col, sh, scratch);
+              if (o.reduction == kVariance) {
+                for (int64_t c = 0; c < C; ++c) {
+                  F mean = t_col[c];
+                  for (int64_t s = 0; s < sh.S; ++s) mean += scratch.xs(s)[c];
+                  scratch.mean[c] = mean / F(sh.S + 1);
+                }
+              }
+              for (int64_t s = 0; s < sh.S; ++s) {
+                const View<F>& view = views[s * sh.W + col];
+                const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
+                const F* map = fs_cl.data() + (b * sh.S + s) * HW * C;
+                F* into = need_features ? my_s + s * HW * C : nullptr;
+                const F* p[4];
+                F* q[4];
+                for (int k = 0; k < 4; ++k) {
+                  p[k] = taps.corner(map, k, static_cast<const F*>(scratch.zeros.data()));
+                  q[k] = need_features ? taps.corner(into, k, scratch.masked(k)) : scratch.masked(k);
+                }
+                const F fu_fv[2] = {view.t.fu, view.t.fv};
+                F g_iu = F(0), g_iv = F(0);
+                for (int64_t g = 0; g < sh.G; ++g) {
+                  const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
+                  const int64_t c0 = g * Cg;
+                  // the variance's target term belongs to no source: it is added once, with the first
+                  view_backward(t_col + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv,
+                                p[0] + c0, p[1] + c0, p[2] + c0, p[3] + c0, Cg, o.reduction != kVariance || s == 0,
+                                g_t_row.data() + col * C + c0, q[0] + c0, q[1] + c0, q[2] + c0, q[3] + c0, &g_iu,
+                                &g_iv);
+                }
+                if (need_geometry) {
+                  const int64_t at = view_at(b, s, d, pix, sh);
+                  grad_u[at] = view.keep ? g_iu * view.du : F(0);
+                  grad_v[at] = view.keep ? g_iv * view.dv : F(0);
+                }
+              }
             }
           }
-          for (int64_t s = 0; s < sh.S; ++s) {
-            const View<F>& view = views[s * sh.W + col];
-            const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
-            const F* map = fs_cl.data() + (b * sh.S + s) * HW * C;
-            F* into = need_features ? my_s + (b * sh.S + s) * HW * C : nullptr;
-            const F* p[4];
-            F* q[4];
-            for (int k = 0; k < 4; ++k) {
-              p[k] = taps.corner(map, k, static_cast<const F*>(scratch.zeros.data()));
-              q[k] = need_features ? taps.corner(into, k, scratch.masked(k)) : scratch.masked(k);
-            }
-            const F fu_fv[2] = {view.t.fu, view.t.fv};
-            F g_iu = F(0), g_iv = F(0);
-            for (int64_t g = 0; g < sh.G; ++g) {
-              const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
-              const int64_t c0 = g * Cg;
-              // the variance's target term belongs to no source: it is added once, with the first
-              view_backward(t_col + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv, p[0] + c0,
-                            p[1] + c0, p[2] + c0, p[3] + c0, Cg, o.reduction != kVariance || s == 0,
-                            need_features ? my_t + (b * HW + pix) * C + c0 : nullptr, q[0] + c0, q[1] + c0,
-                            q[2] + c0, q[3] + c0, &g_iu, &g_iv);
-            }
-            if (need_geometry) {
-              const int64_t at = view_at(b, s, d, pix, sh);
-              grad_u[at] = view.keep ? g_iu * view.du : F(0);
-              grad_v[at] = view.keep ? g_iv * view.dv : F(0);
-            }
-          }
+          if (need_features) row_to_planar(g_t_row.data(), C, HW, row, sh.W, grad_ft + b * C * HW);
         }
       }
     }
-  }
+  }  // the sources' copy freed before grad_fs is written
   if (!need_features) return;
   for (int64_t b = 0; b < sh.B; ++b) {
-    const bool split = shares.shared(b);
-    const int64_t n_parts = split ? threads : 1;
-    const F* from_t = (split ? part_t.data() : own_t.data()) + b * t_b;
-    const F* from_s = (split ? part_s.data() : own_s.data()) + b * s_b;
-    sum_parts_to_planar(from_s, n_parts, n_s, sh.S, C, HW, grad_fs + b * s_b);
-    sum_parts_to_planar(from_t, n_parts, n_t, int64_t(1), C, HW, grad_ft + b * t_b);
+    sum_parts_to_planar(slots.of(g_s.get(), b, 0), slots.parts(b), s_b, sh.S, C, HW, grad_fs + b * s_b);
   }
 }
 

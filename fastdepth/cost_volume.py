@@ -141,9 +141,10 @@ def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     return reference_warp.project(maps, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
 
 
-#: target pixels x hypotheses projected at once (a source at a time) where the geometry needs no
-#: gradient: the projection's temporaries (about ten values per point) stay bounded whatever D is
-CHUNK_POINTS = 2**21
+#: the chunks of hypotheses that each source is projected in where the geometry needs no gradient:
+#: the projection's temporaries (about ten values per point of a chunk) stay about the size of the
+#: (u, v) maps it fills whatever D is, for a number of launches that does not grow with D
+PROJECTION_CHUNKS = 8
 
 
 def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
@@ -156,8 +157,9 @@ def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype)
 
 def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     """:func:`_projections` where no gradient is needed: reference_warp.project's arithmetic
-    (Kornia's rules) a source and a few hypotheses at a time (:data:`CHUNK_POINTS`), written straight
-    into the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one chunk."""
+    (Kornia's rules) a source and a chunk of hypotheses at a time (:data:`PROJECTION_CHUNKS`),
+    written straight into the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one
+    chunk."""
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
     device, limit = depth_hypotheses.device, torch.finfo(depth_hypotheses.dtype).max
     K, poses = K.to(dtype), poses.to(dtype)
@@ -167,7 +169,7 @@ def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torc
     maps = reference.hypothesis_maps(depth_hypotheses, h, w)
     u = torch.empty((B, S, D, h, w), dtype=dtype, device=device)
     v = torch.empty_like(u)
-    step = max(1, CHUNK_POINTS // (B * h * w))
+    step = max(1, -(-D // PROJECTION_CHUNKS))
     for first in range(0, D, step):
         chunk = maps[:, first : first + step]
         depth_ok = torch.isfinite(chunk)
@@ -287,7 +289,7 @@ def cost_volume(
         B, S, C, h, w = features_source.shape
         u, v = projections(depth_hypotheses, poses, K, h, w, dtype)
         cost = _forward_op(features_target, features_source, u, v, reduction, groups, padding_mode, align_corners, name)
-    cost = cost[:, 0] if reduction in ("l1", "dot") else cost
+    cost = cost.squeeze(1) if reduction in ("l1", "dot") else cost  # a view: its backward copies nothing
     if not return_mask:
         return cost
     return cost, _inside_every_source(depth_hypotheses, poses, K, h, w, align_corners)

@@ -192,10 +192,10 @@ def test_projections_in_chunks_are_the_same(monkeypatch, seed):
 
     ft, fs, planes, poses, K = inputs(1, 2, 3, 5, 6, 7, seed, torch.float32, "cpu")
     whole = fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda")
-    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 5 * 6 * 3)  # 3 hypotheses at a time
+    monkeypatch.setattr(cost_volume, "PROJECTION_CHUNKS", 3)  # 3, 3 and 1 of the 7 hypotheses
     assert torch.equal(fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda"), whole)
     chunked = cost_volume.projections(planes, poses, K, 5, 6, torch.float32)
-    monkeypatch.setattr(cost_volume, "CHUNK_POINTS", 2**21)
+    monkeypatch.setattr(cost_volume, "PROJECTION_CHUNKS", 1)
     for a, b in zip(chunked, cost_volume.projections(planes, poses, K, 5, 6, torch.float32), strict=True):
         assert torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
 
