@@ -22,6 +22,11 @@ def _index(result: dict) -> dict[tuple, dict]:
     return {(r["work"], r["mode"], r["size"], r["dtype"], r["impl"]): r for r in result["rows"]}
 
 
+def _shape(rows: list[dict], size: str, work: str | None = None) -> str:
+    """The shape the rows of ``size`` (of ``work``, or the first work) ran at, as the runner wrote it."""
+    return next((r["shape"] for r in rows if r["size"] == size and work in (None, r["work"])), size)
+
+
 def _ms(rows: dict, *key) -> float | None:
     row = rows.get(key)
     return row["median_ms"] if row else None
@@ -125,7 +130,7 @@ def markdown(result: dict) -> str:
                 header = ["size", *impls, *(f"{o} vs {p}" for o in ours for p in peers)]
                 lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                 for size in sizes:
-                    shape = next((r["shape"] for r in result["rows"] if r["size"] == size), size)
+                    shape = _shape(result["rows"], size, work)
                     cells = [shape] + [_fmt(_ms(rows, work, mode, size, dtype, i)) for i in impls]
                     for o in ours:
                         for p in peers:
@@ -184,8 +189,7 @@ def write_charts(result: dict, stem: Path) -> list[Path]:
             ax.barh([r["impl"] for r in chosen], [r["median_ms"] for r in chosen], color="tab:blue")
             ax.set_xlabel("median ms")
             ax.set_title(f"{work} {mode}")
-        shape = next(r["shape"] for r in rows if r["size"] == size)
-        fig.suptitle(f"{result['meta']['device']} — {shape} {dtype}", fontsize=9)
+        fig.suptitle(f"{result['meta']['device']} — {_shape(rows, size, work)} {dtype}", fontsize=9)
         fig.tight_layout()
         path = stem.parent / f"{stem.name}-{work}.png"
         fig.savefig(path, dpi=100)
@@ -217,8 +221,8 @@ def readme_section(path: Path, works: set[str] | None = None) -> str:
         if any(r["size"] == workloads.MAIN_SIZE for r in result["rows"])
         else result["rows"][0]["size"]
     )
-    shape = next(r["shape"] for r in result["rows"] if r["size"] == size)
     selected = [r for r in result["rows"] if works is None or r["work"] in works]
+    shape = _shape(selected, size)
     impls = list(dict.fromkeys(r["impl"] for r in selected))
     lines = [
         f"Measured on **{meta['device']}** ({meta['date'][:10]}, git {meta['git_revision']}, torch {meta['torch']}), "
@@ -233,8 +237,10 @@ def readme_section(path: Path, works: set[str] | None = None) -> str:
             continue
         for mode in workloads.MODES:
             cells = [_fmt(_ms(rows, work, mode, size, "fp32", i)) for i in impls]
+            own = _shape(selected, size, work)
+            label = f"{work} {mode}" if own == shape else f"{work} {mode} at {own}"
             if any(c != "–" for c in cells):
-                lines.append(f"| {work} {mode} | " + " | ".join(cells) + " |")
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -269,7 +269,7 @@ def _row(job: tuple) -> dict:
         "work": work,
         "mode": mode,
         "size": size_key,
-        "shape": size.label,
+        "shape": workloads.shape(work, size),
         "dtype": dtype_name,
         "impl": impl,
         "median_ms": None,
@@ -429,7 +429,7 @@ def _log_progress(case_list):
     for i, case in enumerate(case_list, 1):
         work, mode, _, size, dtype, _ = case[0]
         impls = ", ".join(job[5] for job in case)
-        print(f"[{i}/{len(case_list)}] {work} {mode} {size.label} {dtype}: {impls}", file=sys.stderr)
+        print(f"[{i}/{len(case_list)}] {work} {mode} {workloads.shape(work, size)} {dtype}: {impls}", file=sys.stderr)
         yield case
 
 

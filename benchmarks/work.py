@@ -57,6 +57,9 @@ class Work:
     #: (implementation name, size, dtype, mode) -> the bytes that implementation's kernels read and
     #: write by their design (a count of the launches, not a measurement), or None where not counted
     kernel_bytes: Callable[[str, Size, torch.dtype, str], int | None] = lambda impl, size, dtype, mode: None
+    #: size -> the shape the work runs at, as the results show it (a work whose tensors are not the
+    #: size's images says what they are)
+    shape: Callable[[Size], str] = lambda size: size.label
 
 
 def run_mode(mode: str, forward: Callable[[], torch.Tensor], wrt: list[torch.Tensor], grad_out=None) -> Callable:

@@ -43,3 +43,8 @@ def floor_bytes(work: str, size: Size, dtype: torch.dtype, mode: str) -> int | N
 def kernel_bytes(work: str, impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
     """The traffic of an implementation's kernels as designed (None: not counted for it)."""
     return WORK_DEFS[work].kernel_bytes(impl, size, dtype, mode)
+
+
+def shape(work: str, size: Size) -> str:
+    """The shape ``work`` runs at for ``size``, as the results show it."""
+    return WORK_DEFS[work].shape(size)

@@ -132,8 +132,20 @@ def test_readme_shows_every_work_from_its_newest_result(tmp_path, quick_result):
     text = readme.read_text()
     assert "results/old.json" in text and "results/new.json" in text
     for work in works:
-        assert text.count(f"| {work} fwd |") == 1, work
-    assert text.index(f"| {works[0]} fwd |") > text.index("results/new.json")
+        assert text.count(f"| {work} fwd ") == 1, work
+    assert text.index(f"| {works[0]} fwd ") > text.index("results/new.json")
+
+
+def test_results_show_the_shape_each_work_runs_at(tmp_path, quick_result):
+    # the cost volume runs on features at a quarter of the size's resolution, not on its images
+    _, data, _ = quick_result
+    shapes = {r["work"]: r["shape"] for r in data["rows"]}
+    assert shapes["warp"] == "B=1 3x24x80" and shapes["cost_volume"] == "B=1 C=64 D=32 6x20"
+    assert "| B=1 C=64 D=32 6x20 |" in report.markdown(data)
+    data["meta"]["quick"] = False
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    section = report.readme_section(tmp_path / "r.json")
+    assert "B=1 3x24x80, fp32" in section and "| cost_volume fwd at B=1 C=64 D=32 6x20 |" in section
 
 
 def test_committed_results_are_runner_output():

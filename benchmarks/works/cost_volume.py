@@ -56,6 +56,10 @@ def make(name: str, x: dict, mode: str):
     return run_mode(mode, forward, [x["ft"], x["fs"]], x["grad_out"])
 
 
+def shape(size: Size) -> str:
+    return f"B={size.batch} C={CHANNELS} D={hypotheses(size)} {size.height // 4}x{size.width // 4}"
+
+
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     """fwd: read both feature maps, write the cost; bwd: read them and the cost's gradient again,
     write both gradients (the projections are left out)."""
@@ -66,4 +70,4 @@ def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     return fwd if mode == "fwd" else fwd + e * (2 * features + cost)
 
 
-WORK = Work("cost_volume", inputs, ("homo_warping", "compile"), make, floor_bytes)
+WORK = Work("cost_volume", inputs, ("homo_warping", "compile"), make, floor_bytes, shape=shape)
