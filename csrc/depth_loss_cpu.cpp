@@ -4,7 +4,10 @@
 // rather than skipped, each block's sums kept per lane and added in lane order (warp.cu's block sums
 // add warps in order the same way). No torch.
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 
+#include "cpu_math.h"  // before the math that calls log
 #include "depth_loss.cuh"
 
 namespace fastdepth {
@@ -16,6 +19,22 @@ constexpr int kLanes = 8;
 void block_range(int64_t b, int blk, const depth_loss::Shape& sh, int64_t* begin, int64_t* end) {
   *begin = b * sh.N + static_cast<int64_t>(blk) * depth_loss::kBlock;
   *end = b * sh.N + (blk + 1 < sh.blocks ? static_cast<int64_t>(blk + 1) * depth_loss::kBlock : sh.N);
+}
+
+// A pixel's input to a stage that takes a log (kLog), where the log is a vector call (cpu_math.h): x
+// where the pixel is valid, else 1. An invalid pixel's own values (a zero or infinite target) would
+// send its whole vector of pixels through the vector log's slow path for special values; its terms
+// are masked off either way. A blend of bits, not a select: GCC moves a select past the division
+// and the log to their result, which the mask reads anyway, and takes the log of the raw values.
+template <bool kLog, typename F>
+F log_input(bool ok, F x) {
+  if constexpr (!kLog || !kVectorMath) {
+    return x;
+  } else {
+    using Bits = std::conditional_t<sizeof(F) == 4, uint32_t, uint64_t>;
+    const Bits keep = Bits(0) - Bits(ok);
+    return __builtin_bit_cast(F, (__builtin_bit_cast(Bits, x) & keep) | (__builtin_bit_cast(Bits, F(1)) & ~keep));
+  }
 }
 
 // The stage's sums over the pixels [begin, end): pixel i adds into lane (i - begin) % kLanes, in F
@@ -33,7 +52,9 @@ void block_sums(const F* pred, const F* target, const bool* mask, F a, F shift, 
         const F t = target[i0 + l];
         const bool ok = valid_pixel(t, kMasked ? mask : nullptr, i0 + l);
         F s[kSums];
-        pixel_sums(kStage, pred[i0 + l], target_in_space(t, sh.disparity), a, shift, sh.squared, s);
+        constexpr bool kLog = kStage == kLogMoments;
+        pixel_sums(kStage, log_input<kLog>(ok, pred[i0 + l]), log_input<kLog>(ok, target_in_space(t, sh.disparity)),
+                   a, shift, sh.squared, s);
 #pragma GCC unroll 5
         for (int k = 0; k < kSums; ++k) lanes[k][l] += keep_if(ok, s[k]);
       }
@@ -70,7 +91,10 @@ void block_grads(const F* pred, const F* target, const bool* mask, const F c[dep
   for (int64_t i = begin; i < end; ++i) {
     const F t = target[i];
     const bool ok = valid_pixel(t, kMasked ? mask : nullptr, i);
-    grad_pred[i] = keep_if(ok, pixel_grad(kLoss, pred[i], target_in_space(t, sh.disparity), c, sh.squared));
+    constexpr bool kLog = kLoss == kScaleInvariant;
+    const F g = pixel_grad(kLoss, log_input<kLog>(ok, pred[i]), log_input<kLog>(ok, target_in_space(t, sh.disparity)),
+                           c, sh.squared);
+    grad_pred[i] = keep_if(ok, g);
   }
 }
 

@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -76,6 +77,36 @@ def compiler_accepts(flag: str) -> bool:
     return probe.returncode == 0
 
 
+_VECTOR_MATH_PROBE = """
+#include <cmath>
+extern "C" float logf(float) noexcept __attribute__((simd("notinbranch")));
+extern "C" double log(double) noexcept __attribute__((simd("notinbranch")));
+float xs[64]; double ys[64];
+int main() {
+  for (int i = 0; i < 64; ++i) xs[i] = logf(xs[i] + 1.0f), ys[i] = log(ys[i] + 1.0);
+  return 0;
+}
+"""
+
+
+@functools.cache
+def links_vector_math(level: str) -> bool:
+    """Whether a program built for ``level`` links glibc's vector math (libmvec, csrc/cpu_math.h)."""
+    march = [f"-march={level}"] if level else []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            probe = subprocess.run(
+                [_compiler(), "-O3", "-fno-math-errno", *march, "-x", "c++", "-", "-o", f"{tmp}/probe", "-lmvec"],
+                input=_VECTOR_MATH_PROBE,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return probe.returncode == 0
+
+
 def cpu_level() -> str:
     """The x86-64 level the CPU twins are compiled for: ``"x86-64-v3"`` (AVX2) where PyTorch's own CPU
     kernels run at AVX2 or above on an x86-64 machine and the compiler knows the level, else ``""``
@@ -125,6 +156,8 @@ def load() -> None:
         # by different machines keeps one build per level.
         level = cpu_level()
         flags += [f"-march={level}", "-ffp-contract=off"] if level else []
+        vector_math = links_vector_math(level)
+        flags += ["-DFASTDEPTH_VECTOR_MATH"] if vector_math else []
         name = "fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu"
         try:
             cpp_extension.load(
@@ -132,7 +165,7 @@ def load() -> None:
                 sources=sources,
                 extra_cflags=flags,
                 extra_cuda_cflags=["-O3", "-DFASTDEPTH_WITH_CUDA"],
-                extra_ldflags=["-fopenmp"],
+                extra_ldflags=["-fopenmp", *(["-lmvec"] if vector_math else [])],
                 extra_include_paths=[str(CSRC)],
                 with_cuda=with_cuda,
                 is_python_module=False,

@@ -1,8 +1,11 @@
 """The CPU twin of the CUDA kernels (backend='cuda' on CPU tensors) in float64: the kernels'
 per-pixel math against the reference at the 1e-10 level, forward and backward."""
 
+import platform
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,3 +177,27 @@ def test_compiler_probe_tells_a_known_flag_from_an_unknown_one():
 
     assert _cuda.compiler_accepts("-O2")
     assert not _cuda.compiler_accepts("-march=no-such-level")
+
+
+def test_vector_math_probe_links_libmvec_where_glibc_has_it(monkeypatch):
+    # the twins' logs are vector calls where a program linked with -lmvec builds (csrc/cpu_math.h)
+    from fastdepth import _cuda
+
+    if platform.libc_ver()[0] == "glibc" and platform.machine() == "x86_64":
+        assert _cuda.links_vector_math(_cuda.cpu_level())
+    monkeypatch.setattr(_cuda, "_compiler", lambda: "false")  # a compiler that fails every build
+    _cuda.links_vector_math.cache_clear()
+    try:
+        assert not _cuda.links_vector_math("")
+    finally:
+        _cuda.links_vector_math.cache_clear()
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+def test_twin_is_built_with_vector_math_where_it_links():
+    from fastdepth import _cuda
+
+    _cuda.load()
+    (library,) = (Path(p) for p in torch.ops.loaded_libraries if "fastdepth_ext" in p)
+    calls_vector_log = re.search(rb"_ZGV[bcde]N[0-9]+v_logf", library.read_bytes()) is not None
+    assert calls_vector_log == _cuda.links_vector_math(_cuda.cpu_level())

@@ -212,6 +212,17 @@ def test_bad_inputs(backend, name, kwargs, error, pattern):
         LOSSES[name](**kwargs, backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("at", [(0, 0), (1, 7), (3, 19)], ids=["first", "mid-vector", "last"])
+def test_one_bad_prediction_among_valid_pixels_is_found(backend, at):
+    # the twin takes its logs 8 pixels at a time (csrc/cpu_math.h): one lane's NaN must reach the sums
+    pred, target = torch.rand(2, 1, 4, 20) + 1, torch.rand(2, 1, 4, 20) + 1
+    target[0, 0, 0, 1:4] = 0  # invalid pixels beside it hold what they like
+    pred[1, 0, at[0], at[1]] = -0.5
+    with pytest.raises(ValueError, match=r"pred must be positive and finite where the target"):
+        fastdepth.scale_invariant_loss(pred, target, backend=backend)
+
+
 def test_a_negative_prediction_is_fine_where_no_log_is_taken():
     pred = torch.rand(2, 1, 4, 5) - 0.5
     assert torch.isfinite(fastdepth.scale_shift_invariant_loss(pred, torch.rand(2, 1, 4, 5) + 0.5))
