@@ -141,6 +141,7 @@ def test_results_show_the_shape_each_work_runs_at(tmp_path, quick_result):
     _, data, _ = quick_result
     shapes = {r["work"]: r["shape"] for r in data["rows"]}
     assert shapes["warp"] == "B=1 3x24x80" and shapes["cost_volume"] == "B=1 C=64 D=32 6x20"
+    assert shapes["depth_loss"] == "B=1 1x24x80"
     assert "| B=1 C=64 D=32 6x20 |" in report.markdown(data)
     data["meta"]["quick"] = False
     (tmp_path / "r.json").write_text(json.dumps(data))

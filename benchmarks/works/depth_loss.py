@@ -38,6 +38,10 @@ def make(name: str, x: dict, mode: str):
     return run_mode(mode, run, [pred])
 
 
+def shape(size: Size) -> str:
+    return f"B={size.batch} 1x{size.height}x{size.width}"
+
+
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     """fwd: read pred and target once; bwd: read them again and write the gradient."""
     e = torch.finfo(dtype).bits // 8
@@ -45,4 +49,4 @@ def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     return 2 * e * pixels if mode == "fwd" else 5 * e * pixels
 
 
-WORK = Work("depth_loss", inputs, ("eager", "compile"), make, floor_bytes)
+WORK = Work("depth_loss", inputs, ("eager", "compile"), make, floor_bytes, shape=shape)
