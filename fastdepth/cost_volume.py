@@ -156,32 +156,35 @@ def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype)
 
 
 def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
-    """:func:`_projections` where no gradient is needed: reference_warp.project's arithmetic
-    (Kornia's rules) a source and a chunk of hypotheses at a time (:data:`PROJECTION_CHUNKS`),
-    written straight into the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one
-    chunk."""
+    """:func:`_projections` where no gradient is needed: reference_warp.project's rules (Kornia's)
+    a source and a chunk of hypotheses at a time (:data:`PROJECTION_CHUNKS`), written straight into
+    the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one chunk. Each component
+    of the moved point, ``T_i0 x + T_i1 y + T_i2 d + T_i3`` with ``(x, y) = (rx, ry) d``, is computed
+    as ``d (T_i0 rx + T_i1 ry + T_i2) + T_i3``: the bracket once per source, planes (B, D) kept
+    (B, D, 1, 1) until then. The same products reassociated: a few ULP from the reference's order."""
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
     device, limit = depth_hypotheses.device, torch.finfo(depth_hypotheses.dtype).max
     K, poses = K.to(dtype), poses.to(dtype)
     fx, fy, cx, cy = reference_warp.intrinsics(K)
     rx = (torch.arange(w, dtype=dtype, device=device).view(1, 1, 1, w) - cx) / fx
     ry = (torch.arange(h, dtype=dtype, device=device).view(1, 1, h, 1) - cy) / fy
-    maps = reference.hypothesis_maps(depth_hypotheses, h, w)
+    planes = depth_hypotheses.dim() == 2
+    maps = depth_hypotheses[:, :, None, None] if planes else depth_hypotheses
     u = torch.empty((B, S, D, h, w), dtype=dtype, device=device)
     v = torch.empty_like(u)
     step = max(1, -(-D // PROJECTION_CHUNKS))
-    for first in range(0, D, step):
-        chunk = maps[:, first : first + step]
-        depth_ok = torch.isfinite(chunk)
-        d = torch.where(depth_ok, chunk.to(dtype), 0.0)
-        x, y = rx * d, ry * d
-        for s in range(S):
-            T = poses[:, s].reshape(B, 4, 4, 1, 1, 1)
-            moved = [T[:, i, 0] * x + T[:, i, 1] * y + T[:, i, 2] * d + T[:, i, 3] for i in range(4)]
+    for s in range(S):
+        T = poses[:, s].reshape(B, 4, 4, 1, 1, 1)
+        rays = [T[:, i, 0] * rx + T[:, i, 1] * ry + T[:, i, 2] for i in range(4)]
+        for first in range(0, D, step):
+            chunk = maps[:, first : first + step]
+            depth_ok = torch.isfinite(chunk)
+            d = torch.where(depth_ok, chunk.to(dtype), 0.0)
+            moved = [torch.addcmul(T[:, i, 3], d, rays[i]) for i in range(4)]
             by_w = reference_warp.safe_inverse(moved[3])
-            by_z = reference_warp.safe_inverse(moved[2] * by_w)
-            pu, pv = fx * (moved[0] * by_w * by_z) + cx, fy * (moved[1] * by_w * by_z) + cy
-            del moved, by_w, by_z
+            by_wz = by_w * reference_warp.safe_inverse(moved[2] * by_w)
+            pu, pv = fx * (moved[0] * by_wz) + cx, fy * (moved[1] * by_wz) + cy
+            del moved, by_w, by_wz
             finite = depth_ok & (pu.abs() <= limit) & (pv.abs() <= limit)
             u[:, s, first : first + step] = torch.where(finite, pu, float("nan"))
             v[:, s, first : first + step] = torch.where(finite, pv, float("nan"))

@@ -21,8 +21,7 @@ def intrinsics(camera_matrix: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def safe_inverse(den: torch.Tensor) -> torch.Tensor:
     """``1 / den`` where ``|den| > 1e-8``, else 1: Kornia's homogeneous rule as a factor."""
-    ok = den.abs() > DIVIDE_EPS
-    return torch.where(ok, 1.0 / torch.where(ok, den, torch.ones_like(den)), torch.ones_like(den))
+    return torch.where(den.abs() > DIVIDE_EPS, den, 1.0).reciprocal()  # 1 / 1 = 1 where undivided
 
 
 def _safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
