@@ -78,9 +78,7 @@ def compiler_accepts(flag: str) -> bool:
 
 
 _VECTOR_MATH_PROBE = """
-#include <cmath>
-extern "C" float logf(float) noexcept __attribute__((simd("notinbranch")));
-extern "C" double log(double) noexcept __attribute__((simd("notinbranch")));
+#include "cpu_math.h"
 float xs[64]; double ys[64];
 int main() {
   for (int i = 0; i < 64; ++i) xs[i] = logf(xs[i] + 1.0f), ys[i] = log(ys[i] + 1.0);
@@ -91,12 +89,13 @@ int main() {
 
 @functools.cache
 def links_vector_math(level: str) -> bool:
-    """Whether a program built for ``level`` links glibc's vector math (libmvec, csrc/cpu_math.h)."""
-    march = [f"-march={level}"] if level else []
+    """Whether a program built for ``level`` with csrc/cpu_math.h's declarations links glibc's vector
+    math (libmvec)."""
+    flags = ["-O3", "-fno-math-errno", *([f"-march={level}"] if level else []), "-DFASTDEPTH_VECTOR_MATH", f"-I{CSRC}"]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             probe = subprocess.run(
-                [_compiler(), "-O3", "-fno-math-errno", *march, "-x", "c++", "-", "-o", f"{tmp}/probe", "-lmvec"],
+                [_compiler(), *flags, "-x", "c++", "-", "-o", f"{tmp}/probe", "-lmvec"],
                 input=_VECTOR_MATH_PROBE,
                 capture_output=True,
                 text=True,
