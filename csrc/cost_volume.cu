@@ -1,7 +1,8 @@
 // CUDA kernels of the plane-sweep cost volume and their launchers, on raw pointers (no torch: plain
 // nvcc compiles this file). Structured like kernels/cost_volume.py: one thread per target pixel of
-// one (image, hypothesis), kBlock pixels per block; the backward scatters the features' gradients
-// with float atomics and writes the projections' gradient.
+// one (image, hypothesis), kBlock pixels per block (the projection: of one (image, source,
+// hypothesis)); the backward scatters the features' gradients with float atomics and writes the
+// projections' gradient.
 #include <cuda_runtime.h>
 
 #include "cost_volume.cuh"
@@ -10,6 +11,16 @@ namespace fastdepth {
 namespace {
 
 using cost_volume::kBlock;
+
+template <typename F>
+__global__ void __launch_bounds__(kBlock)
+    cost_volume_proj_kernel(const F* hyp, const F* poses, const F* K, F* u, F* v, cost_volume::Shape sh,
+                            bool per_pixel) {
+  const int64_t pix = static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x;
+  if (pix >= static_cast<int64_t>(sh.H) * sh.W) return;
+  cost_volume::project_view(hyp, poses, K, u, v, blockIdx.z / sh.S, blockIdx.z % sh.S, blockIdx.y, pix, sh,
+                            per_pixel);
+}
 
 template <typename Img>
 __global__ void __launch_bounds__(kBlock)
@@ -34,9 +45,10 @@ __global__ void __launch_bounds__(kBlock, 4)
                               grad_ft != nullptr, grad_u != nullptr, scatter_t, scatter_s);
 }
 
-dim3 pixel_grid(const cost_volume::Shape& sh) {
+// Blocks of pixels x hypotheses x images (x sources: the projection).
+dim3 pixel_grid(const cost_volume::Shape& sh, int64_t sources = 1) {
   const int64_t blocks = (static_cast<int64_t>(sh.H) * sh.W + kBlock - 1) / kBlock;
-  return dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(sh.D), static_cast<unsigned>(sh.B));
+  return dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(sh.D), static_cast<unsigned>(sh.B * sources));
 }
 
 template <typename Img>
@@ -56,6 +68,12 @@ void launch_backward(const void* grad, const void* ft, const void* fs, const flo
 }
 
 }  // namespace
+
+void cost_volume_projection_cuda(const float* hyp, const float* poses, const float* K, float* u, float* v,
+                                 const cost_volume::Shape& sh, bool per_pixel, void* stream) {
+  cost_volume_proj_kernel<float>
+      <<<pixel_grid(sh, sh.S), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(hyp, poses, K, u, v, sh, per_pixel);
+}
 
 void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, const float* u, const float* v,
                               void* out, const cost_volume::Shape& sh, const cost_volume::Options& o, void* stream) {

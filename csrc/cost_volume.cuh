@@ -57,6 +57,32 @@ FD_HD int64_t source_plane(int64_t b, int64_t s, int64_t c, const Shape& sh) {
   return ((b * sh.S + s) * sh.C + c) * sh.H * sh.W;
 }
 
+// The depth of hypothesis d at pixel pix: (B, D) planes, or (B, D, H, W) per pixel.
+template <typename F>
+FD_HD F hypothesis_at(const F* hyp, int64_t b, int64_t d, int64_t pix, const Shape& sh, bool per_pixel) {
+  return per_pixel ? hyp[(b * sh.D + d) * sh.H * sh.W + pix] : hyp[b * sh.D + d];
+}
+
+// The projected source pixel (pu, pv) of target pixel (row, col) at depth d, pose T: the warp's
+// projection (warp::project of the unnormalised ray), NaN where it does not exist.
+template <typename F>
+FD_HD void project_pixel(F d, int row, int col, warp::Intrinsics<F> k, const F* T, F* pu, F* pv) {
+  const warp::Geometry<F> g = warp::project(d, warp::make_ray(F(col), F(row), k, false), k, T);
+  *pu = g.finite ? g.u : F(NAN);
+  *pv = g.finite ? g.v : F(NAN);
+}
+
+// The projections u, v (B, S, D, H, W) of target pixel pix at hypothesis d in source s, from the
+// hypotheses, poses (B, S, 4, 4) and K (B, 3, 3): what the forward and backward read.
+template <typename F>
+FD_HD void project_view(const F* hyp, const F* poses, const F* K, F* u, F* v, int64_t b, int64_t s, int64_t d,
+                        int64_t pix, const Shape& sh, bool per_pixel) {
+  const int64_t at = view_at(b, s, d, pix, sh);
+  project_pixel(hypothesis_at(hyp, b, d, pix, sh, per_pixel), static_cast<int>(pix / sh.W),
+                static_cast<int>(pix % sh.W), warp::load_intrinsics(K + b * 9), poses + (b * sh.S + s) * 16, u + at,
+                v + at);
+}
+
 template <typename F, typename Img>
 FD_HD F sample_view(const Img* fs, const F* u, const F* v, int64_t b, int64_t s, int64_t c, int64_t d, int64_t pix,
                     const Shape& sh, const Options& o) {
@@ -164,15 +190,20 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
 }  // namespace cost_volume
 
 // ---- entry points on raw pointers: CUDA launchers (cost_volume.cu; stream is a cudaStream_t,
-// projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double). The gradients
-// are float32 (F on the CPU); the CUDA launchers add into zero-initialised ones, the twin writes
-// every element; each may be null when not needed. ----
+// geometry and projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double).
+// The projection writes u and v whole. The gradients are float32 (F on the CPU); the CUDA launchers
+// add into zero-initialised ones, the twin writes every element; each may be null when not needed. ----
+void cost_volume_projection_cuda(const float* hyp, const float* poses, const float* K, float* u, float* v,
+                                 const cost_volume::Shape& shape, bool per_pixel, void* stream);
 void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, const float* u, const float* v,
                               void* out, const cost_volume::Shape& shape, const cost_volume::Options& options,
                               void* stream);
 void cost_volume_backward_cuda(ImageType type, const void* grad, const void* ft, const void* fs, const float* u,
                                const float* v, float* grad_ft, float* grad_fs, float* grad_u, float* grad_v,
                                const cost_volume::Shape& shape, const cost_volume::Options& options, void* stream);
+template <typename F>
+void cost_volume_projection_cpu(const F* hyp, const F* poses, const F* K, F* u, F* v, const cost_volume::Shape& shape,
+                                bool per_pixel);
 template <typename F>
 void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F* out, const cost_volume::Shape& shape,
                              const cost_volume::Options& options);

@@ -1,7 +1,7 @@
 // Torch glue of the cost volume: checks, allocation, and dispatch to the CUDA launchers
 // (cost_volume.cu) for CUDA tensors or to the CPU twin (cost_volume_cpu.cpp) for CPU tensors.
-// Registers fastdepth_ext::cost_volume_forward and fastdepth_ext::cost_volume_backward, whose
-// arguments are those of the Triton launchers in kernels/cost_volume.py.
+// Registers fastdepth_ext::cost_volume_projection, cost_volume_forward and cost_volume_backward,
+// whose arguments are those of the Triton launchers in kernels/cost_volume.py.
 #include "bindings.h"
 #include "cost_volume.cuh"
 
@@ -46,6 +46,50 @@ cost_volume::Options options(const cost_volume::Shape& sh, c10::string_view redu
 // The compute type on the CPU: float64 where the features or the projections are, else float32.
 at::ScalarType cpu_type(const Tensor& features, const Tensor& u) {
   return features.scalar_type() == at::kDouble || u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// The projections u, v (B, S, D, height, width) of every target pixel at every hypothesis, in the
+// geometry's type (float32 on CUDA; float64 on the CPU where an input is float64).
+std::tuple<Tensor, Tensor> cost_volume_projection(const Tensor& hyp_in, const Tensor& poses_in, const Tensor& K_in,
+                                                  int64_t height, int64_t width) {
+  check_same_device({&hyp_in, &poses_in, &K_in});
+  check_option(hyp_in.dim() == 2 || hyp_in.dim() == 4, "depth_hypotheses must be (B, D) or (B, D, H, W)");
+  const int64_t B = hyp_in.size(0), D = hyp_in.size(1);
+  const bool per_pixel = hyp_in.dim() == 4;
+  if (per_pixel) check_shape("depth_hypotheses", hyp_in, {B, D, height, width});
+  check_shape("poses", poses_in, {B, -1, 4, 4});
+  check_shape("K", K_in, {B, 3, 3});
+  check_float("depth_hypotheses", hyp_in);
+  check_float("poses", poses_in);
+  check_float("K", K_in);
+  check_option(height >= 1 && width >= 1 && height * width < (int64_t(1) << 31),
+               "height and width must be positive, H * W below 2**31");
+  const int64_t S = poses_in.size(1);
+  const cost_volume::Shape sh{B, S, 0, D, 0, static_cast<int>(height), static_cast<int>(width)};
+  const c10::DeviceGuard guard(hyp_in.device());
+  const bool cuda = hyp_in.is_cuda();
+  const bool f64 = !cuda && (hyp_in.scalar_type() == at::kDouble || poses_in.scalar_type() == at::kDouble ||
+                             K_in.scalar_type() == at::kDouble);
+  const at::ScalarType F = f64 ? at::kDouble : at::kFloat;
+  const Tensor hyp = hyp_in.to(F).contiguous(), poses = poses_in.to(F).contiguous(), K = K_in.to(F).contiguous();
+  Tensor u = at::empty({B, S, D, height, width}, hyp.options()), v = at::empty_like(u);
+  if (u.numel() == 0) return {u, v};
+  if (cuda) {
+#ifdef FASTDEPTH_WITH_CUDA
+    check_grid("depth_hypotheses", (height * width + cost_volume::kBlock - 1) / cost_volume::kBlock, D, B * S);
+    cost_volume_projection_cuda(hyp.data_ptr<float>(), poses.data_ptr<float>(), K.data_ptr<float>(),
+                                u.data_ptr<float>(), v.data_ptr<float>(), sh, per_pixel, current_stream(hyp));
+    check_launch();
+#else
+    TORCH_CHECK(false, "fastdepth_ext was built without CUDA");
+#endif
+    return {u, v};
+  }
+  AT_DISPATCH_FLOATING_TYPES(F, "cost_volume_projection_cpu", [&] {
+    cost_volume_projection_cpu<scalar_t>(hyp.data_ptr<scalar_t>(), poses.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+                                         u.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), sh, per_pixel);
+  });
+  return {u, v};
 }
 
 Tensor cost_volume_forward(const Tensor& ft_in, const Tensor& fs_in, const Tensor& u_in, const Tensor& v_in,
@@ -139,6 +183,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cost_volume_backward(const Tensor& gr
 
 TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
   m.def(
+      "cost_volume_projection(Tensor depth_hypotheses, Tensor poses, Tensor K, int height, int width) -> (Tensor, "
+      "Tensor)");
+  m.def(
       "cost_volume_forward(Tensor features_target, Tensor features_source, Tensor u, Tensor v, str reduction, "
       "int groups, str padding_mode, bool align_corners) -> Tensor");
   m.def(
@@ -148,12 +195,14 @@ TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
 }
 
 TORCH_LIBRARY_IMPL(fastdepth_ext, CPU, m) {
+  m.impl("cost_volume_projection", &fastdepth::cost_volume_projection);
   m.impl("cost_volume_forward", &fastdepth::cost_volume_forward);
   m.impl("cost_volume_backward", &fastdepth::cost_volume_backward);
 }
 
 #ifdef FASTDEPTH_WITH_CUDA
 TORCH_LIBRARY_IMPL(fastdepth_ext, CUDA, m) {
+  m.impl("cost_volume_projection", &fastdepth::cost_volume_projection);
   m.impl("cost_volume_forward", &fastdepth::cost_volume_forward);
   m.impl("cost_volume_backward", &fastdepth::cost_volume_backward);
 }

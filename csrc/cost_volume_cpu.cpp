@@ -250,7 +250,41 @@ void sample_sources(const F* fs_cl, const std::vector<View<F>>& views, int64_t b
   }
 }
 
+// u, v of one row of target pixels at one (image, source, hypothesis): project_pixel along the row,
+// at the plane's depth hyp[0] or (kPerPixel) the row's own depths hyp[col]. Not inlined, for the
+// restrict arguments: the loop vectorises, its divisions as selects.
+template <typename F, bool kPerPixel>
+__attribute__((noinline)) void project_row(const F* __restrict__ hyp, warp::Intrinsics<F> k, const F* __restrict__ T,
+                                           int row, int W, F* __restrict__ u, F* __restrict__ v) {
+  for (int col = 0; col < W; ++col) {
+    cost_volume::project_pixel(kPerPixel ? hyp[col] : hyp[0], row, col, k, T, u + col, v + col);
+  }
+}
+
 }  // namespace
+
+template <typename F>
+void cost_volume_projection_cpu(const F* hyp, const F* poses, const F* K, F* u, F* v, const cost_volume::Shape& sh,
+                                bool per_pixel) {
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+#pragma omp parallel for collapse(4) schedule(static)
+  for (int64_t b = 0; b < sh.B; ++b) {
+    for (int64_t s = 0; s < sh.S; ++s) {
+      for (int64_t d = 0; d < sh.D; ++d) {
+        for (int row = 0; row < sh.H; ++row) {
+          const int64_t pix0 = static_cast<int64_t>(row) * sh.W, at = cost_volume::view_at(b, s, d, pix0, sh);
+          const warp::Intrinsics<F> k = warp::load_intrinsics(K + b * 9);
+          const F* T = poses + (b * sh.S + s) * 16;
+          if (per_pixel) {
+            project_row<F, true>(hyp + (b * sh.D + d) * HW + pix0, k, T, row, sh.W, u + at, v + at);
+          } else {
+            project_row<F, false>(hyp + b * sh.D + d, k, T, row, sh.W, u + at, v + at);
+          }
+        }
+      }
+    }
+  }
+}
 
 template <typename F>
 void cost_volume_forward_cpu(const F* ft, const F* fs, const F* u, const F* v, F* out, const cost_volume::Shape& sh,
@@ -387,6 +421,10 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
   }
 }
 
+template void cost_volume_projection_cpu<float>(const float*, const float*, const float*, float*, float*,
+                                                const cost_volume::Shape&, bool);
+template void cost_volume_projection_cpu<double>(const double*, const double*, const double*, double*, double*,
+                                                 const cost_volume::Shape&, bool);
 template void cost_volume_forward_cpu<float>(const float*, const float*, const float*, const float*, float*,
                                              const cost_volume::Shape&, const cost_volume::Options&);
 template void cost_volume_forward_cpu<double>(const double*, const double*, const double*, const double*, double*,

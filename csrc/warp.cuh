@@ -101,14 +101,16 @@ struct Geometry {
   F inv_w, inv_z;
   bool w_ok, z_ok;
   F x, y;       // normalised camera coordinates in the source
+  F u, v;       // the projected pixel
   bool finite;  // projection finite
   bool inside;  // unclipped sample inside the image on both axes, and z > eps
   F iu, iv, du, dv;
 };
 
+// The projection of the point at depth d along ray r into the source (pose T): the fields of
+// Geometry up to the projected pixel (u, v) and whether it is finite.
 template <typename F>
-FD_HD Geometry<F> compute_geometry(F d, const Ray<F>& r, Intrinsics<F> k, const F* T, int W, int H, AxisMap mu,
-                                   AxisMap mv, bool border) {
+FD_HD Geometry<F> project(F d, const Ray<F>& r, Intrinsics<F> k, const F* T) {
   Geometry<F> g;
   g.X = d * r.rx;
   g.Y = d * r.ry;
@@ -124,12 +126,20 @@ FD_HD Geometry<F> compute_geometry(F d, const Ray<F>& r, Intrinsics<F> k, const 
   g.inv_z = safe_inverse(g.pz, &g.z_ok);
   g.x = g.px * g.inv_z;
   g.y = g.py * g.inv_z;
-  const F u = k.fx * g.x + k.cx;
-  const F v = k.fy * g.y + k.cy;
-  g.finite = is_finite(u) & is_finite(v);
+  g.u = k.fx * g.x + k.cx;
+  g.v = k.fy * g.y + k.cy;
+  g.finite = is_finite(g.u) & is_finite(g.v);
+  return g;
+}
+
+// project, then where the source is sampled.
+template <typename F>
+FD_HD Geometry<F> compute_geometry(F d, const Ray<F>& r, Intrinsics<F> k, const F* T, int W, int H, AxisMap mu,
+                                   AxisMap mv, bool border) {
+  Geometry<F> g = project(d, r, k, T);
   bool u_in, v_in;
-  g.iu = sample_coord(u, W, mu, border, &g.du, &u_in);
-  g.iv = sample_coord(v, H, mv, border, &g.dv, &v_in);
+  g.iu = sample_coord(g.u, W, mu, border, &g.du, &u_in);
+  g.iv = sample_coord(g.v, H, mv, border, &g.dv, &v_in);
   g.inside = u_in & v_in & (g.pz > F(kDivideEps));
   return g;
 }

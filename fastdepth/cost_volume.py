@@ -21,11 +21,11 @@ Conventions:
 * ``return_mask=True`` also returns the (B, D, h, w) bool mask of hypotheses that project inside
   every source (the warp's validity: in front of the camera, all four taps inside).
 * Gradients flow to both feature maps, the hypotheses, the poses and K. The fused backends compute
-  each hypothesis' projected pixels (u, v) in plain PyTorch (the geometry's gradient is autograd's,
-  and its graph exists only where the geometry needs a gradient), then one kernel samples and
-  reduces (its backward writes the features' gradients and the gradient of u and v). What stays in
-  memory between forward and backward is u and v: 2 * B * S * D * h * w values, against the
-  B * S * C * D * h * w of an eager warped volume.
+  each hypothesis' projected pixels (u, v) with a kernel of their own (the warp's projection, one
+  launch), or in plain PyTorch where the geometry needs a gradient (autograd's, its graph only
+  then), then one kernel samples and reduces (its backward writes the features' gradients and the
+  gradient of u and v). What stays in memory between forward and backward is u and v:
+  2 * B * S * D * h * w values, against the B * S * C * D * h * w of an eager warped volume.
 
 Dtypes: features float16, bfloat16, float32 (float64 on the reference and the CPU twin); the
 geometry is computed in float32 (float64 where an input is float64); the cost comes back in the
@@ -141,12 +141,6 @@ def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     return reference_warp.project(maps, poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0), dtype=dtype)
 
 
-#: the chunks of hypotheses that each source is projected in where the geometry needs no gradient:
-#: the projection's temporaries (about ten values per point of a chunk) stay about the size of the
-#: (u, v) maps it fills whatever D is, for a number of launches that does not grow with D
-PROJECTION_CHUNKS = 8
-
-
 def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
     u, v, _, finite = _project(depth_hypotheses, poses, K, h, w, dtype)
@@ -155,51 +149,28 @@ def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype)
     return u.contiguous(), v.contiguous()
 
 
-def _projections_no_grad(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
-    """:func:`_projections` where no gradient is needed: reference_warp.project's rules (Kornia's)
-    a source and a chunk of hypotheses at a time (:data:`PROJECTION_CHUNKS`), written straight into
-    the (B, S, D, h, w) maps, so that its temporaries stay a few planes of one chunk. Each component
-    of the moved point, ``T_i0 x + T_i1 y + T_i2 d + T_i3`` with ``(x, y) = (rx, ry) d``, is computed
-    as ``d (T_i0 rx + T_i1 ry + T_i2) + T_i3``: the bracket once per source, planes (B, D) kept
-    (B, D, 1, 1) until then. The same products reassociated: a few ULP from the reference's order."""
-    B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
-    device, limit = depth_hypotheses.device, torch.finfo(depth_hypotheses.dtype).max
-    K, poses = K.to(dtype), poses.to(dtype)
-    fx, fy, cx, cy = reference_warp.intrinsics(K)
-    rx = (torch.arange(w, dtype=dtype, device=device).view(1, 1, 1, w) - cx) / fx
-    ry = (torch.arange(h, dtype=dtype, device=device).view(1, 1, h, 1) - cy) / fy
-    planes = depth_hypotheses.dim() == 2
-    maps = depth_hypotheses[:, :, None, None] if planes else depth_hypotheses
-    u = torch.empty((B, S, D, h, w), dtype=dtype, device=device)
-    v = torch.empty_like(u)
-    step = max(1, -(-D // PROJECTION_CHUNKS))
-    for s in range(S):
-        T = poses[:, s].reshape(B, 4, 4, 1, 1, 1)
-        rays = [T[:, i, 0] * rx + T[:, i, 1] * ry + T[:, i, 2] for i in range(4)]
-        for first in range(0, D, step):
-            chunk = maps[:, first : first + step]
-            depth_ok = torch.isfinite(chunk)
-            d = torch.where(depth_ok, chunk.to(dtype), 0.0)
-            moved = [torch.addcmul(T[:, i, 3], d, rays[i]) for i in range(4)]
-            by_w = reference_warp.safe_inverse(moved[3])
-            by_wz = by_w * reference_warp.safe_inverse(moved[2] * by_w)
-            pu, pv = fx * (moved[0] * by_wz) + cx, fy * (moved[1] * by_wz) + cy
-            del moved, by_w, by_wz
-            finite = depth_ok & (pu.abs() <= limit) & (pv.abs() <= limit)
-            u[:, s, first : first + step] = torch.where(finite, pu, float("nan"))
-            v[:, s, first : first + step] = torch.where(finite, pv, float("nan"))
-    return u, v
+@dispatch.custom_op("fastdepth::cost_volume_projection")
+def _projection_op(
+    depth_hypotheses: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, height: int, width: int, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return backends.launcher("cost_volume", backend, "projection")(depth_hypotheses, poses, K, height, width)
 
 
-def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
+@_projection_op.register_fake
+def _projection_fake(depth_hypotheses, poses, K, height, width, backend):
+    B, D = depth_hypotheses.shape[:2]
+    u = depth_hypotheses.new_empty((B, poses.shape[1], D, height, width))
+    return u, torch.empty_like(u)
+
+
+def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype, backend: str):
     """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
-    pixel at every hypothesis (NaN where the projection does not exist). Without a gradient to
-    compute, in chunks with few temporaries (:func:`_projections_no_grad`)."""
+    pixel at every hypothesis (NaN where the projection does not exist): in plain PyTorch where the
+    geometry needs a gradient, else by the projection kernel of the fused ``backend``, one launch."""
     geometry = (depth_hypotheses, poses, K)
     if torch.is_grad_enabled() and any(t.requires_grad for t in geometry):
         return _projections(*geometry, h, w, dtype)
-    with torch.no_grad():
-        return _projections_no_grad(*geometry, h, w, dtype)
+    return _projection_op(*(t.detach().to(dtype) for t in geometry), h, w, backend)
 
 
 def _validate(features_target, features_source, depth_hypotheses, poses, K, reduction, groups, padding_mode):
@@ -290,7 +261,7 @@ def cost_volume(
             )  # fmt: skip
             return (cost, mask) if return_mask else cost
         B, S, C, h, w = features_source.shape
-        u, v = projections(depth_hypotheses, poses, K, h, w, dtype)
+        u, v = projections(depth_hypotheses, poses, K, h, w, dtype, name)
         cost = _forward_op(features_target, features_source, u, v, reduction, groups, padding_mode, align_corners, name)
     cost = cost.squeeze(1) if reduction in ("l1", "dot") else cost  # a view: its backward copies nothing
     if not return_mask:

@@ -36,7 +36,8 @@ class Op:
     #: one line for ``fastdepth info`` and the docs
     summary: str
     #: the passes with kernels of their own: ("fwd", "bwd"), or ("fwd",) where the backward is
-    #: composed of other ops' launchers (see the op's module)
+    #: composed of other ops' launchers (see the op's module), with "proj" first where the op's
+    #: geometry has a kernel of its own (the cost volume's projections)
     passes: tuple[str, ...] = ("fwd", "bwd")
 
     @property
@@ -54,7 +55,7 @@ class Op:
     @property
     def launchers(self) -> tuple[str, ...]:
         """The launcher functions every fused backend offers, with the same arguments."""
-        names = {"fwd": "forward", "bwd": "backward"}
+        names = {"proj": "projection", "fwd": "forward", "bwd": "backward"}
         return tuple(f"{self.name}_{names[p]}" for p in self.passes)
 
     @property
@@ -105,6 +106,7 @@ OPS: dict[str, Op] = {
             "cost_volume",
             ("cost_volume",),
             "plane-sweep cost volume (ManyDepth, MVSNet): D hypotheses, the warped volume never stored",
+            passes=("proj", "fwd", "bwd"),
         ),
     )
 }

@@ -5,7 +5,9 @@ target features on the fly; the warped features are never written.
 One program handles BLOCK target pixels of one (image, hypothesis), looping over groups, channels
 and sources. The backward recomputes the samples, scatters the features' gradients with float
 atomics and writes the gradient of the projected pixels (u, v), from which autograd reaches the
-hypotheses, poses and K (:mod:`fastdepth.cost_volume`). The CUDA twin is csrc/cost_volume.cu.
+hypotheses, poses and K (:mod:`fastdepth.cost_volume`). Where the geometry needs no gradient, the
+projection kernel computes u and v (the warp's projection) in one launch. The CUDA twin is
+csrc/cost_volume.cu.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 from fastdepth.kernels.launch import device_guard
-from fastdepth.kernels.warp import FLOAT_MAX, _sample_coord, _taps
+from fastdepth.kernels.warp import FLOAT_MAX, _project, _ray, _sample_coord, _taps
 
 from fastdepth.conventions import check_grid, sample_affine
 
@@ -22,6 +24,7 @@ BLOCK = 128
 # measured in the compile report: the forward spills on sm_80 at 4 warps, the backward (variance)
 # on sm_90 at 2
 FWD_WARPS = 2
+PROJ_WARPS = 4
 BWD_WARPS = 4
 REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
 
@@ -72,6 +75,29 @@ def _block(HW, D, BLOCK: tl.constexpr):
     bd = (pid // n_blocks).to(tl.int64)
     pix = blk * BLOCK + tl.arange(0, BLOCK)
     return pix, pix < HW, bd // D, bd % D
+
+
+@triton.jit
+def cost_volume_proj_kernel(
+    hyp_ptr, pose_ptr, k_ptr, u_ptr, v_ptr, S, D, H, W, PER_PIXEL: tl.constexpr, BLOCK: tl.constexpr
+):  # fmt: skip
+    """The projections u, v of BLOCK target pixels of one (image, source, hypothesis): the warp's
+    projection of the unnormalised ray, NaN where it does not exist (csrc/cost_volume.cuh:
+    project_view). Hypotheses (B, D) planes or, PER_PIXEL, (B, D, H, W)."""
+    HW = H * W
+    pix, in_range, bs, d = _block(HW, D, BLOCK)
+    b = bs // S
+    if PER_PIXEL:
+        depth = tl.load(hyp_ptr + (b * D + d) * HW + pix, mask=in_range, other=0.0)
+    else:
+        depth = tl.load(hyp_ptr + b * D + d) + tl.zeros([BLOCK], tl.float32)
+    kb = k_ptr + b * 9
+    fx, fy, cx, cy = tl.load(kb + 0), tl.load(kb + 4), tl.load(kb + 2), tl.load(kb + 5)
+    _, _, rx, ry, rz = _ray((pix % W).to(tl.float32), (pix // W).to(tl.float32), fx, fy, cx, cy, False)
+    _, _, _, _, _, _, _, _, _, _, _, _, u, v, finite = _project(depth, rx, ry, rz, fx, fy, cx, cy, pose_ptr + bs * 16)
+    at = (bs * D + d) * HW + pix
+    tl.store(u_ptr + at, tl.where(finite, u, float("nan")), mask=in_range)
+    tl.store(v_ptr + at, tl.where(finite, v, float("nan")), mask=in_range)
 
 
 @triton.jit
@@ -209,6 +235,27 @@ def _setup(features_target, features_source, u, reduction, groups, padding_mode,
     return grid, sizes, flags, (B, G, D, H, W)
 
 
+def cost_volume_projection(
+    depth_hypotheses: torch.Tensor, poses: torch.Tensor, K: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the projection kernel: u, v (B, S, D, height, width) float32 of every target pixel at
+    every hypothesis, from depth_hypotheses (B, D) or (B, D, height, width), poses (B, S, 4, 4) and
+    K (B, 3, 3)."""
+    B, D = depth_hypotheses.shape[:2]
+    S = poses.shape[1]
+    grid = (triton.cdiv(height * width, BLOCK) * B * S * D,)
+    check_grid("depth_hypotheses", grid)
+    u = torch.empty((B, S, D, height, width), dtype=torch.float32, device=depth_hypotheses.device)
+    v = torch.empty_like(u)
+    if u.numel() > 0:
+        with device_guard(depth_hypotheses):
+            cost_volume_proj_kernel[grid](
+                *(t.float().contiguous() for t in (depth_hypotheses, poses, K)), u, v, S, D, height, width,
+                PER_PIXEL=depth_hypotheses.dim() == 4, BLOCK=BLOCK, num_warps=PROJ_WARPS,
+            )  # fmt: skip
+    return u, v
+
+
 def cost_volume_forward(
     features_target: torch.Tensor,
     features_source: torch.Tensor,
@@ -267,7 +314,16 @@ def cost_volume_backward(
 
 
 def aot_variants():
-    """(label, kernel, signature, constexprs, num_warps) for the compile report, per feature dtype."""
+    """(label, kernel, signature, constexprs, num_warps) for the compile report: the projection,
+    then the forward and backward per feature dtype."""
+    geometry = dict(hyp_ptr="*fp32", pose_ptr="*fp32", k_ptr="*fp32", u_ptr="*fp32", v_ptr="*fp32")
+    yield (
+        "cost_volume_proj_kernel[fp32]",
+        cost_volume_proj_kernel,
+        dict(**geometry, S="i32", D="i32", H="i32", W="i32"),
+        dict(PER_PIXEL=False, BLOCK=BLOCK),
+        PROJ_WARPS,
+    )
     sizes = dict(S="i32", C="i32", D="i32", G="i32", H="i32", W="i32", sx="fp32", ox="fp32", sy="fp32", oy="fp32")
     for img in ("fp32", "fp16", "bf16"):
         feats = dict(ft_ptr=f"*{img}", fs_ptr=f"*{img}", u_ptr="*fp32", v_ptr="*fp32")

@@ -86,8 +86,9 @@ def _sample_coord(p, size, scale, offset, BORDER: tl.constexpr):
 
 
 @triton.jit
-def _geometry(d, tx, ty, rx, ry, rz, fx, fy, cx, cy, pose_ptr, W, H, sx, ox, sy, oy, BORDER: tl.constexpr):
-    """Per pixel and source: everything the forward and backward passes need, recomputed."""
+def _project(d, rx, ry, rz, fx, fy, cx, cy, pose_ptr):
+    """The point at depth d along the ray projected into the source (pose at pose_ptr): the
+    intermediates the backward needs, the projected pixel (u, v) and whether it is finite."""
     X = d * rx
     Y = d * ry
     Z = d * rz
@@ -102,6 +103,15 @@ def _geometry(d, tx, ty, rx, ry, rz, fx, fy, cx, cy, pose_ptr, W, H, sx, ox, sy,
     u = fx * x + cx
     v = fy * y + cy
     finite = (tl.abs(u) <= FLOAT_MAX) & (tl.abs(v) <= FLOAT_MAX)
+    return X, Y, Z, px, py, pz, inv_w, w_ok, inv_z, z_ok, x, y, u, v, finite
+
+
+@triton.jit
+def _geometry(d, tx, ty, rx, ry, rz, fx, fy, cx, cy, pose_ptr, W, H, sx, ox, sy, oy, BORDER: tl.constexpr):
+    """Per pixel and source: everything the forward and backward passes need, recomputed."""
+    X, Y, Z, px, py, pz, inv_w, w_ok, inv_z, z_ok, x, y, u, v, finite = _project(
+        d, rx, ry, rz, fx, fy, cx, cy, pose_ptr
+    )
     iu, du, u_in = _sample_coord(u, W, sx, ox, BORDER)
     iv, dv, v_in = _sample_coord(v, H, sy, oy, BORDER)
     inside = u_in & v_in & (pz > DIVIDE_EPS)

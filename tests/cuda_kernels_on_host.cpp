@@ -115,6 +115,19 @@ void reprojection_forward(const float* target, const float* sources, const float
   }
 }
 
+// cost_volume_proj_kernel: one thread per target pixel of every (image, source, hypothesis).
+void cost_volume_projection(const float* hyp, const float* poses, const float* K, float* u, float* v, int64_t B,
+                            int64_t S, int64_t D, int H, int W, bool per_pixel) {
+  const cost_volume::Shape sh{B, S, 0, D, 0, H, W};
+  for (int64_t bs = 0; bs < B * S; ++bs) {
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t pix = 0; pix < static_cast<int64_t>(H) * W; ++pix) {
+        cost_volume::project_view<float>(hyp, poses, K, u, v, bs / S, bs % S, d, pix, sh, per_pixel);
+      }
+    }
+  }
+}
+
 // cost_volume_fwd_kernel and cost_volume_bwd_kernel: one thread per target pixel of every (image,
 // hypothesis); the features' gradients zeroed by the caller.
 void cost_volume_forward(const float* ft, const float* fs, const float* u, const float* v, float* out, int64_t B,

@@ -107,7 +107,7 @@ def test_opcheck(backend, device, seed):
     ft, fs, planes, poses, K = inputs(1, 1, 2, 3, 4, 2, seed, torch.float32, device)
     from fastdepth.cost_volume import projections
 
-    u, v = projections(planes, poses, K, 3, 4, torch.float32)
+    u, v = projections(planes, poses, K, 3, 4, torch.float32, backend)
     ft, fs, u, v = leaves(ft, fs, u, v)
     op = torch.ops.fastdepth.cost_volume.default
     torch.library.opcheck(op, (ft, fs, u, v, "l1", 1, "zeros", True, backend))
@@ -185,31 +185,74 @@ def test_raw_extension_op_checks_what_it_reads():
         lib.cost_volume_backward(torch.rand(1, 1, 2, 5, 6), ft, fs, u, u, "l1", 1, "zeros", True, [True, True])
 
 
-@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
-def test_projections_in_chunks_are_the_same(monkeypatch, seed):
-    # without a gradient to the geometry the hypotheses are projected a few at a time
+def _projection_inputs(per_pixel: bool, dtype: torch.dtype, device: str, seed: int):
+    """Hypotheses, poses and K with the projection's named edge cases: a non-finite hypothesis (NaN
+    coordinates), points behind the camera, w = 0 (undivided), z = 0 in a source (undivided) and a
+    projection that overflows (NaN)."""
+    _, _, hyp, poses, K = inputs(2, 2, 3, 5, 6, 7, seed, torch.float64, "cpu", per_pixel=per_pixel)
+    hyp[0, 1] = float("nan")
+    hyp[1, 2] = -hyp[1, 2]
+    hyp[1, 5] = 1e36
+    depth_3 = hyp[1, 3].flatten()[0].item()
+    poses[1, 1, 3] = torch.tensor([0.0, 0.0, -1.0 / depth_3, 1.0])  # w = 0 at hypothesis 3 (at pixel 0)
+    poses[0, 1, 2] = torch.tensor([0.0, 0.0, 0.0, 0.0])  # z = 0 everywhere in source 1 of image 0
+    poses[1, 0, 0] = 1e30  # source 0 of image 1: x overflows float32 at hypothesis 5 only
+    return [t.to(device, dtype) for t in (hyp, poses, K)]
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("per_pixel", [False, True], ids=["planes", "per_pixel"])
+def test_projection_kernel_matches_the_differentiable_projection(backend, device, per_pixel, seed):
+    # without a gradient to the geometry, u and v come from the fused backend's projection kernel
     cost_volume = importlib.import_module("fastdepth.cost_volume")  # the module (fastdepth.cost_volume is the op)
-
-    ft, fs, planes, poses, K = inputs(1, 2, 3, 5, 6, 7, seed, torch.float32, "cpu")
-    whole = fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda")
-    monkeypatch.setattr(cost_volume, "PROJECTION_CHUNKS", 3)  # 3, 3 and 1 of the 7 hypotheses
-    assert torch.equal(fastdepth.cost_volume(ft, fs, planes, poses, K, backend="cuda"), whole)
-    chunked = cost_volume.projections(planes, poses, K, 5, 6, torch.float32)
-    monkeypatch.setattr(cost_volume, "PROJECTION_CHUNKS", 1)
-    for a, b in zip(chunked, cost_volume.projections(planes, poses, K, 5, 6, torch.float32), strict=True):
-        assert torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
-
-
-def test_projection_without_a_gradient_matches_the_differentiable_one(seed):
-    # the no-gradient path projects in chunks with its own temporaries, in the same arithmetic
-    cost_volume = importlib.import_module("fastdepth.cost_volume")
-    _, _, planes, poses, K = inputs(2, 2, 3, 5, 6, 7, seed, torch.float64, "cpu")
-    planes[0, 1] = float("nan")  # a non-finite hypothesis: NaN coordinates
-    planes[1, 2] = -planes[1, 2]  # behind the camera
-    poses[1, 1, 3] = torch.tensor([0.0, 0.0, -1.0, planes[1, 3].item()])  # w = 0 at hypothesis 3: undivided
-    free = cost_volume.projections(planes, poses, K, 5, 6, torch.float64)
+    hyp, poses, K = _projection_inputs(per_pixel, torch.float32, device, seed)
+    ours = cost_volume.projections(hyp, poses, K, 5, 6, torch.float32, backend)
     with torch.enable_grad():
-        traced = cost_volume.projections(planes, poses.requires_grad_(), K, 5, 6, torch.float64)
-    for a, b in zip(free, traced, strict=True):
-        assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()
-        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-9, equal_nan=True)
+        ref = cost_volume.projections(hyp, poses.requires_grad_(), K, 5, 6, torch.float32, backend)
+    for a, b in zip(ours, ref, strict=True):
+        assert a.dtype == torch.float32 and a.shape == (2, 2, 7, 5, 6)
+        # NaN where the projection is not finite: the NaN hypothesis and the overflow
+        assert a[0, :, 1].isnan().all() and a[1, 0, 5].isnan().all() and not a[1, 1, 5].isnan().any()
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-4, equal_nan=True)
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+@pytest.mark.parametrize("per_pixel", [False, True], ids=["planes", "per_pixel"])
+def test_twin_float64_projection_matches_the_differentiable_one(per_pixel, seed):
+    cost_volume = importlib.import_module("fastdepth.cost_volume")
+    hyp, poses, K = _projection_inputs(per_pixel, torch.float64, "cpu", seed)
+    ours = cost_volume.projections(hyp, poses, K, 5, 6, torch.float64, "cuda")
+    with torch.enable_grad():
+        ref = cost_volume.projections(hyp, poses.requires_grad_(), K, 5, 6, torch.float64, "cuda")
+    for a, b in zip(ours, ref, strict=True):
+        assert a.dtype == torch.float64 and torch.equal(a.isnan(), b.isnan()) and a[0, :, 1].isnan().all()
+        assert_close(a.nan_to_num(), b.detach().nan_to_num(), rel_tol=1e-12, floor=1e-10, name="projection")
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_projection_opcheck(backend, device, seed):
+    _, _, planes, poses, K = inputs(1, 2, 2, 3, 4, 2, seed, torch.float32, device)
+    op = torch.ops.fastdepth.cost_volume_projection.default
+    torch.library.opcheck(op, (planes, poses, K, 3, 4, backend))
+    torch.library.opcheck(op, (torch.rand(1, 2, 3, 4, device=device) + 1, poses, K, 3, 4, backend))
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the C++ extension")
+def test_raw_projection_op_checks_what_it_reads():
+    from fastdepth import _cuda
+
+    project = _cuda.library().cost_volume_projection
+    planes, poses, K = torch.rand(1, 3), torch.rand(1, 2, 4, 4), torch.rand(1, 3, 3)
+    with pytest.raises(ValueError, match=r"depth_hypotheses must be \(B, D\) or \(B, D, H, W\)"):
+        project(torch.rand(1, 3, 5), poses, K, 5, 6)
+    with pytest.raises(ValueError, match=r"depth_hypotheses has shape \[1, 3, 5, 5\]"):
+        project(torch.rand(1, 3, 5, 5), poses, K, 5, 6)
+    with pytest.raises(ValueError, match=r"poses has shape"):
+        project(planes, torch.rand(2, 2, 4, 4), K, 5, 6)
+    with pytest.raises(ValueError, match=r"K has shape"):
+        project(planes, poses, torch.rand(1, 4, 4), 5, 6)
+    with pytest.raises(TypeError, match=r"K must be a float tensor"):
+        project(planes, poses, torch.ones(1, 3, 3, dtype=torch.int32), 5, 6)
+    with pytest.raises(ValueError, match=r"height and width must be positive"):
+        project(planes, poses, K, 0, 6)

@@ -151,7 +151,13 @@ def test_reprojection_forward(kernels, sampling, seed):
 def test_cost_volume(kernels, case, seed):
     B, S, C, h, w, D = 2, 2, 4, 5, 7, 3
     ft, fs, hypotheses, poses, K = volume_inputs(B, S, C, h, w, D, seed, torch.float32, "cpu", case == "per_pixel")
-    u, v = projections(hypotheses, poses, K, h, w, torch.float32)
+    u, v = torch.empty(2, B, S, D, h, w)
+    kernels.cost_volume_projection(
+        ptr(hypotheses), ptr(poses), ptr(K), ptr(u), ptr(v), *ints(B, S, D), *hw(h, w), *flags(case == "per_pixel")
+    )
+    twin_u, twin_v = projections(hypotheses, poses, K, h, w, torch.float32, "cuda")
+    assert_close(u, twin_u, abs_tol=1e-4, name="u")
+    assert_close(v, twin_v, abs_tol=1e-4, name="v")
     options = dict(VOLUME_OPTIONS[case])
     reduction, groups = options["reduction"], options.get("groups", 1)
     padding, align = options.get("padding_mode", "zeros"), options.get("align_corners", True)

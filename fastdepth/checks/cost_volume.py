@@ -18,9 +18,13 @@ OPTIONS = {
     "group_dot": dict(reduction="group_dot", groups=2),
     "variance": dict(reduction="variance", padding_mode="border", align_corners=False),
     "per_pixel": dict(reduction="l1"),
+    "buffers": dict(reduction="l1"),
 }
 CASES = tuple(OPTIONS)
-SANITIZER_CASES = ("l1",)
+#: the cases whose hypotheses, poses and K are buffers (ManyDepth's): gradients to the features only,
+#: the projections by the fused backends' projection kernel
+BUFFER_CASES = ("buffers",)
+SANITIZER_CASES = ("l1", "buffers")
 SELFCHECK_CASE = "l1"
 
 
@@ -36,13 +40,16 @@ def inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=False):
 
 
 def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
-    """The cost and the gradients to both feature maps, the hypotheses, the poses and K."""
+    """The cost and the gradients to both feature maps, the hypotheses, the poses and K (to the
+    feature maps only in :data:`BUFFER_CASES`)."""
     result = CaseResult("cost_volume", name, backend, device, str(dtype).removeprefix("torch."))
     B, S, C, h, w, D = (1, 2, 4, 5, 7, 3) if quick else (2, 2, 8, 13, 19, 6)
     tensors = inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=name == "per_pixel")
-    ours_in, ref_in = leaves(tensors), leaves(tensors, torch.float64)
-    ours = fastdepth.cost_volume(*ours_in, **OPTIONS[name], backend=backend)
-    ref = fastdepth.cost_volume(*ref_in, **OPTIONS[name], backend="torch")
+    n = 2 if name in BUFFER_CASES else len(tensors)
+    ours_in, ref_in = leaves(tensors[:n]), leaves(tensors[:n], torch.float64)
+    geometry = tensors[n:]
+    ours = fastdepth.cost_volume(*ours_in, *geometry, **OPTIONS[name], backend=backend)
+    ref = fastdepth.cost_volume(*ref_in, *(t.double() for t in geometry), **OPTIONS[name], backend="torch")
     tol = tolerance("cost_volume", dtype, backend, device)
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
     result.forward_error = max_abs(ours, ref)
