@@ -21,9 +21,10 @@ from fastdepth.kernels.warp import FLOAT_MAX, _project, _ray, _sample_coord, _ta
 from fastdepth.conventions import check_grid, sample_affine
 
 BLOCK = 128
-# measured in the compile report: the forward spills on sm_80 at 4 warps, the backward (variance)
-# on sm_90 at 2
-FWD_WARPS = 2
+# measured in the compile report with Triton 3.8 and 3.6: 2 warps (two pixels a thread) spill in
+# the forward on sm_80 (3.6) and in the backward (variance) on sm_80 (3.8); at 4 warps only the
+# half-precision variance backward on sm_90 under Triton 3.6 spills (8 bytes)
+FWD_WARPS = 4
 PROJ_WARPS = 4
 BWD_WARPS = 4
 REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
