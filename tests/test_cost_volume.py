@@ -115,15 +115,18 @@ def test_opcheck(backend, device, seed):
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
-def test_torch_compile_fullgraph(backend, device, seed):
+@pytest.mark.parametrize("with_geometry", [True, False], ids=["geometry", "buffers"])
+def test_torch_compile_fullgraph(backend, device, with_geometry, seed):
+    # buffers: the projections come from the projection kernel's custom op
     tensors = inputs(1, 1, 2, 4, 5, 3, seed, torch.float32, device)
+    n = len(tensors) if with_geometry else 2
 
     def objective(ft, fs, planes, poses, K):
         return fastdepth.cost_volume(ft, fs, planes, poses, K, backend=backend).mean()
 
-    eager_in, compiled_in = leaves(*tensors), leaves(*tensors)
-    eager = objective(*eager_in)
-    compiled = torch.compile(objective, fullgraph=True)(*compiled_in)
+    eager_in, compiled_in = leaves(*tensors[:n]), leaves(*tensors[:n])
+    eager = objective(*eager_in, *tensors[n:])
+    compiled = torch.compile(objective, fullgraph=True)(*compiled_in, *tensors[n:])
     eager.backward()
     compiled.backward()
     assert abs(compiled.item() - eager.item()) <= 1e-6
