@@ -1,6 +1,6 @@
 // The CPU twin of the photometric loss's CUDA kernels: the same per-pixel math (photometric.cuh),
 // computed a row at a time (photometric_rows.h: separable window sums, loops the compiler
-// vectorises), parallel over rows with OpenMP. The backward runs in two passes (see there). No torch.
+// vectorises), parallel over rows with OpenMP. The backward runs a band of rows at a time (see there). No torch.
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -38,24 +38,25 @@ void photometric_forward_cpu(const F* target, const F* identity, const F* warped
 }
 
 // Unlike the GPU kernels, which recompute the window statistics of the 9 neighbours of every
-// pixel, the twin computes each output pixel's stat gradients once (pass 1, zero where a candidate
-// did not win) and then applies the adjoint of the reflected box filter (pass 2): the same
-// per-pixel functions, about a ninth of the arithmetic on a CPU.
+// pixel, the twin computes each output pixel's stat gradients once (zero where a candidate did
+// not win) and then applies the adjoint of the reflected box filter: the same per-pixel functions,
+// about a ninth of the arithmetic on a CPU. Both run a band of rows at a time (at most
+// kMaxBandRows, the bands of an image equal), per channel, the stat gradients of the band and its
+// two halo rows in a buffer of the thread's that stays in cache (the halo rows are computed by both
+// bands that need them). Bands of 48 rows measured 10-20% faster than planes written whole.
 template <typename F>
 void photometric_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* identity,
                               const F* warped, F* grad_target, F* grad_identity, F* grad_warped,
                               const photometric::Shape& sh, F alpha) {
+  constexpr int kMaxBandRows = 48;
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   const photometric::CandidateRange ks = photometric::needed_candidates(
       sh, grad_target != nullptr, grad_identity != nullptr, grad_warped != nullptr);
   const int64_t K = ks.last - ks.first;  // candidates ks.first + 0 .. K - 1
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
-  // four planes (d/d E[x], E[y], E[x²], E[xy]) per candidate plane, every element written in pass 1
-  std::unique_ptr<F[]> stats(new F[K * sh.C * 4 * HW]);
-  const auto stat_plane = [&](int64_t k, int64_t c, int q) {
-    return stats.get() + (((k - ks.first) * sh.C + c) * 4 + q) * HW;
-  };
+  const int bands = (sh.H + kMaxBandRows - 1) / kMaxBandRows;
+  const int band_rows = (sh.H + bands - 1) / bands;
   // the upstream gradient where candidate k won, else 0 (K planes): shared by every channel
   std::unique_ptr<F[]> won(new F[K * HW]);
   const auto won_plane = [&](int64_t k) { return won.get() + (k - ks.first) * HW; };
@@ -69,7 +70,12 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
 #pragma omp parallel
     {
       photometric::RowScratch<F> scratch(sh.W);
-      std::vector<F> g_target(sh.W), g_unused(sh.W);
+      std::vector<F> g_target(static_cast<size_t>(band_rows) * sh.W), g_unused(sh.W);  // the band's rows
+      // four stat planes (d/d E[x], E[y], E[x²], E[xy]) of the band's rows and its halo: row r of
+      // the image at band_stats[q] + (r - first) * W, first = the band's first row less its halo
+      const size_t band_size = static_cast<size_t>(band_rows + 2) * sh.W;
+      std::vector<F> band_stats(4 * band_size);
+      const auto band_plane = [&](int q) { return band_stats.data() + q * band_size; };
 #pragma omp for collapse(2) schedule(static)
       for (int64_t k = ks.first; k < ks.last; ++k) {
         for (int row = 0; row < sh.H; ++row) {
@@ -78,35 +84,37 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
                                      won_plane(k) + off);
         }
       }
-#pragma omp for collapse(3) schedule(static)
-      for (int64_t k = ks.first; k < ks.last; ++k) {
-        for (int64_t c = 0; c < sh.C; ++c) {
-          for (int row = 0; row < sh.H; ++row) {
-            const int64_t off = static_cast<int64_t>(row) * sh.W;
-            photometric::stat_grads_row(source(k) + plane(k, c), target + (b * sh.C + c) * HW, row, sh.H, sh.W,
-                                        won_plane(k) + off, alpha_c, scratch, stat_plane(k, c, 0) + off,
-                                        stat_plane(k, c, 1) + off, stat_plane(k, c, 2) + off,
-                                        stat_plane(k, c, 3) + off);
-          }
-        }
-      }
 #pragma omp for collapse(2) schedule(static)
       for (int64_t c = 0; c < sh.C; ++c) {
-        for (int row = 0; row < sh.H; ++row) {
-          const int64_t off = static_cast<int64_t>(row) * sh.W;
+        for (int band = 0; band < bands; ++band) {
+          const int r0 = band * band_rows, r1 = std::min(sh.H, r0 + band_rows);
+          const int first = std::max(0, r0 - 1), last = std::min(sh.H, r1 + 1);
+          const F* y = target + (b * sh.C + c) * HW;
           std::fill(g_target.begin(), g_target.end(), F(0));
           for (int64_t k = ks.first; k < ks.last; ++k) {
-            const F* const planes[4] = {stat_plane(k, c, 0), stat_plane(k, c, 1), stat_plane(k, c, 2),
-                                        stat_plane(k, c, 3)};
-            photometric::adjoint_box_row(planes, row, sh.H, sh.W, scratch);
+            const F* x = source(k) + plane(k, c);
+            for (int row = first; row < last; ++row) {
+              const int64_t at = static_cast<int64_t>(row - first) * sh.W;
+              photometric::stat_grads_row(x, y, row, sh.H, sh.W, won_plane(k) + static_cast<int64_t>(row) * sh.W,
+                                          alpha_c, scratch, band_plane(0) + at, band_plane(1) + at,
+                                          band_plane(2) + at, band_plane(3) + at);
+            }
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
-            photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3),
-                                         source(k) + plane(k, c) + off, target + (b * sh.C + c) * HW + off,
-                                         won_plane(k) + off, l1_c, sh.W,
-                                         g_out != nullptr ? g_out + plane(k, c) + off : g_unused.data(),
-                                         g_target.data());
+            for (int row = r0; row < r1; ++row) {
+              const int64_t at = static_cast<int64_t>(row - first) * sh.W, off = static_cast<int64_t>(row) * sh.W;
+              const F* const rows[4] = {band_plane(0) + at, band_plane(1) + at, band_plane(2) + at,
+                                        band_plane(3) + at};
+              photometric::adjoint_box_row(rows, row, sh.H, sh.W, scratch);
+              photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3), x + off,
+                                           y + off, won_plane(k) + off, l1_c, sh.W,
+                                           g_out != nullptr ? g_out + plane(k, c) + off : g_unused.data(),
+                                           g_target.data() + static_cast<int64_t>(row - r0) * sh.W);
+            }
           }
-          if (grad_target != nullptr) std::copy(g_target.begin(), g_target.end(), grad_target + (b * sh.C + c) * HW + off);
+          if (grad_target != nullptr) {
+            std::copy(g_target.begin(), g_target.begin() + static_cast<int64_t>(r1 - r0) * sh.W,
+                      grad_target + (b * sh.C + c) * HW + static_cast<int64_t>(r0) * sh.W);
+          }
         }
       }
     }

@@ -132,14 +132,14 @@ inline void stat_grads_row(const F* x, const F* y, int row, int H, int W, const 
 }
 
 // The adjoint of the reflected box filter at input row `row`: for each of the four stat planes
-// (H x W, row-major, `planes[q]`), the sum over the output pixels whose window holds each input
-// pixel, weighted by how often it appears there (reflect_count), into scratch.sum(0..3).
+// (rows of W, row-major; `rows[q]` points at row `row`, its neighbours W before and after), the
+// sum over the output pixels whose window holds each input pixel, weighted by how often it appears
+// there (reflect_count), into scratch.sum(0..3).
 template <typename F>
-inline void adjoint_box_row(const F* const planes[4], int row, int H, int W, RowScratch<F>& scratch) {
+inline void adjoint_box_row(const F* const rows[4], int row, int H, int W, RowScratch<F>& scratch) {
   const F w_up = F(reflect_count(row, -1, H)), w_down = F(reflect_count(row, 1, H));
-  const int64_t r1 = static_cast<int64_t>(row) * W;
   for (int q = 0; q < 4; ++q) {
-    const F* __restrict__ p = planes[q] + r1;
+    const F* __restrict__ p = rows[q];
     F* __restrict__ v = scratch.col(q);
     F* __restrict__ s = scratch.sum(q);
     // a row outside the image is skipped, not weighted by 0: its neighbour may hold NaN

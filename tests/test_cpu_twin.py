@@ -45,8 +45,13 @@ def test_warp_float64_matches_reference(shape, options, seed):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 2, 2), (1, 2, 3, 40), (1, 3, 4, 3), (2, 1, 3, 3)], ids=str)
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 5, 7), (1, 1, 2, 2), (1, 2, 3, 40), (1, 3, 4, 3), (2, 1, 3, 3), (1, 2, 100, 5), (1, 1, 49, 3)],
+    ids=str,
+)
 def test_min_reprojection_float64_matches_reference(shape, seed):
+    # H = 100 and 49: the backward's bands of rows (at most 48) meet inside the image
     B, C, H, W = shape
     target = natural_images(B, C, H, W, seed=seed, dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
