@@ -9,7 +9,8 @@
 #   2 build     120  the CUDA extension, once (its time is logged)
 #   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
 #   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time)
-#   5 sanitizer  60  compute-sanitizer memcheck and racecheck on a few small cases, fastdepth's kernels only
+#   5 sanitizer  60  compute-sanitizer memcheck and racecheck on a few small cases, fastdepth's kernels
+#                    only (benchmarks/sanitize.sh)
 # Every step writes what it has as it goes; the exit status has bit N-1 set when step N failed
 # (0: all passed). OUTDIR receives at most 8 files, at most 2 folders down:
 #   summary.txt  one line per step (status, seconds), rewritten after each step
@@ -93,27 +94,6 @@ start = time.perf_counter()
 _cuda.load()
 print(f"extension built and loaded in {time.perf_counter() - start:.1f} s:", _cuda.state())'
 
-sanitize() {  # sanitize REHEARSE CMD...: the cases CMD under memcheck and racecheck
-  local rehearse=$1
-  shift
-  local cases=("$@")
-  if [ "$rehearse" = 1 ] || ! command -v compute-sanitizer >/dev/null; then
-    echo "compute-sanitizer not run (rehearsal or not found): the cases alone"
-    "${cases[@]}"
-    return
-  fi
-  # fastdepth's kernels only: every one is named *_fwd_kernel or *_bwd_kernel ("wd_kernel")
-  local filter=()
-  compute-sanitizer --help 2>&1 | grep -q -- --kernel-name && filter=(--kernel-name kns=wd_kernel)
-  local rc=0
-  for tool in memcheck racecheck; do
-    echo "-- $tool"
-    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" "${filter[@]}" --error-exitcode 1 \
-      --target-processes all "${cases[@]}" || rc=1
-  done
-  return $rc
-}
-
 if [ $rehearse = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
   TORCH_CUDA_ARCH_LIST=$("$python" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)
   export TORCH_CUDA_ARCH_LIST
@@ -123,7 +103,11 @@ step env "$python" -c "$ENVIRONMENT" "$device" || { echo "environment incomplete
 step build "$python" -c "$BUILD"
 step checks "$python" -m fastdepth.checks "${checks_args[@]}" --out "$out/checks.json"
 step bench "$python" -m fastdepth.benchmarks.run "${bench_args[@]}" --modes fwd+bwd --no-charts --out "$out/results"
-export -f sanitize
-step sanitizer bash -c 'sanitize "$@"' sanitize "$rehearse" "$python" -m fastdepth.checks "${checks_args[@]}" --sanitizer
+if [ $rehearse = 1 ] || ! command -v compute-sanitizer >/dev/null; then
+  echo "compute-sanitizer not run (rehearsal or not found): the sanitizer cases alone"
+  step sanitizer "$python" -m fastdepth.checks "${checks_args[@]}" --sanitizer
+else
+  step sanitizer benchmarks/sanitize.sh "$python" "${checks_args[@]}" --sanitizer
+fi
 echo "campaign done (status $status); results in $out"
 exit $status

@@ -14,7 +14,7 @@ from fastdepth.benchmarks import run as runner
 from fastdepth.benchmarks import workloads
 from helpers import subprocess_env
 
-from fastdepth import checks, validation
+from fastdepth import checks, registry, validation
 from fastdepth.conventions import GRID_Y_LIMIT, check_grid
 from fastdepth.warp import check_camera
 
@@ -151,3 +151,46 @@ def test_oversized_launch_grids_are_refused():
         photometric._grid(GRID_Y_LIMIT + 1, 3, 8, 8)
     with pytest.raises(ValueError, match=r"\(C - 1\) \* H \* W = .* must be below 2\*\*31"):
         photometric._grid(1, 3, 32768, 32768)
+
+
+STUB_SANITIZER = """#!/usr/bin/env bash
+# records each run's options, fails the tool named by $STUB_FAIL, then runs the command
+if [ "$1" = --help ]; then [ -n "${STUB_FILTER:-}" ] && echo "  --kernel-name arg"; exit 0; fi
+options=()
+while [ "$1" != --target-processes ]; do options+=("$1"); shift; done
+shift 2
+echo "${options[*]} | ${*: -2}" >>"$STUB_LOG"
+"$@" >/dev/null || exit 1
+[ "${options[1]}" = "${STUB_FAIL:-}" ] && exit 1
+exit 0
+"""
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+@pytest.mark.parametrize("kernel_filter", [True, False], ids=["filtered", "unfiltered"])
+def test_sanitizer_runs_cover_every_kernel(tmp_path, kernel_filter):
+    # compute-sanitizer is stubbed: the runs it is asked for, their filters and the cases they run
+    stub, log = tmp_path / "compute-sanitizer", tmp_path / "runs.log"
+    stub.write_text(STUB_SANITIZER)
+    stub.chmod(0o755)
+    env = subprocess_env(COMPUTE_SANITIZER=str(stub), STUB_LOG=str(log), STUB_FILTER="1" if kernel_filter else "")
+    args = ["--device", "cpu", "--quick", "--backends", "cuda", "--sanitizer"]
+    script = str(ROOT / "benchmarks" / "sanitize.sh")
+    result = subprocess.run(["bash", script, sys.executable, *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = log.read_text().splitlines()
+    proj_ops = ",".join(name for name, op in registry.OPS.items() if "proj" in op.passes)
+    if kernel_filter:
+        assert runs == [
+            "--tool memcheck --kernel-name kns=wd_kernel --error-exitcode 1 | cuda --sanitizer",
+            "--tool racecheck --kernel-name kns=wd_kernel --error-exitcode 1 | cuda --sanitizer",
+            f"--tool memcheck --kernel-name kns=proj_kernel --error-exitcode 1 | --ops {proj_ops}",
+        ]
+    else:
+        assert runs == [f"--tool {tool} --error-exitcode 1 | cuda --sanitizer" for tool in ("memcheck", "racecheck")]
+    # every kernel of every op is named so that one of the filters takes it
+    assert all(k.endswith(("wd_kernel", "proj_kernel")) for op in registry.OPS.values() for k in op.kernels)
+    if kernel_filter:  # one failed run fails the step
+        env["STUB_FAIL"] = "racecheck"
+        failed = subprocess.run(["bash", script, sys.executable, *args], capture_output=True, text=True, env=env)
+        assert failed.returncode == 1
