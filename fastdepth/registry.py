@@ -6,8 +6,9 @@ An op named ``<op>`` is made of these files, each named after it (``grep -r <op>
   ``fastdepth::<op>`` and ``fastdepth::<op>_backward`` with their fake and autograd registrations,
   and the argument validation;
 * ``fastdepth/reference/<op>.py``: the plain-PyTorch reference, the oracle of the tests;
-* ``kernels/<op>.py``: the Triton kernels ``<op>_fwd_kernel`` / ``<op>_bwd_kernel``, the launchers
-  ``<op>_forward`` / ``<op>_backward`` and ``aot_variants()`` for the compile report;
+* ``kernels/<op>.py``: the Triton kernels ``<op>_<pass>_kernel`` (``fwd``, ``bwd``; ``proj``: see
+  :attr:`Op.passes`), the launchers ``<op>_forward`` / ``<op>_backward`` (``<op>_projection``) and
+  ``aot_variants()`` for the compile report;
 * ``csrc/<op>.cuh`` (per-pixel math shared by CUDA and the CPU twin), ``csrc/<op>.cu`` (CUDA kernels
   and launchers, no torch), ``csrc/<op>_cpu.cpp`` (the CPU twin) and ``csrc/<op>_bindings.cpp``
   (torch glue registering ``fastdepth_ext::<op>_forward`` / ``<op>_backward``, whose arguments are
