@@ -115,6 +115,40 @@ def cpu_level() -> str:
     return "x86-64-v3" if avx2 and compiler_accepts("-march=x86-64-v3") else ""
 
 
+#: GCC's tuning that lets the vectoriser use the hardware's gathers (its generic tuning emulates them
+#: with scalar loads, as the Gather Data Sampling microcode mitigation makes them slow)
+GATHER_TUNING = "-mtune-ctrl=use_gather_2parts,use_gather_4parts,use_gather"
+_GDS_STATUS = Path("/sys/devices/system/cpu/vulnerabilities/gather_data_sampling")
+
+
+def gathers_at_full_speed(vendor: str, gds_status: str) -> bool:
+    """Whether an x86-64 CPU's vector gathers run at full speed: an Intel CPU (``vendor``, as
+    /proc/cpuinfo's vendor_id) that the kernel reports not affected by Gather Data Sampling, or not
+    mitigated against it (``gds_status``, the content of :data:`_GDS_STATUS`). AMD's gathers are
+    left to GCC's tuning."""
+    status = gds_status.strip()
+    return vendor.strip() == "GenuineIntel" and (status == "Not affected" or status.startswith("Vulnerable"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@functools.cache
+def use_gathers(level: str) -> bool:
+    """Whether the CPU twins are tuned to use the CPU's gathers: at AVX2, on a CPU whose gathers run at
+    full speed (:func:`gathers_at_full_speed`), with a compiler that takes :data:`GATHER_TUNING`. The
+    same results either way; the twins' bilinear samples (gathers) measured 20-30% faster with them
+    on an Intel Xeon that GDS does not affect."""
+    vendor = next((line.split(":", 1)[1] for line in _read(Path("/proc/cpuinfo")).splitlines()
+                   if line.startswith("vendor_id")), "")  # fmt: skip
+    fast = level == "x86-64-v3" and gathers_at_full_speed(vendor, _read(_GDS_STATUS))
+    return fast and compiler_accepts(GATHER_TUNING)
+
+
 def build_reason() -> str | None:
     """None if the extension (at least its CPU twin) can be built here, else what is missing."""
     if shutil.which(_compiler()) is None:
@@ -151,16 +185,20 @@ def load() -> None:
         flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
         flags += ["-DFASTDEPTH_WITH_CUDA"] if with_cuda else []
         # twice the baseline's vector width where the CPU has it, without fused multiply-adds: the
-        # same operations at every level. The level is in the name, so that a build cache shared
-        # by different machines keeps one build per level.
+        # same operations at every level; the gathers' tuning changes only the instructions. Both
+        # are in the name, so that a build cache shared by different machines keeps one build each.
         level = cpu_level()
         flags += [f"-march={level}", "-ffp-contract=off"] if level else []
+        gathers = use_gathers(level)
+        flags += [GATHER_TUNING] if gathers else []
         vector_math = links_vector_math(level)
         flags += ["-DFASTDEPTH_VECTOR_MATH"] if vector_math else []
         name = "fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu"
+        name += f"_{level.replace('-', '_')}" if level else ""
+        name += "_gathers" if gathers else ""
         try:
             cpp_extension.load(
-                name=f"{name}_{level.replace('-', '_')}" if level else name,
+                name=name,
                 sources=sources,
                 extra_cflags=flags,
                 extra_cuda_cflags=["-O3", "-DFASTDEPTH_WITH_CUDA"],

@@ -198,6 +198,33 @@ def test_vector_math_probe_links_libmvec_where_glibc_has_it(monkeypatch):
         _cuda.links_vector_math.cache_clear()
 
 
+@pytest.mark.parametrize(
+    ("vendor", "gds", "fast"),
+    [
+        ("GenuineIntel", "Not affected\n", True),
+        ("GenuineIntel", "Vulnerable: No microcode\n", True),
+        ("GenuineIntel", "Mitigation: Microcode\n", False),
+        ("GenuineIntel", "Unknown: Dependent on hypervisor status\n", False),
+        ("GenuineIntel", "", False),  # no such file: an older kernel
+        ("AuthenticAMD", "Not affected\n", False),
+    ],
+)
+def test_gathers_are_used_only_where_they_run_at_full_speed(vendor, gds, fast):
+    from fastdepth import _cuda
+
+    assert _cuda.gathers_at_full_speed(vendor, gds) == fast
+
+
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+def test_twin_build_is_named_after_its_gather_tuning():
+    # the same results either way (the tuning changes only the instructions), one build per tuning
+    from fastdepth import _cuda
+
+    _cuda.load()
+    (library,) = (Path(p) for p in torch.ops.loaded_libraries if "fastdepth_ext" in p)
+    assert ("_gathers" in library.name) == _cuda.use_gathers(_cuda.cpu_level())
+
+
 @pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
 def test_twin_is_built_with_vector_math_where_it_links():
     from fastdepth import _cuda
