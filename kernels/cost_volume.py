@@ -180,9 +180,10 @@ def cost_volume_bwd_kernel(
     Cg = C // G
     for s in range(S):
         at = ((b * S + s) * D + d) * HW + pix
-        o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, _, _, _ = _view(
-            u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
-        )
+        if REDUCTION != 2:
+            o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, _, _, _ = _view(
+                u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+            )
         g_iu = tl.zeros([BLOCK], tl.float32)
         g_iv = tl.zeros([BLOCK], tl.float32)
         for g in range(G):
@@ -196,6 +197,10 @@ def cost_volume_bwd_kernel(
                         at2 = ((b * S + s2) * D + d) * HW + pix
                         plane2 = ((b * S + s2) * C + c) * HW
                         mean += _sample_view(fs_ptr, u_ptr, v_ptr, plane2, at2, in_range, W, H, sx, ox, sy, oy, BORDER)
+                    # this source's view after the mean's, not live through it (registers: the compile report)
+                    o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, _, _, _ = _view(
+                        u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+                    )
                 t = tl.load(ft_ptr + (b * C + c) * HW + pix, mask=in_range, other=0.0).to(tl.float32)
                 mean = (mean + t) / (S + 1)
                 plane = ((b * S + s) * C + c) * HW
