@@ -14,9 +14,12 @@ tensors) run the reference instead, with one warning per process; the CPU twin c
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import os
+import re
 import warnings
 
 import torch
@@ -46,6 +49,49 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+def _assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` (it marks the function, nothing more) without its
+    import of dynamo, and of Triton with it, when fastdepth is imported: Triton must be imported
+    only after ``fastdepth info`` has set TRITON_INTERPRET on a machine without a GPU."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+def interpreter_clash(triton_version: str, numpy_refuses_int_of_1d: bool) -> str | None:
+    """Why Triton ``triton_version``'s interpreter cannot run the kernels beside this NumPy, or None.
+
+    Before 3.7 the interpreter takes ``int()`` of a one-element array for ``range(n)`` over a kernel
+    argument, which NumPy 2.4 refuses (``TypeError: only 0-dimensional arrays can be converted``).
+    Compiled kernels, on a GPU, are not affected.
+    """
+    major, minor = (int(part) for part in re.findall(r"\d+", triton_version)[:2])
+    if (major, minor) < (3, 7) and numpy_refuses_int_of_1d:
+        return (
+            f"Triton {triton_version}'s interpreter cannot run with NumPy {importlib.metadata.version('numpy')} "
+            "(>= 2.4): install numpy<2.4 or Triton >= 3.7 to run backend='triton' on CPU tensors"
+        )
+    return None
+
+
+@functools.cache
+def _interpreter_clash_here() -> str | None:
+    import numpy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # NumPy 1.25 to 2.3 warn, then comply
+        try:
+            int(numpy.zeros(1))
+            refuses = False
+        except TypeError:
+            refuses = True
+    return interpreter_clash(importlib.metadata.version("triton"), refuses)
+
+
+@_assume_constant_result  # torch.compile traces the backend choice: a constant of the process
+def _interpreter_reason() -> str | None:
+    return _interpreter_clash_here()
+
+
 def triton_usable_on(device: torch.device) -> str | None:
     """None if the Triton kernels can run on tensors of ``device``, else the reason why not."""
     if not triton_importable():
@@ -54,7 +100,7 @@ def triton_usable_on(device: torch.device) -> str | None:
         return None
     if device.type == "cpu":
         if triton_interpreted():
-            return None
+            return _interpreter_reason()
         return "backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (Triton's slow interpreter)"
     return f"Triton kernels do not run on {device.type} tensors"
 
@@ -63,14 +109,6 @@ def _cuda_reason(device: torch.device) -> str | None:
     from fastdepth import _cuda
 
     return _cuda.unavailable_reason(device)
-
-
-def _assume_constant_result(fn):
-    """``torch.compiler.assume_constant_result`` (it marks the function, nothing more) without its
-    import of dynamo, and of Triton with it, when fastdepth is imported: Triton must be imported
-    only after ``fastdepth info`` has set TRITON_INTERPRET on a machine without a GPU."""
-    fn._dynamo_marked_constant = True
-    return fn
 
 
 # torch.compile traces the backend choice: the extension's availability (compiler look-ups on the

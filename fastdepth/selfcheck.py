@@ -38,10 +38,10 @@ def backend_status() -> dict[str, tuple[str | None, str]]:
         status["torch"] = ("cuda", "plain-PyTorch reference, any device")
         reason = backends.triton_usable_on(torch.device("cuda"))
         status["triton"] = ("cuda", "fused Triton kernels") if reason is None else (None, reason)
-    elif backends.triton_usable_on(torch.device("cpu")) is None:
+    elif (reason := backends.triton_usable_on(torch.device("cpu"))) is None:
         status["triton"] = ("cpu", "no GPU: Triton's CPU interpreter (TRITON_INTERPRET=1), slow")
     else:
-        status["triton"] = (None, "no GPU (set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter)")
+        status["triton"] = (None, f"no GPU, and {reason}")
     from fastdepth import _cuda
 
     if torch.cuda.is_available() and _cuda.unavailable_reason(torch.device("cuda")) is None:

@@ -6,6 +6,8 @@ import zlib
 import pytest
 import torch
 
+from fastdepth import backends
+
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     # must be set before the first Triton kernel is defined (fastdepth.kernels.* import)
@@ -13,8 +15,8 @@ if not HAS_CUDA:
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
-#: devices on which the Triton kernels run: CUDA, or the CPU through the interpreter
-TRITON_DEVICES = ["cuda"] if HAS_CUDA else (["cpu"] if INTERPRETED else [])
+#: devices on which the Triton kernels run: CUDA, or the CPU through an interpreter that can
+TRITON_DEVICES = [d for d in DEVICES if backends.triton_usable_on(torch.device(d)) is None]
 
 
 @pytest.fixture

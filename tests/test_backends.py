@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import BACKEND_NAMES
+from conftest import FUSED
 from helpers import subprocess_env
 
 from fastdepth import backends
@@ -32,22 +32,51 @@ def test_auto_on_cuda_is_fused():
 
 
 def test_interpreter_flag(monkeypatch):
+    monkeypatch.setattr(backends, "_interpreter_reason", lambda: None)  # an interpreter that runs here
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert backends.triton_usable_on(torch.device("cpu")) is None
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "TRITON_INTERPRET=1" in backends.triton_usable_on(torch.device("cpu"))
 
 
-@pytest.mark.skipif("cuda" not in BACKEND_NAMES, reason="needs the C++ extension")
-def test_torch_compile_of_the_cuda_backend_works_cold():
-    # the first call in a fresh process, nothing loaded yet: the availability check must not break the graph
+@pytest.mark.parametrize("backend,device", [f for f in FUSED if f[1] == "cpu"])
+def test_torch_compile_of_a_fused_backend_works_cold(backend, device):
+    # the first call in a fresh process, nothing loaded yet: the availability checks must not break
+    # the graph, nor make dynamo trace into a cache
     code = (
         "import torch, fastdepth\n"
         "from fastdepth.scenes import warp_scene\n"
         "s = warp_scene(1, 1, 3, 6, 8)\n"
-        "step = lambda i, d, p, k: fastdepth.warp(i, d, p, k, backend='cuda').abs().mean()\n"
+        f"step = lambda i, d, p, k: fastdepth.warp(i, d, p, k, backend='{backend}').abs().mean()\n"
         "out = torch.compile(step, fullgraph=True)(s['image'], s['depth'], s['pose'], s['K'])\n"
         "assert torch.allclose(out, step(s['image'], s['depth'], s['pose'], s['K']))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "lru_cache" not in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "version,refuses,clash",
+    [
+        ("3.6.0", True, True),
+        ("3.6.0", False, False),
+        ("3.7.0", True, False),
+        ("3.8.0", True, False),
+        ("2.3.1", True, True),
+    ],
+)
+def test_interpreter_clash_with_numpy(version, refuses, clash):
+    # Triton before 3.7 takes int() of a one-element array in its interpreter; NumPy 2.4 refuses it
+    reason = backends.interpreter_clash(version, refuses)
+    assert (reason is not None) == clash
+    if clash:
+        assert f"Triton {version}'s interpreter" in reason and "numpy<2.4" in reason
+
+
+def test_interpreter_clash_is_the_cpu_reason(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(backends, "_interpreter_reason", lambda: "the clash")
+    assert backends.triton_usable_on(torch.device("cpu")) == "the clash"
+    with pytest.raises(RuntimeError, match="the clash"):
+        backends.resolve("triton", torch.device("cpu"), F32)
