@@ -38,12 +38,12 @@ if [ $rehearse = 1 ]; then
   device=cpu
   export TRITON_INTERPRET=1
   limits=(120 600 600 600 300)
-  checks_args=(--device cpu --quick --dtypes fp32)
+  checks_args=(--device cpu --quick --dtypes fp32)  # the fused backends that run here
   bench_args=(--device cpu --quick)
 else
   device=cuda
   limits=(20 120 110 170 60)
-  checks_args=(--device cuda)
+  checks_args=(--device cuda --backends triton,cuda)  # named: a backend that cannot run fails its cases
   bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16)
 fi
 

@@ -13,8 +13,10 @@ CPU rehearsal run::
     python -m fastdepth.checks --device cuda [--backends triton,cuda] [--dtypes fp32,bf16,fp16]
         [--ops warp,photometric] [--quick] [--sanitizer] [--out checks.json]
 
-Results are written (atomically) after every case, so a run that is cut off keeps what it checked.
-Exit status 1 when any case failed or could not run.
+Without ``--backends`` it checks the fused backends that can run on the device and says why any
+other cannot; the GPU campaign names both, so that one that cannot run fails its cases. Results are
+written (atomically) after every case, so a run that is cut off keeps what it checked. Exit status
+1 when any case failed or could not run.
 """
 
 from __future__ import annotations
@@ -96,10 +98,21 @@ def _write(results: list[CaseResult], path: Path) -> None:
     partial.replace(path)
 
 
+def usable_backends(device: torch.device) -> list[str]:
+    """The fused backends that can run on ``device`` here; prints why each other one cannot."""
+    from fastdepth import _cuda, backends
+
+    reasons = {"triton": backends.triton_usable_on(device), "cuda": _cuda.unavailable_reason(device)}
+    for name, reason in reasons.items():
+        if reason is not None:
+            print(f"skipped backend {name}: {reason}", flush=True)
+    return [name for name, reason in reasons.items() if reason is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastdepth.checks", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--backends", default="triton,cuda")
+    parser.add_argument("--backends", default=None, help="default: the fused backends usable on the device")
     parser.add_argument("--dtypes", default="fp32,bf16,fp16")
     parser.add_argument("--ops", default=",".join(registry.OPS))
     parser.add_argument("--quick", action="store_true", help="tiny shapes (for Triton's interpreter)")
@@ -111,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
             parser.error(f"unknown {name}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
-    results = run_cases(
-        args.device, args.backends.split(","), dtypes, args.ops.split(","), args.quick, args.sanitizer, args.out
-    )
+    chosen = args.backends.split(",") if args.backends else usable_backends(torch.device(args.device))
+    results = run_cases(args.device, chosen, dtypes, args.ops.split(","), args.quick, args.sanitizer, args.out)
     failed = [r for r in results if not r.passed]
     print(f"checks: {len(results) - len(failed)} of {len(results)} cases passed")
     return 1 if failed or not results else 0
