@@ -124,21 +124,20 @@ FD_HD int reflect_count(int r, int o, int n) {
 }
 
 // d loss(p) / d (the box means at output pixel p) for one candidate plane x against the target
-// plane y, times the upstream gradient g at p and the box weight 1/9; zero where the clamp of the
-// SSIM term is inactive (torch.clamp passes the gradient at and inside its bounds).
+// plane y, times the upstream gradient g at p and the box weight 1/9. Where the clamp of the SSIM
+// term is inactive the gradient through it is 0 (torch.clamp passes it at and inside its bounds),
+// and 0 times a non-finite term is NaN, as in PyTorch's autograd: a window that holds NaN or inf
+// gives NaN to every pixel in it, whether or not its candidate won.
 template <typename F>
 struct StatGrads {
   F mx, my, var, cov;  // d/d E[x], d/d E[y], d/d E[x²] (= d/d E[y²]), d/d E[xy]
 };
 
-// The stat gradients from the SSIM pieces t, where the clamp is active (*active): the caller zeroes
-// them where it is not.
 template <typename F>
-FD_HD StatGrads<F> stat_grads_from_terms(const SsimTerms<F>& t, F g, F alpha_c, bool* active) {
+FD_HD StatGrads<F> stat_grads_from_terms(const SsimTerms<F>& t, F g, F alpha_c) {
   const F s = (t.a * t.b) / (t.c * t.d);
   const F half = (F(1) - s) * F(0.5);
-  *active = (half >= F(0)) & (half <= F(1));
-  const F g_s = F(-0.5) * alpha_c * g / F(9);
+  const F g_s = keep_if((half >= F(0)) & (half <= F(1)), F(-0.5) * alpha_c * g / F(9));
   const F g_a = g_s * t.b / (t.c * t.d);
   const F g_b = g_s * t.a / (t.c * t.d);
   const F g_c = -g_s * s / t.c;
@@ -149,9 +148,7 @@ FD_HD StatGrads<F> stat_grads_from_terms(const SsimTerms<F>& t, F g, F alpha_c, 
 
 template <typename F, typename Img>
 FD_HD StatGrads<F> stat_grads_at(const Img* x, const Img* y, int p_row, int p_col, int H, int W, F g, F alpha_c) {
-  bool active;
-  const StatGrads<F> sg = stat_grads_from_terms(ssim_terms<F>(x, y, p_row, p_col, H, W), g, alpha_c, &active);
-  return active ? sg : StatGrads<F>{F(0), F(0), F(0), F(0)};
+  return stat_grads_from_terms(ssim_terms<F>(x, y, p_row, p_col, H, W), g, alpha_c);
 }
 
 // The gradients at one input pixel from the summed stat gradients of every window holding it and
@@ -166,7 +163,8 @@ FD_HD F pixel_grads(const StatGrads<F>& sum, F xv, F yv, F g_here, F l1_c, F* g_
 // Gradients of the loss map w.r.t. one plane of candidate x (returned in *g_x) and of the target
 // y (added to *g_y) at one pixel: the stat gradients of every output pixel whose reflected window
 // holds this pixel, recomputed, weighted by how often it appears there, then the L1 term.
-// index == nullptr: a single candidate, else only the pixels that candidate k won count.
+// index == nullptr: a single candidate, else the upstream gradient counts only at the pixels that
+// candidate k won (0 elsewhere: the windows of the others are still computed, see StatGrads).
 template <typename F, typename Img>
 FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const int64_t* index, int64_t k, int row,
                            int col, int H, int W, F alpha_c, F l1_c, F* g_x, F* g_y) {
@@ -176,8 +174,8 @@ FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const in
     const int count = reflect_count(row, oy, H) * reflect_count(col, ox, W);
     if (count == 0) continue;
     const int64_t p_off = static_cast<int64_t>(row + oy) * W + col + ox;
-    if (index != nullptr && index[p_off] != k) continue;
-    const StatGrads<F> at = stat_grads_at(x, y, row + oy, col + ox, H, W, load_as<F>(grad + p_off), alpha_c);
+    const F g = (index == nullptr || index[p_off] == k) ? load_as<F>(grad + p_off) : F(0);
+    const StatGrads<F> at = stat_grads_at(x, y, row + oy, col + ox, H, W, g, alpha_c);
     sum.mx += F(count) * at.mx;
     sum.my += F(count) * at.my;
     sum.var += F(count) * at.var;

@@ -60,8 +60,9 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
   const F l1_c = (F(1) - alpha) / F(sh.C);
   const int64_t for_rows = (sh.H + kMaxBandRows - 1) / kMaxBandRows;
   const int64_t for_threads = (2 * thread_count() + sh.C - 1) / sh.C;
-  const int bands = static_cast<int>(std::min<int64_t>(sh.H, std::max(for_rows, for_threads)));
-  const int band_rows = (sh.H + bands - 1) / bands;
+  const int64_t wanted = std::min<int64_t>(sh.H, std::max(for_rows, for_threads));
+  const int band_rows = static_cast<int>((sh.H + wanted - 1) / wanted);
+  const int bands = (sh.H + band_rows - 1) / band_rows;  // fewer than wanted where bands would be empty
   // the upstream gradient where candidate k won, else 0 (K planes): shared by every channel
   std::unique_ptr<F[]> won(new F[K * HW]);
   const auto won_plane = [&](int64_t k) { return won.get() + (k - ks.first) * HW; };

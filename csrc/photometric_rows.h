@@ -110,8 +110,8 @@ inline void where_won_row(const F* __restrict__ g, const int64_t* __restrict__ i
 }
 
 // The stat gradients (stat_grads_at) of candidate plane x against target plane y along output row
-// `row`, where g[j] != 0 (g: the upstream gradient where the candidate won, else 0); zero
-// elsewhere. Into the planes mx, my, var, cov at the row.
+// `row` (g: the upstream gradient where the candidate won, else 0), into the planes mx, my, var,
+// cov at the row.
 template <typename F>
 inline void stat_grads_row(const F* x, const F* y, int row, int H, int W, const F* __restrict__ g, F alpha_c,
                            RowScratch<F>& scratch, F* __restrict__ mx, F* __restrict__ my, F* __restrict__ var,
@@ -120,14 +120,11 @@ inline void stat_grads_row(const F* x, const F* y, int row, int H, int W, const 
   const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
           *sxy = scratch.sum(4);
   for (int j = 0; j < W; ++j) {
-    bool active;
-    const StatGrads<F> sg =
-        stat_grads_from_terms(ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]), g[j], alpha_c, &active);
-    const bool on = active & (g[j] != F(0));
-    mx[j] = keep_if(on, sg.mx);
-    my[j] = keep_if(on, sg.my);
-    var[j] = keep_if(on, sg.var);
-    cov[j] = keep_if(on, sg.cov);
+    const StatGrads<F> sg = stat_grads_from_terms(ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]), g[j], alpha_c);
+    mx[j] = sg.mx;
+    my[j] = sg.my;
+    var[j] = sg.var;
+    cov[j] = sg.cov;
   }
 }
 

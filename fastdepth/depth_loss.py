@@ -6,7 +6,8 @@ Conventions:
 
 * pred, target (B, ...): B images of any shape (e.g. (B, 1, H, W)); a pixel is *valid* where the
   target is > 0 and finite (LiDAR's 0 = no measurement) and, if given, the bool ``mask`` is true.
-  Whatever pred holds at the other pixels is ignored and gets a zero gradient.
+  Whatever pred holds at the other pixels is ignored and gets a zero gradient. The target is
+  ground truth: no gradient reaches it, on any backend.
 * ``scale_invariant_loss``: ``d = log pred - log target``; ``mean(d²) - lam * mean(d)²`` over the
   valid pixels. With ``lam = 1`` a prediction off by a constant factor costs exactly 0.
 * ``scale_shift_invariant_loss``: per image the least-squares ``a * pred + b ~ t`` (closed form
@@ -228,6 +229,7 @@ def _run(pred, target, mask, loss, lam, disparity, squared, reduction, backend):
     with validation.no_autocast(pred.device):
         if name == "torch":
             _check_values(pred, target, mask, None, loss == "scale_invariant")
+            target = target.detach()  # ground truth, as on the fused backends
             if loss == "scale_invariant":
                 return reference.scale_invariant_loss(pred, target, mask, lam, reduction)
             space = "disparity" if disparity else "depth"

@@ -19,7 +19,9 @@ Arithmetic is float32 (float64 for float64 inputs); the loss map comes back in t
 least 2 (reflection padding). Values are not checked: NaN or inf in an image gives NaN at every
 pixel whose 3x3 window holds it, on every backend (the clamp of the SSIM term keeps NaN, as
 ``torch.clamp`` does); a NaN loss wins the per-pixel minimum once and keeps it (``torch.min``'s
-rule).
+rule). The gradients are NaN where PyTorch's autograd makes them NaN: at every pixel of such a
+window, of the target and of each candidate, whether or not it won (autograd multiplies the zero
+gradient of a losing candidate or of the inactive clamp by the window's NaN terms).
 """
 
 from __future__ import annotations

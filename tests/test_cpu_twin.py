@@ -150,6 +150,29 @@ def test_cost_volume_gradients_whatever_the_threads(seed):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("C,H", [(1, 5), (2, 7), (3, 34)], ids=str)
+def test_photometric_backward_bands_whatever_the_threads(C, H, seed):
+    # the backward takes bands of rows, at least two (channel, band) pairs per thread: with many
+    # threads and few rows a band of ceil(H / bands) rows would start below the image (it wrote out
+    # of bounds: 2 threads at C=1, H=5; 16 at C=3, H=34)
+    pred, target = (natural_images(2, C, H, 3, dtype=torch.float64, seed=seed + k) for k in range(2))
+    ref_in = leaves(pred, target)
+    ref = fastdepth.photometric_loss(*ref_in, backend="torch")
+    g = torch.rand(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    expected = grads(ref, ref_in, g)
+    tol = tolerance("photometric", torch.float64, "cuda", "cpu")
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 5, 16):
+            torch.set_num_threads(threads)
+            ours_in = leaves(pred, target)
+            ours = fastdepth.photometric_loss(*ours_in, backend="cuda")
+            for name, a, b in zip(("pred", "target"), grads(ours, ours_in, g), expected, strict=True):
+                assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"{name}, {threads} threads")
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize(
     ("machine", "capability", "level"),
     [

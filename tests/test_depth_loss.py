@@ -112,6 +112,16 @@ def test_an_image_without_ground_truth_does_not_count(backend, device, seed):
         assert both.item() == pytest.approx(alone.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("backend,device", ALL)
+@pytest.mark.parametrize("name,options", ALL_OPTIONS[::2], ids=OPTION_IDS[::2])
+def test_the_target_gets_no_gradient_on_any_backend(backend, device, name, options, seed):
+    pred, target, mask = inputs(2, 9, 13, seed, torch.float32, device)
+    pred, target = leaves(pred, target)
+    loss = LOSSES[name](pred, target, mask, **options, backend=backend)
+    g_pred, g_target = torch.autograd.grad(loss, [pred, target], allow_unused=True)
+    assert g_target is None and g_pred.abs().sum() > 0
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_half_precision(backend, device, dtype):

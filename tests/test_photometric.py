@@ -300,6 +300,29 @@ def test_nan_wins_the_minimum_as_in_the_reference(backend, device, seed):
     assert torch.equal(index, ref_index)
 
 
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_non_finite_gradients_as_in_the_reference(backend, device, seed):
+    # PyTorch's autograd multiplies the clamp's zero gradient by the window's NaN terms: NaN reaches
+    # every pixel of a window that holds NaN or inf, whether or not its candidate won. Warped source
+    # 0 holds a NaN (it wins those windows); source 1 a NaN where source 0's NaN already won (it
+    # loses: its gradient there is 0 times NaN); the identity an inf
+    target, warped, identity = candidate_set(seed, device, S_id=1, C=2, H=7, W=8)
+    warped[0, 0, 1, 2, 3] = float("nan")
+    warped[0, 1, 0, 3, 3] = float("nan")
+    identity[1, 0, 0, 0, 7] = float("inf")
+    ours_in, ref_in = leaves(target, warped, identity), leaves(target, warped, identity, dtype=torch.float64)
+    ours = fastdepth.min_reprojection_loss(*ours_in, backend=backend)[0]
+    ref = fastdepth.min_reprojection_loss(*ref_in, backend="torch")[0]
+    g = torch.rand(ours.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    tol = tolerance("photometric", torch.float32, backend, device)
+    pairs = zip(("target", "warped", "identity"), grads(ours, ours_in, g), grads(ref, ref_in, g), strict=True)
+    for name, a, b in pairs:
+        assert torch.isnan(b).any(), name
+        assert torch.equal(torch.isnan(a), torch.isnan(b)), name
+        finite = ~torch.isnan(b)
+        assert_close(a[finite], b[finite], rel_tol=tol.gradient, floor=tol.gradient_floor, name=name)
+
+
 @pytest.mark.parametrize("backend,device", ALL)
 def test_autocast_does_not_reach_inside(backend, device, seed):
     target, warped, identity = candidate_set(seed, device, B=1, S=1, S_id=1, C=2, H=4, W=5)
