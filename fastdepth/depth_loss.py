@@ -21,7 +21,9 @@ Conventions:
   not count in the image average; a constant prediction aligns with ``a = 0, b = mean(t)`` (no
   gradient). A batch without any valid pixel is an error.
 * Values are checked (see :mod:`fastdepth.validation`): pred must be finite where the target is
-  valid, and positive as well for the scale-invariant loss (its log is taken).
+  valid, and positive as well for the scale-invariant loss (its log is taken). The fused backends'
+  per-pixel terms are float32: a value beyond about 1e19 whose square or product overflows is
+  refused there as non-finite (the reference computes it in float64).
 
 The fused backends (``triton``, ``cuda``) make one pass over the pixels for the scale-invariant
 loss and two for the scale-and-shift-invariant loss (the moments, then the residuals at the
@@ -29,7 +31,8 @@ alignment), writing per-image float64 sums; the loss and the backward's per-imag
 closed forms of those sums, and the backward is one elementwise pass. Dtypes: pred and target
 float16, bfloat16, float32 (float64 on the reference and the CPU twin); if they differ both are
 read in the wider one. The per-pixel terms are computed in float32 (float64 for float64 inputs) and
-summed in float64 (the alignment's closed form cancels); the loss comes back in pred's dtype.
+summed in float64 (the alignment's closed form cancels); the reference (``backend="torch"``)
+computes in float64 throughout. The loss comes back in pred's dtype.
 With float16 predictions of large images the gradient (about 1 / pixels per pixel) falls below
 float16's normal range: scale the loss (``torch.amp.GradScaler``) or use bfloat16.
 """
@@ -203,15 +206,18 @@ def _check_values(pred, target, mask, sums, positive: bool) -> None:
     what = "positive and finite" if positive else "finite"
     if sums is not None:
         conditions = {"bad pred": torch.isfinite(sums).all(), "empty": sums[:, 0].sum() > 0}
+        # the fused per-pixel terms are float32: values beyond about 1e19 overflow their squares
+        overflow = " (or a float32 per-pixel term overflowed: |values| beyond about 1e19)"
     else:
         valid = (target > 0) & torch.isfinite(target)
         if mask is not None:
             valid = valid & mask
         good = torch.isfinite(pred) & (pred > 0 if positive else True)
         conditions = {"bad pred": (good | ~valid).all(), "empty": valid.any()}
+        overflow = ""
     messages = {
         "bad pred": f"pred must be {what} where the target is valid"
-        + (" (the log of pred is taken)" if positive else ""),
+        + (" (the log of pred is taken)" if positive else overflow),
         "empty": "no valid pixel in the batch: the target is > 0 and finite (and mask is true) nowhere",
     }
     validation.check_values({messages[k]: ok for k, ok in conditions.items()}, pred.device)
@@ -229,11 +235,12 @@ def _run(pred, target, mask, loss, lam, disparity, squared, reduction, backend):
     with validation.no_autocast(pred.device):
         if name == "torch":
             _check_values(pred, target, mask, None, loss == "scale_invariant")
-            target = target.detach()  # ground truth, as on the fused backends
+            # in float64, as the fused backends sum; the target is ground truth, without a gradient
+            p, t = pred.double(), target.detach().double()
             if loss == "scale_invariant":
-                return reference.scale_invariant_loss(pred, target, mask, lam, reduction)
-            space = "disparity" if disparity else "depth"
-            return reference.scale_shift_invariant_loss(pred, target, mask, space, "l2" if squared else "l1", reduction)
+                return reference.scale_invariant_loss(p, t, mask, lam, reduction).to(pred.dtype)
+            space, residual = "disparity" if disparity else "depth", "l2" if squared else "l1"
+            return reference.scale_shift_invariant_loss(p, t, mask, space, residual, reduction).to(pred.dtype)
         shape = (pred.shape[0], math.prod(pred.shape[1:]))
         flat_mask = mask.reshape(shape) if mask is not None else None
         value, sums = _forward_op(
