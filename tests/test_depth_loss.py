@@ -112,6 +112,16 @@ def test_an_image_without_ground_truth_does_not_count(backend, device, seed):
         assert both.item() == pytest.approx(alone.item(), rel=1e-6)
 
 
+def test_the_reference_computes_in_float64(seed):
+    # as the fused backends sum: a valid target of 1e38 overflowed its float32 sums to NaN
+    pred, target, _ = inputs(2, 9, 13, seed, torch.float32, "cpu")
+    target[0, 0, 4, 5] = 1e38
+    loss = fastdepth.scale_shift_invariant_loss(pred, target, backend="torch")
+    expected = fastdepth.scale_shift_invariant_loss(pred.double(), target.double(), backend="torch")
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("backend,device", ALL)
 @pytest.mark.parametrize("name,options", ALL_OPTIONS[::2], ids=OPTION_IDS[::2])
 def test_the_target_gets_no_gradient_on_any_backend(backend, device, name, options, seed):
