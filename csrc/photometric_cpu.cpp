@@ -41,11 +41,12 @@ void photometric_forward_cpu(const F* target, const F* identity, const F* warped
 
 // Unlike the GPU kernels, which recompute the window statistics of the 9 neighbours of every
 // pixel, the twin computes each output pixel's stat gradients once (zero where a candidate did
-// not win) and then applies the adjoint of the reflected box filter: the same per-pixel functions,
-// about a ninth of the arithmetic on a CPU. Both run a band of rows at a time per channel, the
-// stat gradients of the band and its two halo rows in a buffer of the thread's that stays in cache
-// (the halo rows are computed by both bands that need them): at most kMaxBandRows rows, the bands
-// of an image equal, and at least two (channel, band) pairs per thread. Bands of 48 rows measured
+// not win, NaN where its window holds NaN: see StatGrads) and then applies the adjoint of the
+// reflected box filter: the same per-pixel functions, about a ninth of the arithmetic on a CPU.
+// Both run a band of rows at a time per channel, the stat gradients of the band and its two halo
+// rows in a buffer of the thread's that stays in cache (the halo rows are computed by both bands
+// that need them): at most kMaxBandRows rows, the bands of an image as equal as whole rows allow
+// (none empty), and at least two (channel, band) pairs per thread. Bands of 48 rows measured
 // 10-20% faster than stat planes written whole (2 threads, 3x192x640).
 template <typename F>
 void photometric_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* identity,
