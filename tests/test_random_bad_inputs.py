@@ -18,26 +18,23 @@ CALLS_PER_OP = {"torch": 150, "cuda": 150, "triton": 6}
 CLEAR = (ValueError, TypeError, RuntimeError)
 
 
-def valid_call(op: str):
-    """(function, args, keywords) of a valid call of ``op`` at a small size."""
-    B, S, C, H, W = 2, 2, 3, 6, 7
+B, S, C, H, W = 2, 2, 3, 6, 7
+#: each public function -> (image, depth, pose, K, target) -> the args and keywords of a valid call
+VALID_CALLS = {
+    fastdepth.warp: lambda i, d, p, K, t: ([i, d, p, K], {}),
+    fastdepth.photometric_loss: lambda i, d, p, K, t: ([t, torch.rand(B, C, H, W)], {}),
+    fastdepth.min_reprojection_loss: lambda i, d, p, K, t: ([t, i, i], {}),
+    fastdepth.identity_loss: lambda i, d, p, K, t: ([t, i], {}),
+    fastdepth.reprojection_loss: lambda i, d, p, K, t: ([t, i, d, p, K], {"identity": torch.rand(B, S, H, W)}),
+    fastdepth.cost_volume: lambda i, d, p, K, t: ([t, i, torch.linspace(1, 5, 4).repeat(B, 1), p, K], {}),
+    fastdepth.scale_invariant_loss: lambda i, d, p, K, t: ([0.1 + torch.rand(B, 1, H, W), d], {}),
+    fastdepth.scale_shift_invariant_loss: lambda i, d, p, K, t: ([torch.rand(B, 1, H, W), d], {}),
+}
+
+
+def valid_call(fn):
     scene = warp_scene(B, S, C, H, W)
-    image, depth, pose, K = scene["image"], scene["depth"], scene["pose"], scene["K"]
-    target = torch.rand(B, C, H, W)
-    return {
-        "warp": (fastdepth.warp, [image, depth, pose, K], {}),
-        "photometric_loss": (fastdepth.photometric_loss, [target, torch.rand(B, C, H, W)], {}),
-        "min_reprojection_loss": (fastdepth.min_reprojection_loss, [target, image, image], {}),
-        "identity_loss": (fastdepth.identity_loss, [target, image], {}),
-        "reprojection_loss": (
-            fastdepth.reprojection_loss,
-            [target, image, depth, pose, K],
-            {"identity": torch.rand(B, S, H, W)},
-        ),
-        "cost_volume": (fastdepth.cost_volume, [target, image, torch.linspace(1, 5, 4).repeat(B, 1), pose, K], {}),
-        "scale_invariant_loss": (fastdepth.scale_invariant_loss, [0.1 + torch.rand(B, 1, H, W), depth], {}),
-        "scale_shift_invariant_loss": (fastdepth.scale_shift_invariant_loss, [torch.rand(B, 1, H, W), depth], {}),
-    }[op]
+    return VALID_CALLS[fn](scene["image"], scene["depth"], scene["pose"], scene["K"], torch.rand(B, C, H, W))
 
 
 def mutate(rng: random.Random, x: torch.Tensor):
@@ -65,23 +62,11 @@ def mutate(rng: random.Random, x: torch.Tensor):
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize(
-    "op",
-    [
-        "warp",
-        "photometric_loss",
-        "min_reprojection_loss",
-        "identity_loss",
-        "reprojection_loss",
-        "cost_volume",
-        "scale_invariant_loss",
-        "scale_shift_invariant_loss",
-    ],
-)
-def test_bad_inputs_raise_clearly_or_run(op, backend):
-    rng = random.Random(op)
+@pytest.mark.parametrize("fn", VALID_CALLS, ids=lambda fn: fn.__name__)
+def test_bad_inputs_raise_clearly_or_run(fn, backend):
+    rng = random.Random(fn.__name__)
     for call in range(CALLS_PER_OP[backend]):
-        fn, args, keywords = valid_call(op)
+        args, keywords = valid_call(fn)
         names = [*range(len(args)), *keywords]
         which = rng.choice(names)
         if isinstance(which, int):
