@@ -104,6 +104,41 @@ def _fmt(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+#: kernels shown per profiled row in the Markdown (the JSON keeps breakdown.TOP)
+BREAKDOWN_SHOWN = 5
+
+
+def _breakdown_lines(rows: list[dict]) -> list[str]:
+    """The table of the rows' kernel breakdowns (run.profiled rows), the slowest kernels first."""
+    profiled = [r for r in rows if r.get("breakdown")]
+    if not profiled:
+        return []
+    lines = [
+        "",
+        "## where the time goes: one profiled call of each fused implementation (fwd+bwd, fp32)",
+        "",
+        "GPU: device time per kernel; CPU: self time per op (the CPU twin's launches are `fastdepth_ext::*`).",
+        "`share`: of the total over every kernel (op) of the call, itself not the median time.",
+        "",
+        "| work | size | impl | kernel | calls | ms | share |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in profiled:
+        where = f"| {r['work']} | {r['shape']} | {r['impl']} |"
+        b = r["breakdown"]
+        if isinstance(b, str):
+            lines.append(f"{where} profiler failed: {b} | – | – | – |")
+            continue
+        entries = [(f"`{k['name'].replace('|', '/')}`", k["calls"], k["ms"]) for k in b["kernels"][:BREAKDOWN_SHOWN]]
+        others = sum(k["ms"] for k in b["kernels"][BREAKDOWN_SHOWN:]) + b["other_ms"]
+        if others:
+            entries.append(("the others", "–", others))
+        for name, calls, ms in entries:
+            share = f"{ms / b['total_ms']:.0%}" if b["total_ms"] else "–"
+            lines.append(f"{where} {name} | {calls} | {_fmt(ms)} | {share} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     meta, rows = result["meta"], _index(result)
     lines = [f"# fastdepth benchmarks: {meta['device']}", ""]
@@ -157,6 +192,7 @@ def markdown(result: dict) -> str:
                 f"{_fmt(r['peak_mem_mb'])} | {_fmt(r['bandwidth_fraction'], 2)} | {_fmt(r.get('host_ms'))} | "
                 f"{_fmt(ratio, 2)} |"
             )
+    lines += _breakdown_lines(result["rows"])
     errors = [r for r in result["rows"] if r["error"]]
     if errors:
         lines += ["", "## could not run", ""]

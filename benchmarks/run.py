@@ -9,7 +9,9 @@ steady state (:func:`steady_allocator`). Peak memory
 is ``torch.cuda.max_memory_allocated`` during one run, above the inputs; on the CPU the peak
 resident set during one run above the one before it (:func:`cpu_peak_memory_mb`). Bandwidth is
 the floor traffic of the work (inputs read once, outputs written once) over the median time, as a
-fraction of the device's copy bandwidth measured in the same run.
+fraction of the device's copy bandwidth measured in the same run. Once every case is written, each
+fused implementation's fwd+bwd fp32 call runs once more under the profiler: its time per kernel
+(:mod:`fastdepth.benchmarks.breakdown`).
 
     python -m fastdepth.benchmarks.run [--quick] [--device cpu|cuda] [--sizes kitti,small] [--out DIR]
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import torch
 from fastdepth.benchmarks import workloads
+from fastdepth.benchmarks.breakdown import kernel_breakdown
 from fastdepth.benchmarks.report import markdown, targets, write_charts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -278,6 +281,7 @@ def _row(job: tuple) -> dict:
         "kernel_bytes": workloads.kernel_bytes(work, impl, size, DTYPES[dtype_name], mode),
         "bandwidth_fraction": None,
         "host_ms": None,
+        "breakdown": None,
         "error": None,
     }
 
@@ -314,6 +318,30 @@ def _interleaved_ms(fns: list[Callable | None], rows: list[dict], quick: bool) -
             except Exception as error:
                 rows[i]["error"], fns[i] = _error(error), None
     return [sorted(s)[len(s) // 2] if fn is not None and s else None for fn, s in zip(fns, samples, strict=True)]
+
+
+def profiled(row: dict) -> bool:
+    """Whether the runner records the row's kernel breakdown: fastdepth's fused implementations
+    (and their variants), fwd+bwd, fp32, measured without error."""
+    fused = row["impl"].partition("-")[0] in ("triton", "cuda")
+    return fused and row["mode"] == "fwd+bwd" and row["dtype"] == "fp32" and bool(row["median_ms"])
+
+
+def add_breakdowns(result: dict, jobs: list[tuple], device: str, path: Path) -> None:
+    """The kernel breakdown (breakdown.kernel_breakdown) of every :func:`profiled` row, after every
+    case has been measured and written, so that a profiler that fails, or even crashes the process,
+    costs no measurement; the results are rewritten after each. A failure leaves its text in the
+    row's ``breakdown``."""
+    for row, job in zip(result["rows"], jobs, strict=True):
+        if not profiled(row):
+            continue
+        try:
+            fn = _build(job, device)
+            fn()  # warm-up
+            row["breakdown"] = kernel_breakdown(fn, device)
+        except Exception as error:
+            row["breakdown"] = _error(error)
+        _write(result, path)
 
 
 def measure_case(case: list[tuple], device: str, quick: bool, bandwidth: float) -> list[dict]:
@@ -386,9 +414,12 @@ def run(
     )
     path = out / f"{stem}.json"
     result = {"meta": meta, "rows": []}
+    measured: list[tuple] = []  # the job of each row
     for case in progress(cases(jobs, device)) if progress else cases(jobs, device):
         result["rows"].extend(measure_case(case, device, quick, bandwidth))
+        measured.extend(case)
         _write(result, path)
+    add_breakdowns(result, measured, device, path)
     if charts:
         write_charts(result, out / stem)
     return path

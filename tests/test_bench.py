@@ -209,3 +209,90 @@ def test_host_time_per_call_is_measured_on_a_gpu_only(monkeypatch):
     meta = json.loads(next((ROOT / "benchmarks" / "results").glob("*.json")).read_text())["meta"]
     table = report.markdown({"meta": meta, "rows": [row], "targets": []})
     assert "| warp | fwd | s | fp32 | triton | 1 | – | 0.125 | – |" in table
+
+
+def test_quick_run_profiles_the_fused_calls_after_measuring_them(quick_result):
+    path, data, _ = quick_result
+    from fastdepth.benchmarks.run import profiled
+
+    rows = [r for r in data["rows"] if profiled(r)]
+    assert {r["impl"] for r in rows} >= {"cuda", "cuda-composed", "cuda-deterministic"}
+    assert all(r["breakdown"] is None for r in data["rows"] if not profiled(r))
+    for r in rows:
+        b = r["breakdown"]
+        assert isinstance(b, dict), (r["work"], r["impl"], b)
+        launches = [k for k in b["kernels"] if k["name"].startswith("fastdepth_ext::")]
+        assert launches and all(k["ms"] > 0 and k["calls"] >= 1 for k in launches), (r["work"], b)
+        assert b["total_ms"] == pytest.approx(sum(k["ms"] for k in b["kernels"]) + b["other_ms"])
+    (reprojection,) = [r for r in rows if (r["work"], r["impl"]) == ("reprojection", "cuda")]
+    ops = {k["name"]: k["calls"] for k in reprojection["breakdown"]["kernels"]}
+    assert ops["fastdepth_ext::reprojection_forward"] == 4  # one launch per scale
+    assert "where the time goes" in path.with_suffix(".md").read_text()
+
+
+def test_kernel_breakdown_merges_cuda_kernels_by_their_short_names():
+    from fastdepth.benchmarks.breakdown import short_name, summarize
+
+    mangled = "void fastdepth::(anonymous namespace)::warp_bwd_kernel<float, true>(float const*, warp::Shape)"
+    assert short_name(mangled) == "fastdepth::warp_bwd_kernel<float, true>"
+    assert short_name("_reprojection_fwd_kernel") == "_reprojection_fwd_kernel"
+    assert len(short_name("void at::native::elementwise_kernel<" + "x" * 200 + ">(int)")) == 80
+    entries = [(mangled, 2, 300.0), (mangled.replace("float const*", "half const*"), 1, 100.0)]
+    entries += [(f"k{i}", 1, float(i)) for i in range(1, 11)]
+    b = summarize(entries, top=3)
+    assert b["kernels"][0] == {"name": "fastdepth::warp_bwd_kernel<float, true>", "calls": 3, "ms": 0.4}
+    assert [k["name"] for k in b["kernels"][1:]] == ["k10", "k9"]
+    assert b["other_ms"] == pytest.approx(sum(range(1, 9)) / 1e3)
+    assert b["total_ms"] == pytest.approx(0.4 + sum(range(1, 11)) / 1e3)
+
+
+def test_a_failing_profiler_costs_no_measurement(monkeypatch, tmp_path):
+    from fastdepth.benchmarks import run as runner
+
+    jobs = runner.plan("cpu", ["small"], ["fp32"], ["warp"], quick=False, modes=["fwd+bwd"])
+    jobs = [job for job in jobs if job[5] in ("torch", "cuda")]
+    monkeypatch.setattr(runner, "_build", lambda job, device: lambda: None)
+    monkeypatch.setattr(runner, "peak_memory_mb", lambda fn, device: 1.0)
+
+    def fail(fn, device):
+        raise RuntimeError("CUPTI unavailable")
+
+    monkeypatch.setattr(runner, "kernel_breakdown", fail)
+    rows = runner.measure_case(jobs, "cpu", quick=True, bandwidth=1e9)
+    meta = json.loads(next((ROOT / "benchmarks" / "results").glob("*.json")).read_text())["meta"]
+    result, path = {"meta": meta, "rows": rows}, tmp_path / "r.json"
+    runner.add_breakdowns(result, jobs, "cpu", path)
+    by_impl = {r["impl"]: r for r in rows}
+    assert by_impl["cuda"]["breakdown"] == "RuntimeError: CUPTI unavailable" and by_impl["cuda"]["median_ms"]
+    assert by_impl["torch"]["breakdown"] is None
+    assert "profiler failed: RuntimeError: CUPTI unavailable" in path.with_suffix(".md").read_text()
+
+
+def test_kernel_breakdown_on_a_gpu_sums_the_device_time_of_cuda_kernels(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    from fastdepth.benchmarks import breakdown
+    from torch.autograd import DeviceType
+
+    def event(key, device_type, cpu_us, device_us):
+        return SimpleNamespace(key=key, count=1, device_type=device_type, self_cpu_time_total=cpu_us,
+                               self_device_time_total=device_us)  # fmt: skip
+
+    events = [event("cudaLaunchKernel", DeviceType.CPU, 50.0, 0.0), event("_warp_fwd_kernel", DeviceType.CUDA, 0, 20.0)]
+    events += [event("Memset (Device)", DeviceType.CUDA, 0, 2.0), event("idle", DeviceType.CUDA, 0, 0.0)]
+    activities_seen = []
+
+    @contextlib.contextmanager
+    def fake_profile(activities):
+        activities_seen.extend(activities)
+        yield SimpleNamespace(key_averages=lambda: events)
+
+    monkeypatch.setattr(breakdown, "profile", fake_profile)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    b = breakdown.kernel_breakdown(lambda: None, "cuda")
+    assert [(k["name"], k["ms"]) for k in b["kernels"]] == [("_warp_fwd_kernel", 0.02), ("Memset", 0.002)]
+    assert breakdown.ProfilerActivity.CUDA in activities_seen
+    events[1:] = []
+    with pytest.raises(RuntimeError, match="no CUDA kernel"):
+        breakdown.kernel_breakdown(lambda: None, "cuda")
