@@ -9,9 +9,9 @@ steady state (:func:`steady_allocator`). Peak memory
 is ``torch.cuda.max_memory_allocated`` during one run, above the inputs; on the CPU the peak
 resident set during one run above the one before it (:func:`cpu_peak_memory_mb`). Bandwidth is
 the floor traffic of the work (inputs read once, outputs written once) over the median time, as a
-fraction of the device's copy bandwidth measured in the same run. Once every case is written, each
-fused implementation's fwd+bwd fp32 call runs once more under the profiler: its time per kernel
-(:mod:`fastdepth.benchmarks.breakdown`).
+fraction of the device's copy bandwidth measured in the same run. Once the cases are written (before
+the torch.compile ones on a GPU), each fused implementation's fwd+bwd fp32 call runs once more
+under the profiler: its time per kernel (:mod:`fastdepth.benchmarks.breakdown`).
 
     python -m fastdepth.benchmarks.run [--quick] [--device cpu|cuda] [--sizes kitti,small] [--out DIR]
 """
@@ -328,13 +328,16 @@ def profiled(row: dict) -> bool:
 
 
 def add_breakdowns(result: dict, jobs: list[tuple], device: str, path: Path) -> None:
-    """The kernel breakdown (breakdown.kernel_breakdown) of every :func:`profiled` row, after every
-    case has been measured and written, so that a profiler that fails, or even crashes the process,
-    costs no measurement; the results are rewritten after each. A failure leaves its text in the
-    row's ``breakdown``."""
+    """The kernel breakdown (breakdown.kernel_breakdown) of every :func:`profiled` row of ``result``
+    (``jobs``: the job of each row), once the cases have been measured and written, so that a
+    profiler that fails, or even crashes the process, costs no other measurement: :func:`run` calls
+    it after every case but those of torch.compile alone (on a GPU, the last cases: their
+    compilation may use up a campaign's time limit). The results are rewritten after each; a
+    failure leaves its text in the row's ``breakdown``."""
     for row, job in zip(result["rows"], jobs, strict=True):
         if not profiled(row):
             continue
+        print(f"profiling {row['work']} {row['shape']} {row['impl']}", file=sys.stderr)
         try:
             fn = _build(job, device)
             fn()  # warm-up
@@ -415,11 +418,16 @@ def run(
     path = out / f"{stem}.json"
     result = {"meta": meta, "rows": []}
     measured: list[tuple] = []  # the job of each row
+    profiling_due = True  # before the torch.compile cases, whose compilation may use up a time limit
     for case in progress(cases(jobs, device)) if progress else cases(jobs, device):
+        if profiling_due and all(job[5] == "compile" for job in case):
+            add_breakdowns(result, measured, device, path)
+            profiling_due = False
         result["rows"].extend(measure_case(case, device, quick, bandwidth))
         measured.extend(case)
         _write(result, path)
-    add_breakdowns(result, measured, device, path)
+    if profiling_due:
+        add_breakdowns(result, measured, device, path)
     if charts:
         write_charts(result, out / stem)
     return path

@@ -296,3 +296,23 @@ def test_kernel_breakdown_on_a_gpu_sums_the_device_time_of_cuda_kernels(monkeypa
     events[1:] = []
     with pytest.raises(RuntimeError, match="no CUDA kernel"):
         breakdown.kernel_breakdown(lambda: None, "cuda")
+
+
+def test_kernel_breakdowns_come_before_the_torch_compile_cases_on_a_gpu(monkeypatch, tmp_path):
+    from fastdepth.benchmarks import run as runner
+
+    order = []
+
+    def measure(case, device, quick, bandwidth):
+        order.extend(job[5] for job in case)
+        return [dict(runner._row(job), median_ms=1.0) for job in case]
+
+    monkeypatch.setattr(runner, "cases", lambda jobs, device: [[job] for job in jobs])  # a GPU's cases
+    monkeypatch.setattr(runner, "measure_case", measure)
+    monkeypatch.setattr(runner, "copy_bandwidth", lambda device, quick: 1e9)
+    monkeypatch.setattr(runner, "add_breakdowns", lambda result, jobs, device, path: order.append("profiling"))
+    runner.run("cpu", ["small"], ["fp32"], ["warp"], False, tmp_path, modes=["fwd+bwd"], charts=False)
+    assert order.index("profiling") == order.index("compile") - 1 and order[-1] == "compile"
+    order.clear()
+    runner.run("cpu", ["small"], ["fp32"], ["warp"], True, tmp_path, modes=["fwd+bwd"], charts=False)
+    assert order[-1] == "profiling" and "compile" not in order  # a quick run does not compile
