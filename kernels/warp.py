@@ -144,6 +144,99 @@ def _fixed(v):
 
 
 @triton.jit
+def _scatter_bilinear(grad_ptr, fixed_ptr, scale, go, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv,
+                      DETERMINISTIC: tl.constexpr):  # fmt: skip
+    """Add go times each bilinear weight at the four taps of one plane: float32 atomics at grad_ptr,
+    or (DETERMINISTIC) int64 atomics of the contributions scaled by ``scale`` at fixed_ptr."""
+    if DETERMINISTIC:
+        g = go * scale
+        tl.atomic_add(fixed_ptr + o00, _fixed((1.0 - fu) * (1.0 - fv) * g), mask=keep & m00, sem="relaxed")
+        tl.atomic_add(fixed_ptr + o01, _fixed(fu * (1.0 - fv) * g), mask=keep & m01, sem="relaxed")
+        tl.atomic_add(fixed_ptr + o10, _fixed((1.0 - fu) * fv * g), mask=keep & m10, sem="relaxed")
+        tl.atomic_add(fixed_ptr + o11, _fixed(fu * fv * g), mask=keep & m11, sem="relaxed")
+    else:
+        tl.atomic_add(grad_ptr + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00, sem="relaxed")
+        tl.atomic_add(grad_ptr + o01, fu * (1.0 - fv) * go, mask=keep & m01, sem="relaxed")
+        tl.atomic_add(grad_ptr + o10, (1.0 - fu) * fv * go, mask=keep & m10, sem="relaxed")
+        tl.atomic_add(grad_ptr + o11, fu * fv * go, mask=keep & m11, sem="relaxed")
+
+
+@triton.jit
+def _sample_position_grads(src, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv):
+    """d sample / d (iu, iv) of one plane at its bilinear taps (0 at corners outside the plane)."""
+    v00 = tl.load(src + o00, mask=keep & m00, other=0.0).to(tl.float32)
+    v01 = tl.load(src + o01, mask=keep & m01, other=0.0).to(tl.float32)
+    v10 = tl.load(src + o10, mask=keep & m10, other=0.0).to(tl.float32)
+    v11 = tl.load(src + o11, mask=keep & m11, other=0.0).to(tl.float32)
+    return (v01 - v00) * (1.0 - fv) + (v11 - v10) * fv, (v10 - v00) * (1.0 - fu) + (v11 - v01) * fu
+
+
+@triton.jit
+def _projection_backward(g_iu, g_iv, du, dv, x, y, px, py, pz, inv_w, w_ok, inv_z, z_ok, fx, fy):
+    """From the sample-position gradients to the homogeneous point (q, w) before the divisions:
+    returns d/dq (x, y, z), d/dw and d/d(u, v) (whose products with x, y, 1 are the intrinsics' terms)."""
+    # sample position -> projected pixel -> normalised camera coordinates
+    gu = g_iu * du
+    gv = g_iv * dv
+    gx = fx * gu
+    gy = fy * gv
+    # camera coordinates -> point after /w (Kornia skips the divide where |z| <= eps)
+    gpx = gx * inv_z
+    gpy = gy * inv_z
+    gpz = tl.where(z_ok, -(gx * x + gy * y) * inv_z, 0.0)
+    # point after /w -> homogeneous point q, w
+    gw = tl.where(w_ok, -(gpx * px + gpy * py + gpz * pz) * inv_w, 0.0)
+    return gpx * inv_w, gpy * inv_w, gpz * inv_w, gw, gu, gv
+
+
+@triton.jit
+def _store_pose_sums(part, gqx, gqy, gqz, gw, X, Y, Z):
+    """The pose gradient d/dT[i, j] = g(q, w)[i] * (X, Y, Z, 1)[j], summed over the (1-D) block, at part[0:16]."""
+    tl.store(part + 0, tl.sum(gqx * X, 0))
+    tl.store(part + 1, tl.sum(gqx * Y, 0))
+    tl.store(part + 2, tl.sum(gqx * Z, 0))
+    tl.store(part + 3, tl.sum(gqx, 0))
+    tl.store(part + 4, tl.sum(gqy * X, 0))
+    tl.store(part + 5, tl.sum(gqy * Y, 0))
+    tl.store(part + 6, tl.sum(gqy * Z, 0))
+    tl.store(part + 7, tl.sum(gqy, 0))
+    tl.store(part + 8, tl.sum(gqz * X, 0))
+    tl.store(part + 9, tl.sum(gqz * Y, 0))
+    tl.store(part + 10, tl.sum(gqz * Z, 0))
+    tl.store(part + 11, tl.sum(gqz, 0))
+    tl.store(part + 12, tl.sum(gw * X, 0))
+    tl.store(part + 13, tl.sum(gw * Y, 0))
+    tl.store(part + 14, tl.sum(gw * Z, 0))
+    tl.store(part + 15, tl.sum(gw, 0))
+
+
+@triton.jit
+def _transform_backward(gqx, gqy, gqz, gw, pb):
+    """d/d(X, Y, Z) through the 4x4 pose at pb, from d/d(q, w)."""
+    gX = gqx * tl.load(pb + 0) + gqy * tl.load(pb + 4) + gqz * tl.load(pb + 8) + gw * tl.load(pb + 12)
+    gY = gqx * tl.load(pb + 1) + gqy * tl.load(pb + 5) + gqz * tl.load(pb + 9) + gw * tl.load(pb + 13)
+    gZ = gqx * tl.load(pb + 2) + gqy * tl.load(pb + 6) + gqz * tl.load(pb + 10) + gw * tl.load(pb + 14)
+    return gX, gY, gZ
+
+
+@triton.jit
+def _ray_backward_k(gX, gY, gZ, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE: tl.constexpr):
+    """The intrinsics' terms (fx, fy, cx, cy) through the ray (rx, ry, rz) = normalise?((col - cx) / fx,
+    (row - cy) / fy, 1), from d/d(X, Y, Z) of the point d * ray."""
+    grx = d * gX
+    gry = d * gY
+    if NORMALIZE:
+        grz = d * gZ
+        radial = rx * grx + ry * gry + rz * grz
+        gtx = (grx - rx * radial) * rz
+        gty = (gry - ry * radial) * rz
+    else:
+        gtx = grx
+        gty = gry
+    return -gtx * tx / fx, -gty * ty / fy, -gtx / fx, -gty / fy
+
+
+@triton.jit
 def _block(H, W, BLOCK: tl.constexpr):
     """This program's block of pixels, its batch element and the blocks per image: the batch is
     folded into grid dimension 0 (limit 2**31 - 1; dimension 1 would cap it at 65535)."""
@@ -254,8 +347,7 @@ def warp_bwd_kernel(
     pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
         depth_ptr, k_ptr, b, pid, H, W, NORMALIZE, BLOCK
     )
-    if DETERMINISTIC:
-        scale = tl.load(scale_ptr)
+    scale = tl.load(scale_ptr) if DETERMINISTIC else 1.0
 
     # gradient w.r.t. the destination point (X, Y, Z), summed over sources
     gX = tl.zeros([BLOCK], tl.float32)
@@ -290,93 +382,38 @@ def warp_bwd_kernel(
             plane = (bs * C + c) * HW
             go = tl.load(grad_out_ptr + plane + pix, mask=keep, other=0.0).to(tl.float32)
             if NEED_IMAGE:
-                if DETERMINISTIC:
-                    gf = grad_fixed_ptr + plane
-                    g = go * scale
-                    tl.atomic_add(gf + o00, _fixed((1.0 - fu) * (1.0 - fv) * g), mask=keep & m00, sem="relaxed")
-                    tl.atomic_add(gf + o01, _fixed(fu * (1.0 - fv) * g), mask=keep & m01, sem="relaxed")
-                    tl.atomic_add(gf + o10, _fixed((1.0 - fu) * fv * g), mask=keep & m10, sem="relaxed")
-                    tl.atomic_add(gf + o11, _fixed(fu * fv * g), mask=keep & m11, sem="relaxed")
-                else:
-                    gi = grad_image_ptr + plane
-                    tl.atomic_add(gi + o00, (1.0 - fu) * (1.0 - fv) * go, mask=keep & m00, sem="relaxed")
-                    tl.atomic_add(gi + o01, fu * (1.0 - fv) * go, mask=keep & m01, sem="relaxed")
-                    tl.atomic_add(gi + o10, (1.0 - fu) * fv * go, mask=keep & m10, sem="relaxed")
-                    tl.atomic_add(gi + o11, fu * fv * go, mask=keep & m11, sem="relaxed")
+                _scatter_bilinear(grad_image_ptr + plane, grad_fixed_ptr + plane, scale, go, keep,
+                                  o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, DETERMINISTIC)  # fmt: skip
             if NEED_GEOMETRY:
-                src = image_ptr + plane
-                v00 = tl.load(src + o00, mask=keep & m00, other=0.0).to(tl.float32)
-                v01 = tl.load(src + o01, mask=keep & m01, other=0.0).to(tl.float32)
-                v10 = tl.load(src + o10, mask=keep & m10, other=0.0).to(tl.float32)
-                v11 = tl.load(src + o11, mask=keep & m11, other=0.0).to(tl.float32)
-                g_iu += go * ((v01 - v00) * (1.0 - fv) + (v11 - v10) * fv)
-                g_iv += go * ((v10 - v00) * (1.0 - fu) + (v11 - v01) * fu)
+                d_iu, d_iv = _sample_position_grads(
+                    image_ptr + plane, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv
+                )
+                g_iu += go * d_iu
+                g_iv += go * d_iv
 
         if NEED_GEOMETRY:
-            # sample position -> projected pixel -> normalised camera coordinates
-            gu = g_iu * du
-            gv = g_iv * dv
+            gqx, gqy, gqz, gw, gu, gv = _projection_backward(g_iu, g_iv, du, dv, x, y, px, py, pz, inv_w, w_ok,
+                                                             inv_z, z_ok, fx, fy)  # fmt: skip
             g_fx += gu * x
             g_fy += gv * y
             g_cx += gu
             g_cy += gv
-            gx = fx * gu
-            gy = fy * gv
-            # camera coordinates -> point after /w (Kornia skips the divide where |z| <= eps)
-            gpx = gx * inv_z
-            gpy = gy * inv_z
-            gpz = tl.where(z_ok, -(gx * x + gy * y) * inv_z, 0.0)
-            # point after /w -> homogeneous point q, w
-            gqx = gpx * inv_w
-            gqy = gpy * inv_w
-            gqz = gpz * inv_w
-            gw = tl.where(w_ok, -(gpx * px + gpy * py + gpz * pz) * inv_w, 0.0)
             if NEED_POSE:
-                part = pose_part_ptr + (bs * n_blocks + pid) * 16
-                tl.store(part + 0, tl.sum(gqx * X, 0))
-                tl.store(part + 1, tl.sum(gqx * Y, 0))
-                tl.store(part + 2, tl.sum(gqx * Z, 0))
-                tl.store(part + 3, tl.sum(gqx, 0))
-                tl.store(part + 4, tl.sum(gqy * X, 0))
-                tl.store(part + 5, tl.sum(gqy * Y, 0))
-                tl.store(part + 6, tl.sum(gqy * Z, 0))
-                tl.store(part + 7, tl.sum(gqy, 0))
-                tl.store(part + 8, tl.sum(gqz * X, 0))
-                tl.store(part + 9, tl.sum(gqz * Y, 0))
-                tl.store(part + 10, tl.sum(gqz * Z, 0))
-                tl.store(part + 11, tl.sum(gqz, 0))
-                tl.store(part + 12, tl.sum(gw * X, 0))
-                tl.store(part + 13, tl.sum(gw * Y, 0))
-                tl.store(part + 14, tl.sum(gw * Z, 0))
-                tl.store(part + 15, tl.sum(gw, 0))
-            gX += gqx * tl.load(pb + 0) + gqy * tl.load(pb + 4) + gqz * tl.load(pb + 8) + gw * tl.load(pb + 12)
-            gY += gqx * tl.load(pb + 1) + gqy * tl.load(pb + 5) + gqz * tl.load(pb + 9) + gw * tl.load(pb + 13)
-            gZ += gqx * tl.load(pb + 2) + gqy * tl.load(pb + 6) + gqz * tl.load(pb + 10) + gw * tl.load(pb + 14)
+                _store_pose_sums(pose_part_ptr + (bs * n_blocks + pid) * 16, gqx, gqy, gqz, gw, X, Y, Z)
+            dX, dY, dZ = _transform_backward(gqx, gqy, gqz, gw, pb)
+            gX += dX
+            gY += dY
+            gZ += dZ
 
     if NEED_DEPTH:
-        g_d = gX * rx + gY * ry + gZ * rz
-        tl.store(grad_depth_ptr + b * HW + pix, g_d, mask=in_range)
+        tl.store(grad_depth_ptr + b * HW + pix, gX * rx + gY * ry + gZ * rz, mask=in_range)
     if NEED_K:
-        # through the ray: (rx, ry, rz) = normalise?((col - cx) / fx, (row - cy) / fy, 1)
-        grx = d * gX
-        gry = d * gY
-        if NORMALIZE:
-            grz = d * gZ
-            radial = rx * grx + ry * gry + rz * grz
-            gtx = (grx - rx * radial) * rz
-            gty = (gry - ry * radial) * rz
-        else:
-            gtx = grx
-            gty = gry
-        g_fx += -gtx * tx / fx
-        g_fy += -gty * ty / fy
-        g_cx += -gtx / fx
-        g_cy += -gty / fy
+        k_fx, k_fy, k_cx, k_cy = _ray_backward_k(gX, gY, gZ, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE)
         part = k_part_ptr + (b * n_blocks + pid) * 4
-        tl.store(part + 0, tl.sum(g_fx, 0))
-        tl.store(part + 1, tl.sum(g_fy, 0))
-        tl.store(part + 2, tl.sum(g_cx, 0))
-        tl.store(part + 3, tl.sum(g_cy, 0))
+        tl.store(part + 0, tl.sum(g_fx + k_fx, 0))
+        tl.store(part + 1, tl.sum(g_fy + k_fy, 0))
+        tl.store(part + 2, tl.sum(g_cx + k_cx, 0))
+        tl.store(part + 3, tl.sum(g_cy + k_cy, 0))
 
 
 def warp_forward(
