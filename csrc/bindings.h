@@ -12,6 +12,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <tuple>
 
 #ifdef FASTDEPTH_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
@@ -63,6 +64,24 @@ inline at::ScalarType cpu_compute_type(const Tensor& geometry) {
                    "fastdepth_ext: depth, pose and intrinsics must be float32 or float64, got ",
                    geometry.scalar_type());
   return geometry.scalar_type();
+}
+
+// Sums the per-block partials of the geometry's gradients, (B, S, blocks, 16) and (B, blocks, 4) [fx,
+// fy, cx, cy], in a fixed order and lays out the pose (B, S, 4, 4) and intrinsics (B, 3, 3)
+// gradients; a gradient not needed stays as its (empty) partials.
+inline std::tuple<Tensor, Tensor> reduce_partials(const Tensor& pose_part, const Tensor& k_part, int64_t B, int64_t S,
+                                                  bool need_pose, bool need_k) {
+  Tensor g_pose = need_pose ? pose_part.sum(2).reshape({B, S, 4, 4}) : pose_part;
+  Tensor g_k = k_part;
+  if (need_k) {
+    const Tensor g4 = k_part.sum(1);
+    g_k = at::zeros({B, 3, 3}, k_part.options());
+    g_k.select(1, 0).select(1, 0).copy_(g4.select(1, 0));
+    g_k.select(1, 1).select(1, 1).copy_(g4.select(1, 1));
+    g_k.select(1, 0).select(1, 2).copy_(g4.select(1, 2));
+    g_k.select(1, 1).select(1, 2).copy_(g4.select(1, 3));
+  }
+  return {g_pose, g_k};
 }
 
 #ifdef FASTDEPTH_WITH_CUDA

@@ -1,9 +1,13 @@
-// CUDA kernel of the fused objective (the reprojection op's forward) and its launcher, on raw
-// pointers (no torch: plain nvcc compiles this file). Structured like kernels/reprojection.py: one
-// thread per pixel of a kTileW x kTileH tile, the taps of the 3x3 window computed once per source
-// and sampled for every channel; only the minimum and its index are written.
+// CUDA kernels of the fused objective and their launchers, on raw pointers (no torch: plain nvcc
+// compiles this file). Structured like kernels/reprojection.py. The forward: one thread per pixel of
+// a kTileW x kTileH tile, the taps of the 3x3 window computed once per source and sampled for every
+// channel; only the minimum and its index are written. The backward of the geometry: one thread per
+// position of a block (a tile and its halo), the warped plane and the windows' stat gradients in
+// shared memory, the phases of reprojection.cuh between barriers; the pose and intrinsics gradients
+// summed per block in a fixed order (block_sum.cuh).
 #include <cuda_runtime.h>
 
+#include "block_sum.cuh"
 #include "reprojection.cuh"
 
 namespace fastdepth {
@@ -27,6 +31,59 @@ __global__ void __launch_bounds__(kTileW* kTileH, 2)
 }
 
 template <typename Img>
+__global__ void __launch_bounds__(reprojection::kBwdPositions)
+    reprojection_bwd_kernel(const Img* grad, const int64_t* index, const Img* target, const Img* sources,
+                            const float* depth, const float* pose, const float* K, float* grad_depth,
+                            float* pose_partials, float* k_partials, int64_t s_id, warp::Shape sh, warp::Options opt,
+                            float alpha) {
+  using namespace reprojection;
+  __shared__ float x_s[kBwdPositions];
+  __shared__ float sg_s[3 * kBwdPositions];
+  __shared__ float smem[warp::kPosePartials * 32];
+  const int64_t b = blockIdx.z;
+  const int64_t tiles = static_cast<int64_t>(gridDim.x) * gridDim.y;
+  const int64_t tile = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
+  const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
+  const Position pos =
+      block_position(threadIdx.x, blockIdx.y * (kBwdH - 4), blockIdx.x * (kBwdW - 4), sh.H, sh.W);
+  const warp::Pixel<float> p = warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize);
+  const int64_t off = b * HW + static_cast<int64_t>(pos.r_in) * sh.W + pos.c_in;
+  const float g_map = load_as<float>(grad + off);
+  const int64_t winner = index[off];
+  const float alpha_c = alpha / static_cast<float>(sh.C);
+  const float l1_c = (1.f - alpha) / static_cast<float>(sh.C);
+  float gK[warp::kIntrinsicsPartials] = {};
+  float gP[3] = {};
+  for (int64_t s = 0; s < sh.S; ++s) {
+    const int64_t bs = b * sh.S + s;
+    const float* T = pose + bs * 16;
+    SourceState<float> st = begin_source(p, pos, T, g_map, winner, s_id + s, sh, opt);
+    for (int64_t c = 0; c < sh.C; ++c) {
+      const Img* y = target + (b * sh.C + c) * HW;
+      sample_phase(st, sources + (bs * sh.C + c) * HW, sh.W, pos, x_s);
+      __syncthreads();
+      stat_phase(st, x_s, y, sh.H, sh.W, pos, alpha_c, sg_s);
+      __syncthreads();
+      adjoint_phase(st, sg_s, y, sh.H, sh.W, pos, l1_c);
+      // the next channel's phase A writes x_s, which no phase C reads; its phase B writes sg_s only
+      // after the next barrier, which every thread reaches after this phase C
+    }
+    float gT[warp::kPosePartials] = {};
+    if (st.live) {
+      const warp::Geometry<float> g =
+          warp::compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+      warp::geometry_backward(g, st.g_iu, st.g_iv, p.k, T, gT, gK, gP);
+    }
+    if (pose_partials != nullptr) block_sum(gT, pose_partials + (bs * tiles + tile) * warp::kPosePartials, smem);
+  }
+  if (pos.own && (grad_depth != nullptr || k_partials != nullptr)) {
+    const float gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
+    if (grad_depth != nullptr) grad_depth[b * HW + static_cast<int64_t>(pos.row) * sh.W + pos.col] = gd;
+  }
+  if (k_partials != nullptr) block_sum(gK, k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials, smem);
+}
+
+template <typename Img>
 void launch_forward(const void* target, const void* sources, const float* depth, const float* pose, const float* K,
                     const void* identity, int64_t s_id, void* loss, int64_t* index, const warp::Shape& sh,
                     const warp::Options& opt, float alpha, cudaStream_t stream) {
@@ -35,6 +92,18 @@ void launch_forward(const void* target, const void* sources, const float* depth,
   reprojection_fwd_kernel<Img><<<grid, dim3(kTileW, kTileH), 0, stream>>>(
       static_cast<const Img*>(target), static_cast<const Img*>(sources), depth, pose, K,
       static_cast<const Img*>(identity), s_id, static_cast<Img*>(loss), index, sh, opt, alpha);
+}
+
+template <typename Img>
+void launch_backward(const void* grad, const int64_t* index, const void* target, const void* sources,
+                     const float* depth, const float* pose, const float* K, float* grad_depth, float* pose_partials,
+                     float* k_partials, int64_t s_id, const warp::Shape& sh, const warp::Options& opt, float alpha,
+                     cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(reprojection::backward_tiles_w(sh.W)),
+                  static_cast<unsigned>(reprojection::backward_tiles_h(sh.H)), static_cast<unsigned>(sh.B));
+  reprojection_bwd_kernel<Img><<<grid, reprojection::kBwdPositions, 0, stream>>>(
+      static_cast<const Img*>(grad), index, static_cast<const Img*>(target), static_cast<const Img*>(sources), depth,
+      pose, K, grad_depth, pose_partials, k_partials, s_id, sh, opt, alpha);
 }
 
 }  // namespace
@@ -52,6 +121,24 @@ void reprojection_forward_cuda(ImageType type, const void* target, const void* s
     case ImageType::BF16:
       return launch_forward<__nv_bfloat16>(target, sources, depth, pose, K, identity, s_id, loss, index, sh, opt,
                                            alpha, s);
+  }
+}
+
+void reprojection_backward_cuda(ImageType type, const void* grad, const int64_t* index, const void* target,
+                                const void* sources, const float* depth, const float* pose, const float* K,
+                                float* grad_depth, float* pose_partials, float* k_partials, int64_t s_id,
+                                const warp::Shape& sh, const warp::Options& opt, float alpha, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (type) {
+    case ImageType::F32:
+      return launch_backward<float>(grad, index, target, sources, depth, pose, K, grad_depth, pose_partials,
+                                    k_partials, s_id, sh, opt, alpha, s);
+    case ImageType::F16:
+      return launch_backward<__half>(grad, index, target, sources, depth, pose, K, grad_depth, pose_partials,
+                                     k_partials, s_id, sh, opt, alpha, s);
+    case ImageType::BF16:
+      return launch_backward<__nv_bfloat16>(grad, index, target, sources, depth, pose, K, grad_depth, pose_partials,
+                                            k_partials, s_id, sh, opt, alpha, s);
   }
 }
 

@@ -1,11 +1,13 @@
-// Per-pixel math of the fused objective (the reprojection op's forward), shared by the CUDA kernel
-// (reprojection.cu) and the CPU twin (reprojection_cpu.cpp): the warp's projection (warp.cuh)
-// recomputed for each pixel of the reflected 3x3 window, its samples, and the photometric loss's
-// SSIM and minimum (photometric.cuh). Mirrors kernels/reprojection.py, with one difference: here
-// the window's taps are computed once per source and kept for every channel (128 registers, no
-// spills in the compile report), where the Triton kernel recomputes them per channel (with the
-// nine taps live, Triton's compiler needed 240 registers at one pixel per thread). Conventions in
-// fastdepth/reprojection.py. No torch, no CUDA runtime calls.
+// Per-pixel math of the fused objective, shared by the CUDA kernels (reprojection.cu) and the CPU
+// twin (reprojection_cpu.cpp). The forward: the warp's projection (warp.cuh) recomputed for each
+// pixel of the reflected 3x3 window, its samples, and the photometric loss's SSIM and minimum
+// (photometric.cuh). Mirrors kernels/reprojection.py, with one difference: here the window's taps
+// are computed once per source and kept for every channel (128 registers, no spills in the compile
+// report), where the Triton kernel recomputes them per channel (with the nine taps live, Triton's
+// compiler needed 240 registers at one pixel per thread). The backward's phases, one position of a
+// block each (the kernel runs them with a barrier between phases, tests/cuda_kernels_on_host.cpp
+// runs every position of a phase in turn). Conventions in fastdepth/reprojection.py. No torch, no
+// CUDA runtime calls.
 #pragma once
 
 #include "photometric.cuh"
@@ -96,6 +98,136 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
   index[b * HW + off] = best_k;
 }
 
+
+// ---- the one-pass backward of the geometry (depth, poses, K): kernels/reprojection.py's
+// reprojection_bwd_kernel, one thread per position of a kBwdH x kBwdW block: a tile of
+// (kBwdH - 4) x (kBwdW - 4) pixels and its halo of 2, whose windows the tile's neighbours read. Per
+// source and channel: (A) sample_phase warps every position into the block's shared plane, (B)
+// stat_phase computes the stat gradients (photometric.cuh: StatGrads, without the reflection
+// counts) of the windows centred on the tile's neighbours from it, (C) adjoint_phase sums them at
+// the tile's pixels with the counts, adds the L1 term and multiplies d loss / d warped by the
+// sample's position gradient; then warp::geometry_backward. The same sums in the same order as
+// photometric_bwd_kernel followed by warp_bwd_kernel; the warped images and their gradient are
+// never stored. ----
+constexpr int kBwdH = 16;
+constexpr int kBwdW = 32;
+constexpr int kBwdPositions = kBwdH * kBwdW;
+
+// Tiles across W and down H of the backward's grid.
+FD_HD int backward_tiles_w(int W) { return (W + kBwdW - 5) / (kBwdW - 4); }
+FD_HD int backward_tiles_h(int H) { return (H + kBwdH - 5) / (kBwdH - 4); }
+
+// Position t of the block whose tile starts at image pixel (tile_row, tile_col).
+struct Position {
+  int t, row, col;          // the position's image pixel (possibly outside the image)
+  int r_in, c_in;           // clamped into the image
+  bool own, windows;        // a pixel of the tile; the centre of a window a tile pixel lies in
+};
+
+FD_HD Position block_position(int t, int tile_row, int tile_col, int H, int W) {
+  Position p;
+  const int bi = t / kBwdW, bj = t % kBwdW;
+  p.t = t;
+  p.row = tile_row - 2 + bi;
+  p.col = tile_col - 2 + bj;
+  const bool in_image = p.row >= 0 && p.row < H && p.col >= 0 && p.col < W;
+  p.own = in_image && bi >= 2 && bi < kBwdH - 2 && bj >= 2 && bj < kBwdW - 2;
+  p.windows = in_image && bi >= 1 && bi < kBwdH - 1 && bj >= 1 && bj < kBwdW - 1;
+  p.r_in = p.row < 0 ? 0 : (p.row > H - 1 ? H - 1 : p.row);
+  p.c_in = p.col < 0 ? 0 : (p.col > W - 1 ? W - 1 : p.col);
+  return p;
+}
+
+// What a position keeps through the channels of one source.
+template <typename F>
+struct SourceState {
+  warp::Taps<F> taps;
+  bool keep, live;   // depth and projection finite; and a tile pixel
+  F g;               // the upstream gradient where this source won, else 0
+  F x, d_iu, d_iv;   // this channel's warped value and d sample / d (iu, iv)
+  F g_iu, g_iv;      // d loss / d (iu, iv), summed over the channels
+};
+
+template <typename F>
+FD_HD SourceState<F> begin_source(const warp::Pixel<F>& p, const Position& pos, const F* T, F g_map,
+                                  int64_t winner, int64_t k, const warp::Shape& sh, const warp::Options& opt) {
+  SourceState<F> st;
+  const warp::Geometry<F> g = warp::compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  st.taps = warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+  st.keep = p.d_ok && g.finite;
+  st.live = st.keep && pos.own;
+  st.g = winner == k ? g_map : F(0);
+  st.g_iu = st.g_iv = F(0);
+  return st;
+}
+
+// (A) the warped value of one source plane at the position (0 where not kept), its position gradient,
+// into x_s[t].
+template <typename F, typename Img>
+FD_HD void sample_phase(SourceState<F>& st, const Img* plane, int W, const Position& pos, F* x_s) {
+  const warp::Taps<F>& t = st.taps;
+  const F v00 = st.keep && t.m00 ? load_as<F>(plane + t.o00) : F(0);
+  const F v01 = st.keep && t.m01 ? load_as<F>(plane + t.o00 + 1) : F(0);
+  const F v10 = st.keep && t.m10 ? load_as<F>(plane + t.o00 + W) : F(0);
+  const F v11 = st.keep && t.m11 ? load_as<F>(plane + t.o00 + W + 1) : F(0);
+  st.x = st.keep ? warp::sample<F>(plane, t, W) : F(0);
+  st.d_iu = (v01 - v00) * (F(1) - t.fv) + (v11 - v10) * t.fv;
+  st.d_iv = (v10 - v00) * (F(1) - t.fu) + (v11 - v01) * t.fu;
+  x_s[pos.t] = st.x;
+}
+
+// (B) the stat gradients of the window centred on the position, from the block's warped plane x_s
+// and the target plane y, into the three planes of sg_s (d/d E[x], E[x²], E[xy]), where the
+// position is the centre of a window a tile pixel lies in.
+template <typename F, typename Img>
+FD_HD void stat_phase(const SourceState<F>& st, const F* x_s, const Img* y, int H, int W, const Position& pos,
+                      F alpha_c, F* sg_s) {
+  if (!pos.windows) return;
+  F sx = F(0), sy = F(0), sxx = F(0), syy = F(0), sxy = F(0);
+  const int row0 = pos.row - pos.t / kBwdW, col0 = pos.col - pos.t % kBwdW;  // the block's first pixel
+  for (int dy = -1; dy <= 1; ++dy) {
+    const int r = photometric::reflect(pos.row + dy, H);
+    for (int dx = -1; dx <= 1; ++dx) {
+      const int q = photometric::reflect(pos.col + dx, W);
+      const F xv = x_s[(r - row0) * kBwdW + q - col0];
+      const F yv = load_as<F>(y + static_cast<int64_t>(r) * W + q);
+      sx += xv;
+      sy += yv;
+      sxx += xv * xv;
+      syy += yv * yv;
+      sxy += xv * yv;
+    }
+  }
+  const photometric::StatGrads<F> g =
+      photometric::stat_grads_from_terms(photometric::ssim_from_sums(sx, sy, sxx, syy, sxy), st.g, alpha_c);
+  sg_s[pos.t] = g.mx;
+  sg_s[kBwdPositions + pos.t] = g.var;
+  sg_s[2 * kBwdPositions + pos.t] = g.cov;
+}
+
+// (C) at a tile pixel: the stat gradients of the windows it lies in, each counted as often as it
+// holds the pixel (photometric::candidate_grads' order), and the L1 term: d loss / d warped, times
+// the sample's position gradient, added to g_iu, g_iv.
+template <typename F, typename Img>
+FD_HD void adjoint_phase(SourceState<F>& st, const F* sg_s, const Img* y, int H, int W, const Position& pos, F l1_c) {
+  if (!st.live) return;
+  photometric::StatGrads<F> sum = {F(0), F(0), F(0), F(0)};
+  for (int o = 0; o < 9; ++o) {
+    const int oy = o / 3 - 1, ox = o % 3 - 1;
+    const int count = photometric::reflect_count(pos.row, oy, H) * photometric::reflect_count(pos.col, ox, W);
+    if (count == 0) continue;
+    const int at = pos.t + oy * kBwdW + ox;
+    sum.mx += F(count) * sg_s[at];
+    sum.var += F(count) * sg_s[kBwdPositions + at];
+    sum.cov += F(count) * sg_s[2 * kBwdPositions + at];
+  }
+  F g_y = F(0);  // the target's gradient, not needed here
+  const F g_x = photometric::pixel_grads(sum, st.x, load_as<F>(y + static_cast<int64_t>(pos.row) * W + pos.col),
+                                         st.g, l1_c, &g_y);
+  st.g_iu += g_x * st.d_iu;
+  st.g_iv += g_x * st.d_iv;
+}
+
 }  // namespace reprojection
 
 // ---- entry points on raw pointers: the CUDA launcher (reprojection.cu; geometry float32, stream
@@ -109,5 +241,12 @@ template <typename F>
 void reprojection_forward_cpu(const F* target, const F* sources, const F* depth, const F* pose, const F* K,
                               const F* identity, int64_t s_id, F* loss, int64_t* index, const warp::Shape& shape,
                               const warp::Options& options, F alpha);
+// The one-pass backward (geometry float32): grad_depth (B, H, W), pose_partials (B, S, tiles, 16) and
+// k_partials (B, tiles, 4), tiles = backward_tiles_w(W) * backward_tiles_h(H); each may be null when not
+// needed. index: the forward's winners (the warped sources from s_id on).
+void reprojection_backward_cuda(ImageType type, const void* grad, const int64_t* index, const void* target,
+                                const void* sources, const float* depth, const float* pose, const float* K,
+                                float* grad_depth, float* pose_partials, float* k_partials, int64_t s_id,
+                                const warp::Shape& shape, const warp::Options& options, float alpha, void* stream);
 
 }  // namespace fastdepth

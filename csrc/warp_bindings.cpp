@@ -92,22 +92,6 @@ Tensor from_fixed_point(const Tensor& total, const Tensor& scale, at::ScalarType
   return at::where(scale > 0, values, std::numeric_limits<double>::quiet_NaN());
 }
 
-// Sums the per-block partials in a fixed order and lays out the pose and intrinsics gradients.
-std::tuple<Tensor, Tensor> reduce_partials(const Tensor& pose_part, const Tensor& k_part, const warp::Shape& sh,
-                                           bool need_pose, bool need_k) {
-  Tensor g_pose = need_pose ? pose_part.sum(2).reshape({sh.B, sh.S, 4, 4}) : pose_part;
-  Tensor g_k = k_part;
-  if (need_k) {
-    const Tensor g4 = k_part.sum(1);
-    g_k = at::zeros({sh.B, 3, 3}, k_part.options());
-    g_k.select(1, 0).select(1, 0).copy_(g4.select(1, 0));
-    g_k.select(1, 1).select(1, 1).copy_(g4.select(1, 1));
-    g_k.select(1, 0).select(1, 2).copy_(g4.select(1, 2));
-    g_k.select(1, 1).select(1, 2).copy_(g4.select(1, 3));
-  }
-  return {g_pose, g_k};
-}
-
 std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, const Tensor& image_in,
                                                          const Tensor& depth_in, const Tensor& pose_in,
                                                          const Tensor& K_in, bool normalize_points,
@@ -150,7 +134,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
       check_launch();
     }
     if (fixed) g_image = from_fixed_point(g_fixed, scale, at::kFloat);
-    auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh, needs[2], needs[3]);
+    auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh.B, sh.S, needs[2], needs[3]);
     return {needs[0] ? g_image.to(image_in.scalar_type()) : g_image, g_depth, g_pose, g_k};
 #else
     TORCH_CHECK(false, "fastdepth_ext was built without CUDA");
@@ -176,7 +160,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
     });
   }
   if (fixed) g_image = from_fixed_point(g_fixed, scale, F);
-  auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh, needs[2], needs[3]);
+  auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh.B, sh.S, needs[2], needs[3]);
   return {needs[0] ? g_image.to(image_in.scalar_type()) : g_image, g_depth, g_pose, g_k};
 }
 

@@ -96,7 +96,6 @@ OPS: dict[str, Op] = {
             "reprojection",
             ("reprojection_loss", "identity_loss"),
             "the fused objective: warp, SSIM + L1 and the per-pixel minimum, warped images never stored",
-            passes=("fwd",),
         ),
         Op(
             "depth_loss",

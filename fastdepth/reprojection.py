@@ -7,8 +7,12 @@ the warped images to memory in the forward:
 * the forward kernels warp the 3x3 reflected neighbourhood of every pixel on the fly (the
   reflection at the image border applies to the warped image, as in the composed ops) and keep
   only the per-pixel minimum and its index;
-* the backward recomputes the warped images of the sources and applies the photometric and the
-  warp backward launchers of the same backend (the warped images live only inside the backward);
+* the backward of the geometry (depth, poses, K: a training step) is one pass too: each tile of
+  pixels warps the sources again over the tile and a halo of 2 (the windows of its neighbours),
+  keeps the warped plane and the windows' SSIM gradients in on-chip scratch, and applies the warp's
+  backward at once: neither the warped images nor their gradient are written. Where the target or
+  the sources need a gradient, the backward recomputes the warped images into memory and applies
+  the photometric and warp backward launchers of the same backend (the CPU twin always does);
 * auto-masking takes the identity losses as maps, ``identity`` (B, S', H, W), typically
   ``identity_loss(target, sources)``: they do not depend on depth, so a training step computes them
   once and passes them to every scale.
@@ -27,11 +31,34 @@ float64); the loss map comes back in the images' dtype.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from fastdepth import backends, dispatch, photometric, validation
 from fastdepth.reference import reprojection as reference
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
+
+#: the fused backends' backward where only the depth, poses and K need a gradient: "one_pass" (the
+#: op's backward kernels: each tile warps its sources again with a halo and never writes the warped
+#: images or their gradient) or "three_pass" (the warp recomputed into memory, then the photometric
+#: and warp backward launchers, as with a gradient to the target or the sources). The benchmark times
+#: both (:func:`backward_passes`); on the CPU twin they are the same computation.
+BACKWARD = "one_pass"
+BACKWARDS = ("one_pass", "three_pass")
+
+
+@contextlib.contextmanager
+def backward_passes(name: str):
+    """Run the fused backends' backward as ``name`` (see BACKWARD) within the block."""
+    global BACKWARD
+    if name not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {name!r}")
+    previous, BACKWARD = BACKWARD, name
+    try:
+        yield
+    finally:
+        BACKWARD = previous
 
 
 @dispatch.custom_op("fastdepth::reprojection")
@@ -78,19 +105,25 @@ def _backward_op(
     deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The warp recomputed, then the photometric and warp backward launchers of ``backend``."""
+    """The op's one-pass backward launcher where only the geometry needs a gradient (a training step),
+    else (or with BACKWARD == "three_pass") the warp recomputed, then the photometric and warp backward
+    launchers of ``backend``."""
     need_target, need_sources, need_depth, need_poses, need_k, need_identity = needs
     s_id = 0 if identity is None else identity.shape[1]
-    empty = target.new_empty(0)
-    g_identity = empty
+    g_identity = target.new_empty(0)
     if need_identity and identity is not None:
         won = index == torch.arange(s_id, device=index.device).view(1, s_id, 1, 1)
         g_identity = torch.where(won, grad, torch.zeros_like(grad)).to(identity.dtype)
     warp_needs = [need_sources, need_depth, need_poses, need_k]
-    g_target = empty
-    g_warp = [empty] * 4
-    if need_target or any(warp_needs):
-        options = (normalize_points, padding_mode, align_corners)
+    g_target = target.new_empty(0)
+    g_warp = [target.new_empty(0) for _ in warp_needs]  # the outputs of a custom op never alias
+    options = (normalize_points, padding_mode, align_corners)
+    if not (need_target or need_sources) and BACKWARD == "one_pass":
+        if any(warp_needs):
+            g_warp[1:] = backends.launcher("reprojection", backend, "backward")(
+                grad, index, target, sources, depth, poses, K, s_id, alpha, *options, warp_needs[1:]
+            )
+    elif need_target or any(warp_needs):
         warped, _ = backends.launcher("warp", backend, "forward")(sources, depth, poses, K, *options, False)
         # the warped sources are candidates 0.. of the photometric op: identity winners match none
         g_target, g_warped, _ = backends.launcher("photometric", backend, "backward")(

@@ -501,14 +501,23 @@ def warp_backward(
         g_depth.zero_()
     if fixed:
         g_image = from_fixed_point(g_fixed, scale)
-    g_pose = pose_part.sum(dim=2).reshape(B, S, 4, 4) if need_pose else pose_part
-    if need_k:
-        g4 = k_part.sum(dim=1)
-        g_k = torch.zeros((B, 3, 3), **f32)
-        g_k[:, 0, 0], g_k[:, 1, 1], g_k[:, 0, 2], g_k[:, 1, 2] = g4.unbind(1)
-    else:
-        g_k = k_part
+    g_pose, g_k = reduce_partials(pose_part, k_part, need_pose, need_k)
     return g_image.to(image.dtype) if need_image else g_image, g_depth, g_pose, g_k
+
+
+def reduce_partials(
+    pose_part: torch.Tensor, k_part: torch.Tensor, need_pose: bool, need_k: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pose (B, S, 4, 4) and intrinsics (B, 3, 3) gradients from the per-block partial sums
+    (B, S, blocks, 16) and (B, blocks, 4) [fx, fy, cx, cy], summed in a fixed order; the partials
+    themselves (empty) where not needed."""
+    g_pose = pose_part.sum(dim=2).reshape(*pose_part.shape[:2], 4, 4) if need_pose else pose_part
+    if not need_k:
+        return g_pose, k_part
+    g4 = k_part.sum(dim=1)
+    g_k = k_part.new_zeros((k_part.shape[0], 3, 3))
+    g_k[:, 0, 0], g_k[:, 1, 1], g_k[:, 0, 2], g_k[:, 1, 2] = g4.unbind(1)
+    return g_pose, g_k
 
 
 def aot_variants():

@@ -4,7 +4,10 @@
 // loops (rows, lanes, channels-last), so without this the per-pixel paths only a GPU runs would be
 // compiled but never executed before a GPU session. float32 throughout, as the kernels compute;
 // built and called by tests/test_cuda_kernels_on_host.py. No torch, no CUDA.
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <vector>
 
 #include "cost_volume.cuh"
 #include "photometric.cuh"
@@ -110,6 +113,74 @@ void reprojection_forward(const float* target, const float* sources, const float
       for (int col = 0; col < W; ++col) {
         reprojection::forward_pixel<float>(target, sources, depth, pose, K, identity, s_id, loss, index, b, row, col,
                                            sh, opt, alpha);
+      }
+    }
+  }
+}
+
+// reprojection_bwd_kernel: a block per tile, each phase run for every position of the block in turn
+// (the kernel's barriers), the block's pose and intrinsics sums added position by position;
+// grad_depth (B, H, W), pose_partials (B, S, tiles, 16), k_partials (B, tiles, 4) as it writes them.
+void reprojection_backward(const float* grad, const int64_t* index, const float* target, const float* sources,
+                           const float* depth, const float* pose, const float* K, float* grad_depth,
+                           float* pose_partials, float* k_partials, int64_t s_id, int64_t B, int64_t S, int64_t C,
+                           int H, int W, bool normalize, bool border, bool align_corners, float alpha) {
+  using namespace reprojection;
+  const warp::Shape sh{B, S, C, H, W};
+  const warp::Options opt = warp_options(H, W, normalize, border, align_corners);
+  const int64_t HW = static_cast<int64_t>(H) * W;
+  const int tiles_w = backward_tiles_w(W), tiles_h = backward_tiles_h(H);
+  const int64_t tiles = static_cast<int64_t>(tiles_w) * tiles_h;
+  std::vector<float> x_s(kBwdPositions), sg_s(3 * kBwdPositions);
+  std::vector<SourceState<float>> st(kBwdPositions);
+  std::vector<std::array<float, 3>> gP(kBwdPositions);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      const int tile_row = static_cast<int>(tile / tiles_w) * (kBwdH - 4);
+      const int tile_col = static_cast<int>(tile % tiles_w) * (kBwdW - 4);
+      float* k_part = k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials;
+      std::fill(k_part, k_part + warp::kIntrinsicsPartials, 0.f);
+      std::fill(gP.begin(), gP.end(), std::array<float, 3>{});
+      const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W); };
+      const auto pixel = [&](const Position& pos) {
+        return warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize);
+      };
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t bs = b * S + s;
+        const float* T = pose + bs * 16;
+        for (int t = 0; t < kBwdPositions; ++t) {
+          const Position pos = position(t);
+          const int64_t off = b * HW + static_cast<int64_t>(pos.r_in) * W + pos.c_in;
+          st[t] = begin_source(pixel(pos), pos, T, grad[off], index[off], s_id + s, sh, opt);
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const float* y = target + (b * C + c) * HW;
+          for (int t = 0; t < kBwdPositions; ++t) sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
+          for (int t = 0; t < kBwdPositions; ++t) {
+            stat_phase(st[t], x_s.data(), y, H, W, position(t), alpha / float(C), sg_s.data());
+          }
+          for (int t = 0; t < kBwdPositions; ++t) {
+            adjoint_phase(st[t], sg_s.data(), y, H, W, position(t), (1.f - alpha) / float(C));
+          }
+        }
+        float* part = pose_partials + (bs * tiles + tile) * warp::kPosePartials;
+        std::fill(part, part + warp::kPosePartials, 0.f);
+        for (int t = 0; t < kBwdPositions; ++t) {
+          if (!st[t].live) continue;
+          const warp::Pixel<float> p = pixel(position(t));
+          const warp::Geometry<float> g =
+              warp::compute_geometry(p.d, p.ray, p.k, T, W, H, opt.mu, opt.mv, opt.border);
+          float gT[warp::kPosePartials] = {};
+          warp::geometry_backward(g, st[t].g_iu, st[t].g_iv, p.k, T, gT, k_part, gP[t].data());
+          for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
+        }
+      }
+      for (int t = 0; t < kBwdPositions; ++t) {
+        const Position pos = position(t);
+        if (!pos.own) continue;
+        const warp::Pixel<float> p = pixel(pos);
+        grad_depth[b * HW + static_cast<int64_t>(pos.row) * W + pos.col] =
+            warp::ray_backward(p.d, p.ray, p.k, gP[t].data(), opt.normalize, k_part);
       }
     }
   }

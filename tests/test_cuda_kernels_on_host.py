@@ -147,6 +147,38 @@ def test_reprojection_forward(kernels, sampling, seed):
     assert torch.equal(index, twin_index)
 
 
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+@pytest.mark.parametrize("size", [(9, 13), (2, 2), (30, 61)], ids=str)
+def test_reprojection_backward(kernels, sampling, size, seed):
+    # tiles at every border, a pixel alone in its tile's last row and column (30 x 61), NaN depth
+    B, S, C, (H, W) = 2, 2, 3, size
+    x = scene(B, S, C, H, W, seed)
+    x["depth"].view(-1)[seed % (H * W)] = float("nan")
+    target = natural_images(B, C, H, W, seed=seed + 1)
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, S + 2, (B, 1, H, W), generator=gen)  # 2 identity maps, then the sources
+    grad = torch.rand(B, 1, H, W, generator=gen)
+    o = SAMPLINGS[sampling]
+    tiles = -(-H // 12) * -(-W // 28)
+    g_depth, pose_part, k_part = torch.empty(B, 1, H, W), torch.empty(B, S, tiles, 16), torch.empty(B, tiles, 4)
+    kernels.reprojection_backward(
+        ptr(grad), ptr(index), ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]),
+        ptr(g_depth), ptr(pose_part), ptr(k_part), ctypes.c_int64(2), *ints(B, S, C), *hw(H, W),
+        *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
+    )  # fmt: skip
+    options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
+    # the twin's backward is the three ops' (the warp recomputed, photometric and warp backward)
+    twin = _cuda.library().reprojection_backward(
+        grad, index, target, x["image"], x["depth"], x["pose"], x["K"], 2, 0.85, *options, [True, True, True]
+    )
+    g_k = torch.zeros(B, 3, 3)
+    g_k[:, 0, 0], g_k[:, 1, 1], g_k[:, 0, 2], g_k[:, 1, 2] = k_part.sum(1).unbind(1)
+    tol = tolerance("reprojection", torch.float32, "cuda", "cpu")
+    ours = (g_depth, pose_part.sum(2).reshape(B, S, 4, 4), g_k)
+    for name, a, b in zip(("depth", "poses", "K"), ours, twin, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
 @pytest.mark.parametrize("case", VOLUME_OPTIONS)
 def test_cost_volume(kernels, case, seed):
     B, S, C, h, w, D = 2, 2, 4, 5, 7, 3

@@ -102,10 +102,12 @@ def reprojection_case(rng, seed, dtype, small):
     tensors = (target, sources, depth, poses, K)
     if rng.random() < 0.6:
         tensors += (torch.rand(B, rng.choice([1, 2, S]), H, W, generator=gen, dtype=dtype),)
+    training = rng.random() < 0.5  # the images are data: the one-pass backward of the geometry
 
     def run(*args, backend):
         identity = args[5] if len(args) > 5 else None
-        return fastdepth.reprojection_loss(*args[:5], identity=identity, **options, backend=backend)
+        images = [t.detach() if training else t for t in args[:2]]
+        return fastdepth.reprojection_loss(*images, *args[2:5], identity=identity, **options, backend=backend)
 
     return "reprojection", run, tensors
 

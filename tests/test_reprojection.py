@@ -8,6 +8,8 @@ from conftest import ALL, BACKEND_NAMES, FUSED, TWIN
 from helpers import grads, leaves
 
 import fastdepth
+from fastdepth import reprojection
+from fastdepth.checks import reprojection as checks
 from fastdepth.checks import run_one
 from fastdepth.compare import assert_close
 from fastdepth.scenes import natural_images, warp_scene
@@ -28,9 +30,10 @@ def run(inputs, backend, with_identity=True, **options):
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
-@pytest.mark.parametrize("case", ["kornia", "monodepth2", "nan_depth", "ties"])
+@pytest.mark.parametrize("case", checks.CASES)
 def test_matches_the_reference(backend, device, case):
-    # the same cases as the GPU campaign: loss, winners, gradients to all six inputs
+    # the same cases as the GPU campaign: loss, winners, gradients to all six inputs (to the depth,
+    # poses and K in "training": the one-pass backward)
     result = run_one("reprojection", case, backend, device, torch.float32, quick=True)
     assert result.passed, result
 
@@ -89,14 +92,59 @@ def test_deterministic_gradients(backend, device, seed):
     assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(run, runs[0], strict=True))
 
 
+def geometry_grads(inputs, backend, passes, **options):
+    """A training step's gradients (the images are data): depth, poses, K and the identity maps."""
+    target, sources, depth, poses, K = inputs
+    identity = fastdepth.identity_loss(target, sources, backend=backend).requires_grad_()
+    wrt = [t.detach().requires_grad_() for t in (depth, poses, K)] + [identity]
+    with reprojection.backward_passes(passes):
+        loss = fastdepth.reprojection_loss(target, sources, *wrt[:3], identity=wrt[3], backend=backend, **options)[0]
+        g = torch.rand(loss.shape, generator=torch.Generator().manual_seed(0)).to(loss)
+        return torch.autograd.grad(loss, wrt, g)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
+def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
+    # several tiles of the one-pass kernels (12 x 28 pixels), NaN depth, exact ties with identity
+    H, W = (13, 30) if backend == "triton" else (30, 61)
+    inputs = problem(seed, device, H=H, W=W)
+    if edge == "nan_depth":
+        inputs[2].view(-1)[::7] = float("nan")
+    if edge == "ties":
+        inputs[3].copy_(torch.eye(4))
+    one = geometry_grads(inputs, backend, "one_pass", **MONODEPTH2)
+    three = geometry_grads(inputs, backend, "three_pass", **MONODEPTH2)
+    # the same sums (the twin runs the same computation); the GPU kernels take the pose and
+    # intrinsics partials over other blocks of pixels, whose order changes the float32 rounding
+    assert torch.equal(one[0], three[0]) and torch.equal(one[3], three[3])
+    for name, a, b in zip(("poses", "K"), one[1:3], three[1:3], strict=True):
+        if (backend, device) == ("cuda", "cpu"):
+            assert torch.equal(a, b), name
+        assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
+
+
+def test_backward_passes_are_named():
+    with pytest.raises(ValueError, match="backward must be one of"):
+        with reprojection.backward_passes("two_pass"):
+            pass
+    assert reprojection.BACKWARD == "one_pass"
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_geometry_gradients(backend, device, seed):
+    inputs = problem(seed, device)
+    runs = [geometry_grads(inputs, backend, "one_pass") for _ in range(3)]
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(run, runs[0], strict=True))
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_opcheck(backend, device, seed):
     target, sources, depth, poses, K = leaves(*problem(seed, device, B=1, S=1, C=2, H=3, W=4))
     identity = torch.rand(1, 1, 3, 4, device=device, requires_grad=True)
     options = (0.85, False, "border", False, False, backend)
-    torch.library.opcheck(
-        torch.ops.fastdepth.reprojection.default, (target, sources, depth, poses, K, identity, *options)
-    )
+    for images in ((target, sources), (target.detach(), sources.detach())):  # three-pass, one-pass backward
+        torch.library.opcheck(torch.ops.fastdepth.reprojection.default, (*images, depth, poses, K, identity, *options))
 
 
 @pytest.mark.parametrize("backend,device", FUSED)

@@ -104,6 +104,9 @@ class Traffic:
         self.warp_fwd = self.sources + self.depth + self.sources
         self.photometric_bwd = self.map + self.index + self.image + 2 * self.sources
         self.warp_bwd = 2 * self.sources + 2 * self.depth
+        # the fused op's one-pass backward of the geometry: gradient, index, target, sources and
+        # depth in, the depth's gradient out (the tiles' halos and the partial sums left out)
+        self.one_pass_bwd = self.map + self.index + self.image + self.sources + 2 * self.depth
 
 
 def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:

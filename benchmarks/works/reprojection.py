@@ -1,8 +1,11 @@
 """The fused objective's benchmark work: the same training-step objective as ``objective`` (2
 sources, 4 scales, auto-masking; gradients to the disparities and poses), with fastdepth's
 ``reprojection_loss`` at every scale and the identity maps computed once, beside the same peers
-and, as the variant ``<backend>-composed``, the composed fused ops of the same backend (the
-``objective`` work's), so that fused and composed are timed in turns in one case."""
+and two variants of each fused backend, timed in turns with it in one case: ``<backend>-composed``,
+the composed fused ops of the same backend (the ``objective`` work's), and
+``<backend>-three_pass``, the fused op with the backward of the warp recomputed into memory and
+the photometric and warp backward kernels instead of its one-pass backward kernels
+(:func:`fastdepth.reprojection.backward_passes`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from fastdepth.benchmarks.work import Size, Work, run_mode
 from fastdepth.benchmarks.works import objective
 
 import fastdepth
+from fastdepth.reprojection import backward_passes
 from fastdepth.train.objective import full_resolution_depths, photometric_term
 
 
@@ -31,25 +35,33 @@ def make(name: str, x: dict, mode: str):
     if name in objective.WORK.peers or variant == "composed":
         return objective.make(backend, x, mode)
     args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
-    return run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
+    step = run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
+    passes = "three_pass" if variant == "three_pass" else "one_pass"
+
+    def run():
+        with backward_passes(passes):
+            return step()
+
+    return run
 
 
 def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
     """The fused op (``<backend>``) as designed: the identity maps once (the sources and the target
     expanded to them in, the maps out); at every scale the forward reads the target, the sources,
-    depth and the identity maps and writes the loss and the index, and the backward warps the
-    sources again and runs the photometric and warp backward (objective.Traffic). The composed ops
+    depth and the identity maps and writes the loss and the index, and the one-pass backward reads
+    the target, sources and depth again (objective.Traffic). ``<backend>-three_pass``: the backward
+    warps the sources into memory and runs the photometric and warp backward. The composed ops
     (``<backend>-composed``): :func:`objective.kernel_bytes`."""
     backend, _, variant = impl.partition("-")
     if variant == "composed":
         return objective.kernel_bytes(backend, size, dtype, mode)
-    if impl not in ("triton", "cuda"):
+    if backend not in ("triton", "cuda") or variant not in ("", "three_pass"):
         return None
     t = objective.Traffic(size, dtype)
     identity = objective.SOURCES * t.map
     once = 2 * t.sources + identity
     fwd = t.image + t.sources + t.depth + identity + t.map + t.index
-    bwd = t.warp_fwd + t.photometric_bwd + t.warp_bwd
+    bwd = t.warp_fwd + t.photometric_bwd + t.warp_bwd if variant else t.one_pass_bwd
     return once + objective.SCALES * (fwd if mode == "fwd" else fwd + bwd)
 
 
@@ -59,6 +71,6 @@ WORK = Work(
     objective.WORK.peers,
     make,
     objective.floor_bytes,
-    variants=("composed",),
+    variants=("composed", "three_pass"),
     kernel_bytes=kernel_bytes,
 )

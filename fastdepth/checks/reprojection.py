@@ -15,14 +15,17 @@ OPTIONS = {
     "kornia": dict(padding_mode="zeros", align_corners=True),
     "monodepth2": dict(padding_mode="border", align_corners=False),
 }
-#: sampling options; NaN depth; every warped source equal to an identity candidate (identity wins)
-CASES = (*OPTIONS, "nan_depth", "ties")
-SANITIZER_CASES = ("monodepth2",)
+#: sampling options; NaN depth; every warped source equal to an identity candidate (identity wins);
+#: a training step's gradients (depth, poses, K only: the one-pass backward kernels; the other cases,
+#: with gradients to the images too, run the three-pass backward)
+CASES = (*OPTIONS, "nan_depth", "ties", "training")
+SANITIZER_CASES = ("training",)  # both of the op's kernels
 SELFCHECK_CASE = "monodepth2"
 
 
 def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
-    """Loss, winners and the gradients to target, sources, depth, poses, K and identity maps."""
+    """Loss, winners and the gradients to target, sources, depth, poses, K and identity maps (to
+    depth, poses and K alone in the "training" case)."""
     result = CaseResult("reprojection", name, backend, device, str(dtype).removeprefix("torch."))
     options = OPTIONS.get(name, OPTIONS["monodepth2"])
     B, S, C, H, W = (1, 2, 2, 6, 9) if quick else (2, 2, 3, 37, 53)
@@ -34,6 +37,9 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     target = natural_images(B, C, H, W, seed=seed, dtype=dtype)
     tensors = [t.to(device) for t in (target, scene["image"], scene["depth"], scene["pose"], scene["K"])]
     ours_in, ref_in = leaves(tensors), leaves(tensors, torch.float64)
+    if name == "training":  # the images are data
+        for t in (*ours_in[:2], *ref_in[:2]):
+            t.requires_grad_(False)
     ours = _run(ours_in, backend, options)
     ref = _run(ref_in, "torch", options)
     tol = tolerance("reprojection", dtype, backend, device)
@@ -41,7 +47,8 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     result.forward_error = max_abs(ours[0], ref[0])
     result.mismatches = int((ours[1] != ref[1]).sum())
     g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    pairs = zip(grads(ours[0], ours_in, g), grads(ref[0], ref_in, g.to(dtype).double()), strict=True)
+    wrt = slice(2, None) if name == "training" else slice(None)
+    pairs = zip(grads(ours[0], ours_in[wrt], g), grads(ref[0], ref_in[wrt], g.to(dtype).double()), strict=True)
     result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
     return result
 
