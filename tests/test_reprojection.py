@@ -107,8 +107,8 @@ def geometry_grads(inputs, backend, passes, **options):
 @pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
 def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
     # several tiles of the one-pass kernels (12 x 28 pixels), NaN depth, exact ties with identity
-    H, W = (13, 30) if backend == "triton" else (30, 61)
-    inputs = problem(seed, device, H=H, W=W)
+    size = dict(B=1, C=2, H=13, W=30) if backend == "triton" else dict(H=30, W=61)  # the interpreter is slow
+    inputs = problem(seed, device, **size)
     if edge == "nan_depth":
         inputs[2].view(-1)[::7] = float("nan")
     if edge == "ties":
@@ -134,7 +134,7 @@ def test_backward_passes_are_named():
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_deterministic_geometry_gradients(backend, device, seed):
     inputs = problem(seed, device)
-    runs = [geometry_grads(inputs, backend, "one_pass") for _ in range(3)]
+    runs = [geometry_grads(inputs, backend, "one_pass") for _ in range(2)]
     assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(run, runs[0], strict=True))
 
 
