@@ -2,8 +2,9 @@
 // (reprojection.cu) for CUDA tensors or to the CPU twin for CPU tensors. Registers
 // fastdepth_ext::reprojection_forward and reprojection_backward, whose arguments are those of the
 // Triton launchers in kernels/reprojection.py. The twin's backward is the warp recomputed into
-// memory, then the photometric and warp backward of the twin (the three ops' own functions): on a
-// CPU, which caches the warped images, the one pass of the GPU kernels saves nothing.
+// memory, then the photometric and warp backward of the twin (the three ops' own functions, whose
+// vectorised row loops a CPU rewards; one batch element's warped images stay in its caches) rather
+// than the GPU kernels' tile phases.
 #include "bindings.h"
 #include "reprojection.cuh"
 
@@ -97,7 +98,6 @@ std::tuple<Tensor, Tensor> reprojection_forward(const Tensor& target_in, const T
   }
   return {loss.to(target_in.scalar_type()), index};
 }
-
 
 std::tuple<Tensor, Tensor, Tensor> reprojection_backward(const Tensor& grad_in, const Tensor& index_in,
                                                          const Tensor& target_in, const Tensor& sources_in,

@@ -9,10 +9,12 @@ the warped images to memory in the forward:
   only the per-pixel minimum and its index;
 * the backward of the geometry (depth, poses, K: a training step) is one pass too: each tile of
   pixels warps the sources again over the tile and a halo of 2 (the windows of its neighbours),
-  keeps the warped plane and the windows' SSIM gradients in on-chip scratch, and applies the warp's
-  backward at once: neither the warped images nor their gradient are written. Where the target or
-  the sources need a gradient, the backward recomputes the warped images into memory and applies
-  the photometric and warp backward launchers of the same backend (the CPU twin always does);
+  keeps the warped plane and the windows' SSIM gradients in a scratch of its own (shared memory on
+  CUDA, a small global buffer that stays in cache on Triton) and applies the warp's backward at
+  once: neither the warped images nor their gradient are written. Where the target or the sources
+  need a gradient, the backward recomputes the warped images into memory and applies the
+  photometric and warp backward launchers of the same backend (the CPU twin's backward launcher is
+  that composition too);
 * auto-masking takes the identity losses as maps, ``identity`` (B, S', H, W), typically
   ``identity_loss(target, sources)``: they do not depend on depth, so a training step computes them
   once and passes them to every scale.
