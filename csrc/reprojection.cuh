@@ -98,7 +98,6 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
   index[b * HW + off] = best_k;
 }
 
-
 // ---- the one-pass backward of the geometry (depth, poses, K): kernels/reprojection.py's
 // reprojection_bwd_kernel, one thread per position of a kBwdH x kBwdW block: a tile of
 // (kBwdH - 4) x (kBwdW - 4) pixels and its halo of 2, whose windows the tile's neighbours read. Per
@@ -161,18 +160,13 @@ FD_HD SourceState<F> begin_source(const warp::Pixel<F>& p, const Position& pos, 
   return st;
 }
 
-// (A) the warped value of one source plane at the position (0 where not kept), its position gradient,
-// into x_s[t].
+// (A) the warped value of one source plane at the position (0 where not kept) into x_s[t], and
+// d sample / d (iu, iv) (the warp's own functions; used only where kept).
 template <typename F, typename Img>
 FD_HD void sample_phase(SourceState<F>& st, const Img* plane, int W, const Position& pos, F* x_s) {
-  const warp::Taps<F>& t = st.taps;
-  const F v00 = st.keep && t.m00 ? load_as<F>(plane + t.o00) : F(0);
-  const F v01 = st.keep && t.m01 ? load_as<F>(plane + t.o00 + 1) : F(0);
-  const F v10 = st.keep && t.m10 ? load_as<F>(plane + t.o00 + W) : F(0);
-  const F v11 = st.keep && t.m11 ? load_as<F>(plane + t.o00 + W + 1) : F(0);
-  st.x = st.keep ? warp::sample<F>(plane, t, W) : F(0);
-  st.d_iu = (v01 - v00) * (F(1) - t.fv) + (v11 - v10) * t.fv;
-  st.d_iv = (v10 - v00) * (F(1) - t.fu) + (v11 - v01) * t.fu;
+  st.x = st.keep ? warp::sample<F>(plane, st.taps, W) : F(0);
+  st.d_iu = st.d_iv = F(0);
+  warp::sample_position_grad(plane, st.taps, W, F(1), &st.d_iu, &st.d_iv);
   x_s[pos.t] = st.x;
 }
 
