@@ -28,7 +28,8 @@ the sources, the depth, the poses, the intrinsics and the identity maps (only th
 
 Dtypes: target and sources share float16, bfloat16 or float32 (float64 on the reference and the
 CPU twin); depth, poses and K any float dtype, computed in float32 (float64 where an input is
-float64); the loss map comes back in the images' dtype.
+float64); the loss map comes back in the images' dtype. Half images are sampled and compared in
+float32, and every gradient is that float32 computation's, rounded to its input's dtype.
 """
 
 from __future__ import annotations
@@ -126,15 +127,22 @@ def _backward_op(
                 grad, index, target, sources, depth, poses, K, s_id, alpha, *options, warp_needs[1:]
             )
     elif need_target or any(warp_needs):
-        warped, _ = backends.launcher("warp", backend, "forward")(sources, depth, poses, K, *options, False)
+        # half images in float32: the forward sampled them and compared in float32, and this is that
+        # forward's gradient (warped images rounded to half would move the SSIM gradient of a
+        # low-contrast window by tens of epsilons)
+        compute = torch.promote_types(target.dtype, torch.float32)
+        target_c, sources_c = target.to(compute), sources.to(compute)
+        warped, _ = backends.launcher("warp", backend, "forward")(sources_c, depth, poses, K, *options, False)
         # the warped sources are candidates 0.. of the photometric op: identity winners match none
         g_target, g_warped, _ = backends.launcher("photometric", backend, "backward")(
-            grad, index - s_id, target, warped, None, alpha, [need_target, any(warp_needs), False]
+            grad.to(compute), index - s_id, target_c, warped, None, alpha, [need_target, any(warp_needs), False]
         )
+        g_target = g_target.to(target.dtype)
         if any(warp_needs):
-            g_warp = backends.launcher("warp", backend, "backward")(
-                g_warped, sources, depth, poses, K, *options, warp_needs, deterministic
+            g_sources, *g_warp[1:] = backends.launcher("warp", backend, "backward")(
+                g_warped, sources_c, depth, poses, K, *options, warp_needs, deterministic
             )
+            g_warp[0] = g_sources.to(sources.dtype)
     return g_target, *g_warp, g_identity
 
 

@@ -33,28 +33,39 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("warp", "float32", "reference"): Tolerance(
         2e-5, 1e-4, "against Kornia, 5 seeds, W <= 64: forward 9.5e-6, gradients 4.3e-6", gradient_floor=1e-30
     ),
-    ("photometric", "float32", "reference"): Tolerance(
-        1e-5, 1e-4, "against Monodepth2's formulas, 10 seeds per shape: forward 5.9e-6, gradients 4.1e-5"
-    ),
     ("warp", "float32", "interpreter"): Tolerance(
         2e-5, 1e-4, "3 seeds x 25 cases: forward 7.8e-6, gradients 1e-5", gradient_floor=0.1
     ),
     ("warp", "float32", "twin"): Tolerance(
-        2e-5, 1e-4, "as the interpreter (the same float32 math)", gradient_floor=0.1
+        2e-5,
+        1e-4,
+        "30 seeds of the checks' 2x2x3x37x53, fragile samples left out: forward 1.2e-5, gradients 2.7e-5",
+        gradient_floor=0.1,
     ),
     ("warp", "float32", "gpu"): Tolerance(5e-5, 5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
     ("warp", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: about 1e-15", gradient_floor=1.0),
-    ("photometric", "float32", "interpreter"): Tolerance(1e-5, 1e-4, "forward 6.7e-7, gradients 2e-6"),
-    ("photometric", "float32", "twin"): Tolerance(1e-5, 1e-4, "as the interpreter (the same float32 math)"),
-    ("photometric", "float32", "gpu"): Tolerance(2.5e-5, 5e-4, _NOT_ON_GPU_YET),
-    ("photometric", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: about 1e-15", gradient_floor=1.0),
-    # the reprojection op composes the two: the photometric op's loss bound, the warp's gradient bound
-    ("reprojection", "float32", "reference"): Tolerance(1e-5, 1e-4, "as its parts: the warp and photometric rows"),
-    ("reprojection", "float32", "interpreter"): Tolerance(
-        1e-5, 1e-4, "first check, 2x2x3x9x13: loss 7.7e-7, gradients 3.8e-5 abs", gradient_floor=0.1
+    # SSIM's E[x²] - E[x]² cancels in float32: the loss of a low-contrast window is off by up to
+    # about eps * E[x²] / C2 (the plain float32 reference as much as the kernels)
+    ("photometric", "float32", "reference"): Tolerance(
+        4e-5, 4e-4, "against the float64 formulas, 30 seeds of the checks' 2x3x37x53: forward 1.9e-5, gradients 1.9e-4"
     ),
-    ("reprojection", "float32", "twin"): Tolerance(1e-5, 1e-4, "as the interpreter (the same float32 math)", 0.1),
-    ("reprojection", "float32", "gpu"): Tolerance(2.5e-5, 5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
+    ("photometric", "float32", "interpreter"): Tolerance(4e-5, 4e-4, "as the twin (the same float32 math)"),
+    ("photometric", "float32", "twin"): Tolerance(
+        4e-5, 4e-4, "30 seeds of the checks' 2x3x37x53: forward 1.4e-5, gradients 1.5e-4"
+    ),
+    ("photometric", "float32", "gpu"): Tolerance(1e-4, 2e-3, _NOT_ON_GPU_YET),
+    ("photometric", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: about 1e-15", gradient_floor=1.0),
+    # the reprojection op composes the warp and the photometric loss: the photometric bounds
+    ("reprojection", "float32", "reference"): Tolerance(
+        4e-5, 4e-4, "30 seeds of the checks' 2x2x3x37x53: loss 1.4e-5, gradients 1.1e-4"
+    ),
+    ("reprojection", "float32", "interpreter"): Tolerance(
+        4e-5, 4e-4, "as the twin (the same float32 math)", gradient_floor=0.1
+    ),
+    ("reprojection", "float32", "twin"): Tolerance(
+        4e-5, 4e-4, "30 seeds of the checks' 2x2x3x37x53: loss 1.8e-5, gradients 9.6e-5", 0.1
+    ),
+    ("reprojection", "float32", "gpu"): Tolerance(1e-4, 2e-3, _NOT_ON_GPU_YET, gradient_floor=0.1),
     ("reprojection", "float64", "twin"): Tolerance(
         1e-10, 1e-10, "first check: loss 1.3e-15, gradients 1e-13", gradient_floor=1.0
     ),
@@ -71,11 +82,14 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("cost_volume", "float32", "reference"): Tolerance(
         1e-5, 1e-4, "as the warp's reference (the same projection in float64, grid_sample in float32)"
     ),
+    # the variance's E[x²] - E[x]² cancels in float32 as SSIM's does
     ("cost_volume", "float32", "interpreter"): Tolerance(
-        1e-5, 5e-5, "first check, 2x2x4x9x13, D=5, all reductions: cost 4.9e-7, gradients 7e-6", gradient_floor=0.1
+        1e-5, 1e-4, "first check, 2x2x4x9x13, D=5, all reductions: cost 4.9e-7, gradients 7e-6", gradient_floor=0.1
     ),
-    ("cost_volume", "float32", "twin"): Tolerance(1e-5, 5e-5, "as the interpreter (the same float32 math)", 0.1),
-    ("cost_volume", "float32", "gpu"): Tolerance(2.5e-5, 2.5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
+    ("cost_volume", "float32", "twin"): Tolerance(
+        1e-5, 1e-4, "30 seeds of the checks' 2x2x8x13x19, D=6: cost 9.5e-7, gradients 4.9e-5 (variance)", 0.1
+    ),
+    ("cost_volume", "float32", "gpu"): Tolerance(2.5e-5, 5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),
     ("cost_volume", "float64", "twin"): Tolerance(1e-10, 1e-10, "first check: cost 7e-16, gradients 6e-15", 1.0),
 }
 
@@ -100,3 +114,10 @@ def tolerance(op: str, dtype: torch.dtype, backend: str, device: str | torch.dev
         base = TABLE[(op, "float32", where(backend, device))]
         return Tolerance(eps, 2 * eps, f"rounding to {dtype}", base.gradient_floor)
     return TABLE[(op, str(dtype).removeprefix("torch."), where(backend, device))]
+
+
+def tie_tolerance(op: str, backend: str, device: str | torch.device) -> float:
+    """How far apart two candidates' float64 losses may be and still be ordered either way by ``op``
+    on ``backend`` / ``device``: its float32 forward bound, whatever the images' dtype (the kernels
+    compute every candidate's loss in float32 and compare before rounding to the images' dtype)."""
+    return TABLE[(op, "float32", where(backend, device))].forward

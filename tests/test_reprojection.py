@@ -124,6 +124,31 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_half_images_get_the_gradient_of_their_float32_forward(backend, device, dtype, seed):
+    # the forward samples half images and compares the losses in float32; the backward that reaches
+    # the images too (three passes) must differentiate that forward, not one whose warped images were
+    # rounded to half first (27 epsilons off at a low-contrast window of the campaign's checks)
+    if dtype == torch.bfloat16 and backend == "triton" and device == "cpu":
+        pytest.skip("Triton's interpreter has no bfloat16")
+    size = dict(B=1, C=2, H=9, W=13) if backend == "triton" else dict(H=37, W=53)
+    half = [t.to(dtype) if i < 2 else t for i, t in enumerate(problem(seed, device, **size))]
+    identity = fastdepth.identity_loss(*half[:2], backend=backend).detach()
+    g = torch.rand(half[2].shape, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    got = grads_to_all(half, identity, g, backend)
+    exact = grads_to_all([t.float() for t in half], identity.float(), g.float(), backend)  # the same values
+    eps = torch.finfo(dtype).eps
+    for name, a, b in zip(("target", "sources", "depth", "poses", "K"), got, exact, strict=True):
+        assert_close(a.float(), b, rel_tol=eps if a.dtype == dtype else 1e-5, floor=1e-3, name=f"grad {name}")
+
+
+def grads_to_all(inputs, identity, g, backend):
+    wrt = leaves(*inputs)
+    loss = fastdepth.reprojection_loss(*wrt, identity=identity, backend=backend, **MONODEPTH2)[0]
+    return torch.autograd.grad(loss, wrt, g)
+
+
 def test_backward_passes_are_named():
     with pytest.raises(ValueError, match="backward must be one of"):
         with reprojection.backward_passes("two_pass"):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import CaseResult, grads, leaves
+from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves
+from fastdepth.checks.warp import fragile_samples
 from fastdepth.compare import max_abs, max_rel
+from fastdepth.reference import warp as warp_reference
+from fastdepth.reference.cost_volume import hypothesis_maps
 from fastdepth.scenes import warp_scene
 from fastdepth.tolerances import tolerance
 
@@ -41,7 +44,10 @@ def inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=False):
 
 def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
     """The cost and the gradients to both feature maps, the hypotheses, the poses and K (to the
-    feature maps only in :data:`BUFFER_CASES`)."""
+    feature maps only in :data:`BUFFER_CASES`). Left out of the comparisons: the hypotheses with a
+    fragile sample in any source (:func:`~fastdepth.checks.warp.fragile_samples`) and, of the
+    gradients of ``l1``, those with a warped feature within KINK_TOL of the target's (the kink of
+    the absolute difference)."""
     result = CaseResult("cost_volume", name, backend, device, str(dtype).removeprefix("torch."))
     B, S, C, h, w, D = (1, 2, 4, 5, 7, 3) if quick else (2, 2, 8, 13, 19, 6)
     tensors = inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=name == "per_pixel")
@@ -52,8 +58,31 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     ref = fastdepth.cost_volume(*ref_in, *(t.double() for t in geometry), **OPTIONS[name], backend="torch")
     tol = tolerance("cost_volume", dtype, backend, device)
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
-    result.forward_error = max_abs(ours, ref)
+    with torch.no_grad():
+        fragile, l1_kinks = _left_out([t.double() for t in tensors], OPTIONS[name])
+    if ours.dim() == 5:  # (B, G or C, D, h, w)
+        fragile, l1_kinks = fragile[:, None], l1_kinks[:, None]
+    result.forward_error = max_abs(ours.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
     g = torch.rand(ours.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    g = g.masked_fill(fragile | l1_kinks, 0.0)
     pairs = zip(grads(ours, ours_in, g), grads(ref, ref_in, g.to(dtype).double()), strict=True)
     result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
     return result
+
+
+def _left_out(tensors, options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, D, h, w) twice: the hypotheses with a fragile sample in any source, and (reduction l1)
+    those with a warped feature at the kink of the absolute difference."""
+    target, source, hypotheses, poses, K = tensors
+    maps = hypothesis_maps(hypotheses, *target.shape[-2:])
+    align_corners = options.get("align_corners", True)
+    fragile, kinks = [], []
+    for d in range(maps.shape[1]):
+        depth = maps[:, d : d + 1]
+        fragile.append(fragile_samples(depth, poses, K, False, align_corners).any(1))
+        warped, _ = warp_reference.warp(
+            source, depth, poses, K, False, options.get("padding_mode", "zeros"), align_corners
+        )
+        kinks.append(((target[:, None] - warped).abs() <= KINK_TOL).flatten(1, 2).any(1))
+    l1 = options["reduction"] == "l1"
+    return torch.stack(fragile, 1), torch.stack(kinks, 1) & l1

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import CaseResult, grads, leaves
+from fastdepth.checks.case import CaseResult, grads, leaves, winner_mismatches
 from fastdepth.compare import max_abs, max_rel
+from fastdepth.reference import photometric as reference
 from fastdepth.scenes import natural_images
-from fastdepth.tolerances import tolerance
+from fastdepth.tolerances import tie_tolerance, tolerance
 
 
 def _candidates(B, C, H, W, seed, dtype, device):
@@ -52,13 +53,19 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     tol = tolerance("photometric", dtype, backend, device)
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
     result.forward_error = max_abs(ours[0], ref[0])
+    g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
     if len(ours) > 1:
-        result.mismatches = int((ours[1] != ref[1]).sum())
+        with torch.no_grad():
+            candidates = torch.cat([identity, warped], dim=1).double()
+            maps = torch.stack([reference.photometric_loss(x, target.double())[:, 0] for x in candidates.unbind(1)], 1)
+        result.mismatches, near_ties = winner_mismatches(
+            maps, ours[1], ref[1], tie_tolerance("photometric", backend, device)
+        )
+        g = g.masked_fill(near_ties, 0.0)
     if name == "nan_pixel":  # NaN positions must agree; gradients are not compared through NaN
         result.mismatches += int((torch.isnan(ours[0]) != torch.isnan(ref[0])).sum())
         result.gradient_error = 0.0
         return result
-    g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
     pairs = zip(grads(ours[0], ours_in, g), grads(ref[0], ref_in, g.to(dtype).double()), strict=True)
     result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
     return result

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import CaseResult, grads, leaves
+from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves
 from fastdepth.compare import max_abs, max_rel
+from fastdepth.conventions import DIVIDE_EPS
 from fastdepth.reference import warp as reference
 from fastdepth.scenes import WARP_EDGE_CASES, warp_scene
 from fastdepth.tolerances import tolerance
@@ -15,19 +16,46 @@ NAMES = ("image", "depth", "pose", "K")
 REPEATS = 5
 
 
+def _sample_positions(depth, pose, K, normalize_points, align_corners):
+    """``(iu, iv, z)``, each (B, S, H, W) in float64: where every pixel samples each source."""
+    depth, pose, K = (t.detach().double() for t in (depth, pose, K))
+    H, W = depth.shape[-2:]
+    u, v, z, _ = reference.project(depth, pose, K, normalize_points)
+    return reference.sample_position(u, W, align_corners), reference.sample_position(v, H, align_corners), z
+
+
 def near_mask_edge(depth, pose, K, normalize_points, align_corners, tol=1e-4) -> torch.Tensor:
     """(B, S, 1, H, W): pixels whose float64 sample position lies within ``tol`` of the image edge
     (or whose z lies within ``tol`` of the divide threshold): float32 rounding may put those on
     either side, so the validity mask is not compared there."""
-    depth, pose, K = (t.detach().double() for t in (depth, pose, K))
+    iu, iv, z = _sample_positions(depth, pose, K, normalize_points, align_corners)
     H, W = depth.shape[-2:]
-    u, v, z, _ = reference.project(depth, pose, K, normalize_points)
-    iu = reference.sample_position(u, W, align_corners)
-    iv = reference.sample_position(v, H, align_corners)
-    near = torch.zeros_like(u, dtype=torch.bool)
-    for pos, edge in ((iu, 0), (iu, W - 1), (iv, 0), (iv, H - 1), (z, 1e-8)):
+    near = torch.zeros_like(iu, dtype=torch.bool)
+    for pos, edge in ((iu, 0), (iu, W - 1), (iv, 0), (iv, H - 1), (z, DIVIDE_EPS)):
         near |= (pos - edge).abs() <= tol
     return near[:, :, None]
+
+
+#: |z| in the source frame below which a sample counts as near the source camera's plane
+NEAR_PLANE = 0.25
+
+
+def fragile_samples(depth, pose, K, normalize_points, align_corners, tol=KINK_TOL) -> torch.Tensor:
+    """(B, S, H, W): samples that float32 rounding alone moves by more than the bounds allow, left
+    out of the comparisons (their outputs are not compared, their upstream gradient is 0):
+
+    * near a kink of the warp, where its derivative jumps: a float64 sample position within ``tol``
+      of an integer column or row (the bilinear taps change; the border clamp and the validity edge
+      are integers too). Rounding puts about one position in 10^5 on the other side (seen: 2.2e-6
+      px from an integer column), and the gradient there jumps by a finite amount;
+    * near the source camera's plane (``|z| < NEAR_PLANE``): x / z and y / z lose digits, and the
+      float32 position moves by up to 1e-2 px (seen at |z| = 0.013, with border padding, which
+      clamps the other coordinate onto the image: the warped value 2.2e-4 off).
+
+    In 30 seeds of the warp cases at most 1.4% of the samples are fragile.
+    """
+    iu, iv, z = _sample_positions(depth, pose, K, normalize_points, align_corners)
+    return ((iu - iu.round()).abs() <= tol) | ((iv - iv.round()).abs() <= tol) | (z.abs() < NEAR_PLANE)
 
 
 OPTIONS = {
@@ -61,13 +89,16 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     deterministic = name == "deterministic"
     out, mask = fastdepth.warp(*ours_in, **options, return_mask=True, backend=backend, deterministic=deterministic)
     ref, ref_mask = fastdepth.warp(*ref_in, **options, return_mask=True, backend="torch")
+    fragile = fragile_samples(*tensors[1:], options.get("normalize_points", False), options["align_corners"])
+    fragile = fragile[:, :, None]
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    g = g.masked_fill(fragile, 0.0)
     ours_g = grads(out, ours_in, g)
     ref_g = grads(ref, ref_in, g.to(out.dtype).double())
     tol = tolerance("warp", dtype, backend, device)
     near = near_mask_edge(*tensors[1:], options.get("normalize_points", False), options["align_corners"])
     result.mismatches = int(((mask != ref_mask) & ~near).sum())
-    result.forward_error = max_abs(out, ref)
+    result.forward_error = max_abs(out.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
     result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in zip(ours_g, ref_g, strict=True))
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
     checked = slice(0, 4) if deterministic else slice(1, 4)  # the float-atomic image gradient is not
