@@ -39,7 +39,7 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("warp", "float32", "twin"): Tolerance(
         2e-5,
         1e-4,
-        "30 seeds of the checks' 2x2x3x37x53, fragile samples left out: forward 1.2e-5, gradients 2.7e-5",
+        "30 seeds of the checks' 2x2x3x37x53, fragile samples left out: forward 1.7e-5, gradients 2.7e-5",
         gradient_floor=0.1,
     ),
     ("warp", "float32", "gpu"): Tolerance(5e-5, 5e-4, _NOT_ON_GPU_YET, gradient_floor=0.1),

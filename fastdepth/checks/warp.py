@@ -37,7 +37,7 @@ def near_mask_edge(depth, pose, K, normalize_points, align_corners, tol=1e-4) ->
 
 
 #: |z| in the source frame below which a sample counts as near the source camera's plane
-NEAR_PLANE = 0.25
+NEAR_PLANE = 0.1
 
 
 def fragile_samples(depth, pose, K, normalize_points, align_corners, tol=KINK_TOL) -> torch.Tensor:
@@ -48,11 +48,13 @@ def fragile_samples(depth, pose, K, normalize_points, align_corners, tol=KINK_TO
       of an integer column or row (the bilinear taps change; the border clamp and the validity edge
       are integers too). Rounding puts about one position in 10^5 on the other side (seen: 2.2e-6
       px from an integer column), and the gradient there jumps by a finite amount;
-    * near the source camera's plane (``|z| < NEAR_PLANE``): x / z and y / z lose digits, and the
-      float32 position moves by up to 1e-2 px (seen at |z| = 0.013, with border padding, which
-      clamps the other coordinate onto the image: the warped value 2.2e-4 off).
+    * near the source camera's plane (``|z| < NEAR_PLANE``, for the cases' depths of 0.5 to 10):
+      x / z and y / z lose digits, and the float32 position moves by up to 1e-2 px (seen at
+      |z| = 0.013, with border padding, which clamps the other coordinate onto the image: the warped
+      value 2.2e-4 off).
 
-    In 30 seeds of the warp cases at most 1.4% of the samples are fragile.
+    In 30 seeds of the cases at most 0.7% of the warp's samples are fragile, 8.7% of the cost
+    volume's hypotheses (0.5 to 8 deep, some near the plane).
     """
     iu, iv, z = _sample_positions(depth, pose, K, normalize_points, align_corners)
     return ((iu - iu.round()).abs() <= tol) | ((iv - iv.round()).abs() <= tol) | (z.abs() < NEAR_PLANE)
