@@ -100,7 +100,8 @@ if [ $rehearse = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
 fi
 
 step env "$python" -c "$ENVIRONMENT" "$device" || { echo "environment incomplete: see $out/logs.tar.gz"; exit $status; }
-step build "$python" -c "$BUILD"
+# a build killed by its limit leaves PyTorch's build lock, on which every later build would wait forever
+step build "$python" -c "$BUILD" || "$python" -c 'from fastdepth import _cuda; _cuda.remove_stale_lock(0)'
 step checks "$python" -m fastdepth.checks "${checks_args[@]}" --out "$out/checks.json"
 step bench "$python" -m fastdepth.benchmarks.run "${bench_args[@]}" --modes fwd+bwd --no-charts --out "$out/results"
 if [ $rehearse = 1 ] || ! command -v compute-sanitizer >/dev/null; then

@@ -163,6 +163,56 @@ def state() -> dict[str, object]:
     return dict(_state)
 
 
+#: a build takes minutes: a build lock older than this was left by a build that was killed
+STALE_LOCK_S = 30 * 60
+
+
+def _build_config() -> tuple[str, list[str], bool, bool]:
+    """``(name, extra_cflags, with_cuda, vector_math)`` of this machine's build."""
+    with_cuda = cuda_build_reason() is None
+    # -fno-trapping-math, -fno-math-errno: results unchanged (no -ffast-math), but GCC may then
+    # compute a division or sqrt unconditionally, which the CPU twins' row loops need to vectorise
+    flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
+    flags += ["-DFASTDEPTH_WITH_CUDA"] if with_cuda else []
+    # twice the baseline's vector width where the CPU has it, without fused multiply-adds: the
+    # same operations at every level; the gathers' tuning changes only the instructions. Both
+    # are in the name, so that a build cache shared by different machines keeps one build each.
+    level = cpu_level()
+    flags += [f"-march={level}", "-ffp-contract=off"] if level else []
+    gathers = use_gathers(level)
+    flags += [GATHER_TUNING] if gathers else []
+    vector_math = links_vector_math(level)
+    flags += ["-DFASTDEPTH_VECTOR_MATH"] if vector_math else []
+    name = "fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu"
+    name += f"_{level.replace('-', '_')}" if level else ""
+    name += "_gathers" if gathers else ""
+    return name, flags, with_cuda, vector_math
+
+
+def remove_stale_lock(max_age_s: float = STALE_LOCK_S) -> Path | None:
+    """Delete the build lock of this machine's extension if it is older than ``max_age_s`` seconds.
+
+    PyTorch's build holds a lock file in the extension's build directory and deletes it when done;
+    a build that is killed (Ctrl-C, a time limit) leaves it behind, and every later build of the
+    extension then waits on it forever. Returns the path deleted, or None.
+    """
+    import time
+    import warnings
+
+    from torch.utils import cpp_extension
+
+    lock = Path(cpp_extension._get_build_directory(_build_config()[0], verbose=False)) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age < max_age_s:
+        return None
+    lock.unlink(missing_ok=True)
+    warnings.warn(f"deleted {lock}, left {age:.0f} s ago by a build that did not finish", stacklevel=2)
+    return lock
+
+
 def load() -> None:
     """Build (once per process; cached across processes) and load the extension.
 
@@ -178,24 +228,9 @@ def load() -> None:
             raise ExtensionUnavailable(f"cannot build the fastdepth C++/CUDA extension: {reason}")
         from torch.utils import cpp_extension
 
-        with_cuda = cuda_build_reason() is None
+        name, flags, with_cuda, vector_math = _build_config()
         sources = [str(CSRC / s) for s in cpu_sources() + (cuda_sources() if with_cuda else ())]
-        # -fno-trapping-math, -fno-math-errno: results unchanged (no -ffast-math), but GCC may then
-        # compute a division or sqrt unconditionally, which the CPU twins' row loops need to vectorise
-        flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
-        flags += ["-DFASTDEPTH_WITH_CUDA"] if with_cuda else []
-        # twice the baseline's vector width where the CPU has it, without fused multiply-adds: the
-        # same operations at every level; the gathers' tuning changes only the instructions. Both
-        # are in the name, so that a build cache shared by different machines keeps one build each.
-        level = cpu_level()
-        flags += [f"-march={level}", "-ffp-contract=off"] if level else []
-        gathers = use_gathers(level)
-        flags += [GATHER_TUNING] if gathers else []
-        vector_math = links_vector_math(level)
-        flags += ["-DFASTDEPTH_VECTOR_MATH"] if vector_math else []
-        name = "fastdepth_ext_cuda" if with_cuda else "fastdepth_ext_cpu"
-        name += f"_{level.replace('-', '_')}" if level else ""
-        name += "_gathers" if gathers else ""
+        remove_stale_lock()
         try:
             cpp_extension.load(
                 name=name,

@@ -1,6 +1,7 @@
 """The CPU twin of the CUDA kernels (backend='cuda' on CPU tensors) in float64: the kernels'
 per-pixel math against the reference at the 1e-10 level, forward and backward."""
 
+import os
 import platform
 import re
 import subprocess
@@ -256,3 +257,19 @@ def test_twin_is_built_with_vector_math_where_it_links():
     (library,) = (Path(p) for p in torch.ops.loaded_libraries if "fastdepth_ext" in p)
     calls_vector_log = re.search(rb"_ZGV[bcde]N[0-9]+v_logf", library.read_bytes()) is not None
     assert calls_vector_log == _cuda.links_vector_math(_cuda.cpu_level())
+
+
+def test_a_build_lock_left_by_a_killed_build_is_deleted(monkeypatch, tmp_path):
+    # PyTorch's build waits forever on a lock that a killed build left behind
+    from fastdepth import _cuda
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    lock = tmp_path / _cuda._build_config()[0] / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    assert _cuda.remove_stale_lock() is None and lock.exists()  # a build may be running
+    os.utime(lock, (lock.stat().st_atime, lock.stat().st_mtime - _cuda.STALE_LOCK_S - 1))
+    with pytest.warns(UserWarning, match="left .* ago by a build that did not finish"):
+        assert _cuda.remove_stale_lock() == lock
+    assert not lock.exists()
+    assert _cuda.remove_stale_lock(0) is None
