@@ -4,7 +4,8 @@
 #
 #   benchmarks/gpu_campaign.sh OUTDIR [--rehearse]
 #
-# Steps, in order of value, each under its own timeout (seconds; they add up to 480):
+# Steps, in order of value, each under its own timeout (seconds; they add up to 480), plus whatever
+# the steps before it left unused (a build done in 40 s leaves 80 s more to the checks):
 #   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer
 #   2 build     120  the CUDA extension, once (its time is logged)
 #   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
@@ -47,10 +48,11 @@ else
   bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16)
 fi
 
+spare=0  # seconds earlier steps left of their limits: the next step may use them
 step() {  # step NAME CMD...: run under the step's timeout, log, record in summary.txt, repack the logs
   local name=$1
   shift
-  local limit=${limits[$step_no]}
+  local limit=$((${limits[$step_no]} + spare))
   step_no=$((step_no + 1))
   echo "== step $step_no $name (limit ${limit} s)"
   local start=$SECONDS
@@ -60,6 +62,8 @@ step() {  # step NAME CMD...: run under the step's timeout, log, record in summa
   [ $rc -eq 0 ] || { verdict="FAILED rc=$rc"; status=$((status | (1 << (step_no - 1)))); }
   [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit} s"
   echo "step $step_no $name: $verdict in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+  spare=$((limit - (SECONDS - start)))
+  [ $spare -gt 0 ] || spare=0
   tail -n 3 "$logs/$step_no-$name.log" | sed 's/^/   /'
   tar -czf "$out/logs.tar.gz" -C "$logs" .
   return $rc

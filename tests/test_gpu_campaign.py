@@ -2,6 +2,7 @@
 device's file limits; the pieces that only matter on a GPU are checked here without one."""
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -46,6 +47,26 @@ def test_rehearsal_runs_every_step(rehearsal):
     with tarfile.open(out / "logs.tar.gz") as logs:
         names = sorted(Path(n).name for n in logs.getnames() if n.endswith(".log"))
     assert names == [f"{i}-{step}.log" for i, step in enumerate(STEPS, 1)]
+
+
+def test_steps_pass_the_time_they_leave_on(tmp_path):
+    # a stub Python that returns at once: every step finishes in about 0 s of its limit
+    stub = tmp_path / "python"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_campaign.sh"), str(tmp_path / "out"), "--rehearse"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(PYTHON=str(stub)),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    limits = [int(n) for n in re.findall(r"== step \d \w+ \(limit (\d+) s\)", result.stdout)]
+    nominal = (120, 600, 600, 600, 300)  # the rehearsal's own limits
+    assert len(limits) == len(nominal) and limits[0] == nominal[0]
+    for i in range(1, len(nominal)):
+        assert limits[i - 1] + nominal[i] - 2 <= limits[i] <= limits[i - 1] + nominal[i], limits
 
 
 def test_rehearsal_fits_the_device_file_limits(rehearsal):
