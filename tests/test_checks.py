@@ -112,3 +112,4 @@ def test_full_size_check_reports_a_gradient_off_by_one_percent(monkeypatch, op, 
     monkeypatch.setattr(fastdepth, function, scaled)
     result = op_cases(op).run_case(op_cases(op).CASES[0], "cuda", "cpu", torch.float32, quick=False)
     assert not result.passed and result.gradient_error > 5 * result.gradient_tol
+    assert "; grad " in result.where and "got" in result.where  # where, for a failure on a GPU

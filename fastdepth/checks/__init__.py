@@ -5,7 +5,9 @@ names), ``SANITIZER_CASES`` (few and small, for compute-sanitizer), ``SELFCHECK_
 ``fastdepth info`` runs) and ``run_case(name, backend, device, dtype, quick)``. A case runs the op
 forward and backward on one backend, dtype and device and records the errors against the float64
 reference on the same inputs, the bound from :mod:`fastdepth.tolerances` and, where it applies,
-mismatching masks or winners and whether gradients are bitwise equal over repeated runs.
+mismatching masks or winners and whether gradients are bitwise equal over repeated runs; ``where``
+names the largest differences of the output and of the worst gradient with their indices, so that a
+failure on a borrowed GPU can be diagnosed from the results alone.
 
 The GPU campaign's correctness step (``benchmarks/gpu_campaign.sh``), its sanitizer step and its
 CPU rehearsal run::
@@ -85,10 +87,11 @@ def _line(r: CaseResult) -> str:
     if r.error:
         return f"{verdict} {r.op:11} {r.case:18} {r.backend:6} {r.dtype:8} error: {r.error.splitlines()[0]}"
     det = "" if r.deterministic is None else f" deterministic={r.deterministic}"
-    return (
+    line = (
         f"{verdict} {r.op:11} {r.case:18} {r.backend:6} {r.dtype:8} fwd {r.forward_error:.2e}/{r.forward_tol:.0e} "
         f"grad {r.gradient_error:.2e}/{r.gradient_tol:.0e} mismatches {r.mismatches}{det} ({r.seconds:.1f} s)"
     )
+    return line if r.passed else f"{line}\n     where: {r.where}"
 
 
 def _write(results: list[CaseResult], path: Path) -> None:

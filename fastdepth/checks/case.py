@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from fastdepth.compare import max_abs, max_rel, worst
 
 #: how close (in pixels, or in image values for an absolute difference) a float64 quantity may come
 #: to a kink of the computation before the cases leave it out: float32 puts it within about 1e-5
@@ -26,6 +29,7 @@ class CaseResult:
     deterministic: bool | None = None
     seconds: float = 0.0
     error: str | None = None
+    where: str = ""  # the largest differences of the output and of the worst gradient, with indices
 
     @property
     def passed(self) -> bool:
@@ -69,3 +73,16 @@ def winner_mismatches(
         differ &= ~ignore
     near_ties = differ & (gap > 0) & (gap <= tie_tol)
     return int((differ & ~near_ties).sum()), near_ties
+
+
+def output_error(out: torch.Tensor, expected: torch.Tensor) -> tuple[float, str]:
+    """:func:`~fastdepth.compare.max_abs` of the output, and where it is largest."""
+    return max_abs(out, expected), f"output: {worst(out, expected)}"
+
+
+def gradient_error(names, ours, expected, floor: float) -> tuple[float, str]:
+    """The largest :func:`~fastdepth.compare.max_rel` over the named gradients (NaN first), and
+    where that gradient differs most."""
+    errors = [(max_rel(a, b, floor), name, a, b) for name, a, b in zip(names, ours, expected, strict=True)]
+    error, name, a, b = max(errors, key=lambda e: math.inf if math.isnan(e[0]) else e[0])
+    return error, f"grad {name}: {worst(a, b)}"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves
+from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, leaves, output_error
 from fastdepth.checks.warp import fragile_samples
-from fastdepth.compare import max_abs, max_rel
 from fastdepth.reference import warp as warp_reference
 from fastdepth.reference.cost_volume import hypothesis_maps
 from fastdepth.scenes import warp_scene
@@ -62,11 +61,14 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
         fragile, l1_kinks = _left_out([t.double() for t in tensors], OPTIONS[name])
     if ours.dim() == 5:  # (B, G or C, D, h, w)
         fragile, l1_kinks = fragile[:, None], l1_kinks[:, None]
-    result.forward_error = max_abs(ours.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
+    result.forward_error, out_where = output_error(ours.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
     g = torch.rand(ours.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     g = g.masked_fill(fragile | l1_kinks, 0.0)
-    pairs = zip(grads(ours, ours_in, g), grads(ref, ref_in, g.to(dtype).double()), strict=True)
-    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
+    names = ("features_target", "features_source", "depth_hypotheses", "poses", "K")[:n]
+    result.gradient_error, grad_where = gradient_error(
+        names, grads(ours, ours_in, g), grads(ref, ref_in, g.to(dtype).double()), tol.gradient_floor
+    )
+    result.where = f"{out_where}; {grad_where}"
     return result
 
 

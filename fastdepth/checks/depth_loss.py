@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves
+from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, leaves
 from fastdepth.compare import max_rel
 from fastdepth.reference import depth_loss as reference
 from fastdepth.tolerances import tolerance
@@ -57,7 +57,7 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     result.forward_error = max_rel(ours.reshape(1), ref.reshape(1), 1.0)
     g = torch.tensor(float(pred.numel()), device=device)
     (ours_g,), (ref_g,) = grads(ours, [ours_pred], g), grads(ref, [ref_pred], g.double())
-    result.gradient_error = max_rel(ours_g, ref_g, tol.gradient_floor)
+    result.gradient_error, result.where = gradient_error(("pred",), (ours_g,), (ref_g,), tol.gradient_floor)
     if name == "degenerate":  # a defined loss; nothing reaches the image without ground truth
         result.mismatches = int(not torch.isfinite(ours)) + int((ours_g[1] != 0).sum())
     again = grads(run(ours_pred, target, mask, **options, backend=backend), [ours_pred], g)[0]

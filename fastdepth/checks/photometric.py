@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import CaseResult, grads, leaves, winner_mismatches
-from fastdepth.compare import max_abs, max_rel
+from fastdepth.checks.case import CaseResult, gradient_error, grads, leaves, output_error, winner_mismatches
 from fastdepth.reference import photometric as reference
 from fastdepth.scenes import natural_images
 from fastdepth.tolerances import tie_tolerance, tolerance
@@ -52,7 +51,7 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     ours, ref = run(*ours_in, backend=backend), run(*ref_in, backend="torch")
     tol = tolerance("photometric", dtype, backend, device)
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
-    result.forward_error = max_abs(ours[0], ref[0])
+    result.forward_error, result.where = output_error(ours[0], ref[0])
     g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
     if len(ours) > 1:
         with torch.no_grad():
@@ -66,6 +65,9 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
         result.mismatches += int((torch.isnan(ours[0]) != torch.isnan(ref[0])).sum())
         result.gradient_error = 0.0
         return result
-    pairs = zip(grads(ours[0], ours_in, g), grads(ref[0], ref_in, g.to(dtype).double()), strict=True)
-    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
+    names = ("pred", "target") if name == "photometric_loss" else ("target", "warped", "identity")
+    result.gradient_error, grad_where = gradient_error(
+        names, grads(ours[0], ours_in, g), grads(ref[0], ref_in, g.to(dtype).double()), tol.gradient_floor
+    )
+    result.where += f"; {grad_where}"
     return result

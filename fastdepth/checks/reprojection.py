@@ -6,14 +6,14 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves, winner_mismatches
+from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, leaves, output_error, winner_mismatches
 from fastdepth.checks.warp import fragile_samples
-from fastdepth.compare import max_abs, max_rel
 from fastdepth.reference import reprojection as reference
 from fastdepth.reference import warp as warp_reference
 from fastdepth.scenes import WARP_EDGE_CASES, natural_images, warp_scene
 from fastdepth.tolerances import tie_tolerance, tolerance
 
+NAMES = ("target", "sources", "depth", "poses", "K", "identity")
 OPTIONS = {
     "kornia": dict(padding_mode="zeros", align_corners=True),
     "monodepth2": dict(padding_mode="border", align_corners=False),
@@ -63,15 +63,20 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
         fragile = fragile_samples(*tensors[2:5], False, options["align_corners"]).any(1, keepdim=True)
         fragile = torch.nn.functional.max_pool2d(fragile.double(), 3, stride=1, padding=1) > 0
         l1_kinks = ((ref_in[0][:, None] - warped).abs() <= KINK_TOL).flatten(1, 2).any(1, keepdim=True)
-    result.forward_error = max_abs(ours[0].masked_fill(fragile, 0.0), ref[0].masked_fill(fragile, 0.0))
+    result.forward_error, out_where = output_error(ours[0].masked_fill(fragile, 0.0), ref[0].masked_fill(fragile, 0.0))
     result.mismatches, near_ties = winner_mismatches(
         maps, ours[1], ref[1], tie_tolerance("reprojection", backend, device), ignore=fragile
     )
     g = torch.rand(ours[0].shape, generator=torch.Generator().manual_seed(seed)).to(device)
     g = g.masked_fill(fragile | near_ties | l1_kinks, 0.0)
-    wrt = [t for t in ours_in if t.requires_grad], [t for t in ref_in if t.requires_grad]
-    pairs = zip(grads(ours[0], wrt[0], g), grads(ref[0], wrt[1], g.to(dtype).double()), strict=True)
-    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in pairs)
+    wrt = [i for i, t in enumerate(ours_in) if t.requires_grad]
+    result.gradient_error, grad_where = gradient_error(
+        [NAMES[i] for i in wrt],
+        grads(ours[0], [ours_in[i] for i in wrt], g),
+        grads(ref[0], [ref_in[i] for i in wrt], g.to(dtype).double()),
+        tol.gradient_floor,
+    )
+    result.where = f"{out_where}; {grad_where}"
     return result
 
 

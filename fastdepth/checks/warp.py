@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 import fastdepth
-from fastdepth.checks.case import KINK_TOL, CaseResult, grads, leaves
-from fastdepth.compare import max_abs, max_rel
+from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, leaves, output_error
 from fastdepth.conventions import DIVIDE_EPS
 from fastdepth.reference import warp as reference
 from fastdepth.scenes import WARP_EDGE_CASES, warp_scene
@@ -99,8 +98,9 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     ref_g = grads(ref, ref_in, g.to(out.dtype).double())
     tol = tolerance("warp", dtype, backend, device)
     result.mismatches = int(((mask != ref_mask) & ~fragile).sum())  # the image edges are integers too
-    result.forward_error = max_abs(out.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
-    result.gradient_error = max(max_rel(a, b, tol.gradient_floor) for a, b in zip(ours_g, ref_g, strict=True))
+    result.forward_error, out_where = output_error(out.masked_fill(fragile, 0.0), ref.masked_fill(fragile, 0.0))
+    result.gradient_error, grad_where = gradient_error(NAMES, ours_g, ref_g, tol.gradient_floor)
+    result.where = f"{out_where}; {grad_where}"
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
     checked = slice(0, 4) if deterministic else slice(1, 4)  # the float-atomic image gradient is not
     again = [
