@@ -104,7 +104,7 @@ if [ $rehearse = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
 fi
 
 step env "$python" -c "$ENVIRONMENT" "$device" || { echo "environment incomplete: see $out/logs.tar.gz"; exit $status; }
-# a build killed by its limit leaves PyTorch's build lock, on which every later build would wait forever
+# a build killed by its limit leaves PyTorch 2.11's build lock file, on which every later build would wait
 step build "$python" -c "$BUILD" || "$python" -c 'from fastdepth import _cuda; _cuda.remove_stale_lock(0)'
 step checks "$python" -m fastdepth.checks "${checks_args[@]}" --out "$out/checks.json"
 step bench "$python" -m fastdepth.benchmarks.run "${bench_args[@]}" --modes fwd+bwd --no-charts --out "$out/results"

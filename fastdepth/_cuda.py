@@ -190,17 +190,22 @@ def _build_config() -> tuple[str, list[str], bool, bool]:
 
 
 def remove_stale_lock(max_age_s: float = STALE_LOCK_S) -> Path | None:
-    """Delete the build lock of this machine's extension if it is older than ``max_age_s`` seconds.
+    """Delete the build lock of this machine's extension if it is older than ``max_age_s`` seconds
+    and PyTorch's build waits on the lock file's mere existence.
 
-    PyTorch's build holds a lock file in the extension's build directory and deletes it when done;
-    a build that is killed (Ctrl-C, a time limit) leaves it behind, and every later build of the
-    extension then waits on it forever. Returns the path deleted, or None.
+    Such a PyTorch (``cpp_extension`` with a ``FileBaton``: 2.11, the GPU machines') creates the
+    file in the extension's build directory and deletes it when done; a build that is killed (Ctrl-C,
+    a time limit) leaves it behind, and every later build then waits on it forever. Newer PyTorch
+    (2.14) holds an OS lock on the file instead, which the kernel releases with its holder: the file
+    stays there, harmless, and is left alone. Returns the path deleted, or None.
     """
     import time
     import warnings
 
     from torch.utils import cpp_extension
 
+    if not hasattr(cpp_extension, "FileBaton"):
+        return None
     lock = Path(cpp_extension._get_build_directory(_build_config()[0], verbose=False)) / "lock"
     try:
         age = time.time() - lock.stat().st_mtime

@@ -259,16 +259,27 @@ def test_twin_is_built_with_vector_math_where_it_links():
     assert calls_vector_log == _cuda.links_vector_math(_cuda.cpu_level())
 
 
-def test_a_build_lock_left_by_a_killed_build_is_deleted(monkeypatch, tmp_path):
-    # PyTorch's build waits forever on a lock that a killed build left behind
+@pytest.mark.parametrize("baton", [True, False], ids=["lock_file_blocks", "os_lock"])
+def test_a_build_lock_left_by_a_killed_build_is_deleted(monkeypatch, tmp_path, baton):
+    # a PyTorch whose build waits on the lock file's existence (FileBaton) waits forever on one that
+    # a killed build left behind; one that holds an OS lock on the file keeps the file, harmless
+    from torch.utils import cpp_extension
+
     from fastdepth import _cuda
 
+    if baton:
+        monkeypatch.setattr(cpp_extension, "FileBaton", object, raising=False)
+    else:
+        monkeypatch.delattr(cpp_extension, "FileBaton", raising=False)
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     lock = tmp_path / _cuda._build_config()[0] / "lock"
     lock.parent.mkdir()
     lock.touch()
     assert _cuda.remove_stale_lock() is None and lock.exists()  # a build may be running
     os.utime(lock, (lock.stat().st_atime, lock.stat().st_mtime - _cuda.STALE_LOCK_S - 1))
+    if not baton:
+        assert _cuda.remove_stale_lock(0) is None and lock.exists()
+        return
     with pytest.warns(UserWarning, match="left .* ago by a build that did not finish"):
         assert _cuda.remove_stale_lock() == lock
     assert not lock.exists()
