@@ -233,8 +233,10 @@ def test_quick_run_profiles_the_fused_calls_after_measuring_them(quick_result):
     for r in rows:
         b = r["breakdown"]
         assert isinstance(b, dict), (r["work"], r["impl"], b)
-        launches = [k for k in b["kernels"] if k["name"].startswith("fastdepth_ext::")]
-        assert launches and all(k["ms"] > 0 and k["calls"] >= 1 for k in launches), (r["work"], b)
+        # which ops make the 8 slowest depends on the machine at these tiny sizes (the depth losses'
+        # launches fell behind autograd's own ops on an AMD EPYC): the fused launches are asserted
+        # on the reprojection row below, whose 4 forwards outweigh the rest
+        assert b["kernels"] and all(k["ms"] > 0 and k["calls"] >= 1 for k in b["kernels"]), (r["work"], b)
         assert b["total_ms"] == pytest.approx(sum(k["ms"] for k in b["kernels"]) + b["other_ms"])
     (reprojection,) = [r for r in rows if (r["work"], r["impl"]) == ("reprojection", "cuda")]
     ops = {k["name"]: k["calls"] for k in reprojection["breakdown"]["kernels"]}
