@@ -29,7 +29,7 @@ void photometric_forward_cpu(const F* target, const F* identity, const F* warped
         for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
           const F* x = k < sh.S_id ? identity + (b * sh.S_id + k) * sh.C * HW
                                    : warped + (b * sh.S_w + k - sh.S_id) * sh.C * HW;
-          photometric::candidate_loss_row(x, target + b * sh.C * HW, HW, row, sh.C, sh.H, sh.W, alpha, scratch,
+          photometric::candidate_loss_row({x, HW, 0}, target + b * sh.C * HW, HW, row, sh.C, sh.H, sh.W, alpha, scratch,
                                           ssim.data(), l1.data(), l.data());
           photometric::take_min_row(l.data(), k, best, best_k.data(), sh.W);
         }
@@ -102,9 +102,11 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
             const F* x = source(k) + plane(k, c);
             for (int row = first; row < last; ++row) {
               const int64_t at = static_cast<int64_t>(row - first) * sh.W;
-              photometric::stat_grads_row(x, y, row, sh.H, sh.W, won_plane(k) + static_cast<int64_t>(row) * sh.W,
-                                          alpha_c, scratch, band_plane(0) + at, band_plane(1) + at,
-                                          band_plane(2) + at, band_plane(3) + at);
+              photometric::stat_grads_row(photometric::window_rows(x, 0, row, sh.H, sh.W),
+                                          photometric::window_rows(y, 0, row, sh.H, sh.W), sh.W,
+                                          won_plane(k) + static_cast<int64_t>(row) * sh.W, alpha_c, scratch,
+                                          band_plane(0) + at, band_plane(1) + at, band_plane(2) + at,
+                                          band_plane(3) + at);
             }
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
             for (int row = r0; row < r1; ++row) {

@@ -52,35 +52,55 @@ __attribute__((noinline)) void column_sums(const F* __restrict__ x0, const F* __
   }
 }
 
-// The reflected 3x3 window sums of x, y, x², y², xy at every pixel of output row `row` of the
-// planes x and y (H x W), into scratch.sum(0..4).
+// The three rows of a reflected 3x3 window centred on an output row: the row above, the row and the
+// row below (reflected at the image's edges), each a pointer to W values.
 template <typename F>
-inline void window_sums_row(const F* x, const F* y, int row, int H, int W, RowScratch<F>& scratch) {
-  const int64_t r0 = static_cast<int64_t>(reflect(row - 1, H)) * W, r1 = static_cast<int64_t>(row) * W,
-                r2 = static_cast<int64_t>(reflect(row + 1, H)) * W;
-  column_sums(x + r0, x + r1, x + r2, y + r0, y + r1, y + r2, W, scratch.col(0), scratch.col(1), scratch.col(2),
+struct WindowRows {
+  const F *up, *mid, *down;
+};
+
+// Rows row - 1, row, row + 1 (reflected in an image H x W) of a plane whose rows from `first` on
+// are held at `rows` (first = 0: the whole plane; a band of rows with its halo otherwise).
+template <typename F>
+inline WindowRows<F> window_rows(const F* rows, int first, int row, int H, int W) {
+  const auto at = [&](int r) { return rows + static_cast<int64_t>(r - first) * W; };
+  return {at(reflect(row - 1, H)), at(row), at(reflect(row + 1, H))};
+}
+
+// The reflected 3x3 window sums of x, y, x², y², xy at every pixel of an output row whose window
+// rows are x and y, into scratch.sum(0..4).
+template <typename F>
+inline void window_sums(const WindowRows<F>& x, const WindowRows<F>& y, int W, RowScratch<F>& scratch) {
+  column_sums(x.up, x.mid, x.down, y.up, y.mid, y.down, W, scratch.col(0), scratch.col(1), scratch.col(2),
               scratch.col(3), scratch.col(4));
   for (int q = 0; q < 5; ++q) reflected_sum3(scratch.col(q), scratch.sum(q), W);
 }
 
-// Candidate x's loss against the target y along output row `row`, averaged over the C planes
-// (plane_stride apart), into out[0..W): candidate_loss of every pixel of the row.
+// A candidate's C planes, x_stride apart, whose rows from x_first on are held (window_rows).
 template <typename F>
-inline void candidate_loss_row(const F* x, const F* y, int64_t plane_stride, int row, int64_t C, int H, int W,
-                               F alpha, RowScratch<F>& scratch, F* __restrict__ ssim, F* __restrict__ l1,
+struct CandidateRows {
+  const F* x;
+  int64_t x_stride;
+  int x_first;
+};
+
+// The candidate's loss against the target y (C planes, y_stride apart) along output row `row`,
+// averaged over the channels, into out[0..W): candidate_loss of every pixel of the row.
+template <typename F>
+inline void candidate_loss_row(const CandidateRows<F>& cand, const F* y, int64_t y_stride, int row, int64_t C, int H,
+                               int W, F alpha, RowScratch<F>& scratch, F* __restrict__ ssim, F* __restrict__ l1,
                                F* __restrict__ out) {
-  const int64_t off = static_cast<int64_t>(row) * W;
   for (int j = 0; j < W; ++j) ssim[j] = l1[j] = F(0);
   for (int64_t c = 0; c < C; ++c) {
-    const F* xc = x + c * plane_stride;
-    const F* yc = y + c * plane_stride;
-    window_sums_row(xc, yc, row, H, W, scratch);
+    const WindowRows<F> xr = window_rows(cand.x + c * cand.x_stride, cand.x_first, row, H, W);
+    const WindowRows<F> yr = window_rows(y + c * y_stride, 0, row, H, W);
+    window_sums(xr, yr, W, scratch);
     const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
             *sxy = scratch.sum(4);
     for (int j = 0; j < W; ++j) {
       const SsimTerms<F> t = ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]);
       ssim[j] += ssim_loss(t);
-      l1[j] += fd_abs(yc[off + j] - xc[off + j]);
+      l1[j] += fd_abs(yr.mid[j] - xr.mid[j]);
     }
   }
   for (int j = 0; j < W; ++j) out[j] = mix_channels(ssim[j], l1[j], alpha, C);
@@ -109,14 +129,14 @@ inline void where_won_row(const F* __restrict__ g, const int64_t* __restrict__ i
   }
 }
 
-// The stat gradients (stat_grads_at) of candidate plane x against target plane y along output row
-// `row` (g: the upstream gradient where the candidate won, else 0), into the planes mx, my, var,
-// cov at the row.
+// The stat gradients (stat_grads_at) of a candidate against the target along an output row whose
+// window rows are x and y (g: the upstream gradient where the candidate won, else 0), into the rows
+// mx, my, var, cov.
 template <typename F>
-inline void stat_grads_row(const F* x, const F* y, int row, int H, int W, const F* __restrict__ g, F alpha_c,
+inline void stat_grads_row(const WindowRows<F>& x, const WindowRows<F>& y, int W, const F* __restrict__ g, F alpha_c,
                            RowScratch<F>& scratch, F* __restrict__ mx, F* __restrict__ my, F* __restrict__ var,
                            F* __restrict__ cov) {
-  window_sums_row(x, y, row, H, W, scratch);
+  window_sums(x, y, W, scratch);
   const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
           *sxy = scratch.sum(4);
   for (int j = 0; j < W; ++j) {

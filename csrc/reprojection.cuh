@@ -235,6 +235,16 @@ template <typename F>
 void reprojection_forward_cpu(const F* target, const F* sources, const F* depth, const F* pose, const F* K,
                               const F* identity, int64_t s_id, F* loss, int64_t* index, const warp::Shape& shape,
                               const warp::Options& options, F alpha);
+// The CPU twin's one-pass backward (reprojection_cpu.cpp; F = float or double): grad_depth (B, H, W),
+// pose_partials (B, S, bands, 16) and k_partials (B, bands, 4), bands = twin_bands(H) of
+// kTwinBandRows rows; each may be null when not needed.
+constexpr int kTwinBandRows = 32;
+inline int64_t twin_bands(int H) { return (H + kTwinBandRows - 1) / kTwinBandRows; }
+template <typename F>
+void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* sources,
+                               const F* depth, const F* pose, const F* K, int64_t s_id, F* grad_depth,
+                               F* pose_partials, F* k_partials, const warp::Shape& shape,
+                               const warp::Options& options, F alpha);
 // The one-pass backward (geometry float32): grad_depth (B, H, W), pose_partials (B, S, tiles, 16) and
 // k_partials (B, tiles, 4), tiles = backward_tiles_w(W) * backward_tiles_h(H); each may be null when not
 // needed. index: the forward's winners (the warped sources from s_id on).

@@ -1,10 +1,8 @@
 // Torch glue of the reprojection op: checks, allocation, and dispatch to the CUDA launchers
 // (reprojection.cu) for CUDA tensors or to the CPU twin for CPU tensors. Registers
 // fastdepth_ext::reprojection_forward and reprojection_backward, whose arguments are those of the
-// Triton launchers in kernels/reprojection.py. The twin's backward is the warp recomputed into
-// memory, then the photometric and warp backward of the twin (the three ops' own functions, whose
-// vectorised row loops a CPU rewards; one batch element's warped images stay in its caches) rather
-// than the GPU kernels' tile phases.
+// Triton launchers in kernels/reprojection.py. The twin's partial sums of the pose and intrinsics
+// gradients are per band of rows (reprojection_cpu.cpp), the GPU kernels' per tile.
 #include "bindings.h"
 #include "reprojection.cuh"
 
@@ -152,25 +150,18 @@ std::tuple<Tensor, Tensor, Tensor> reprojection_backward(const Tensor& grad_in, 
   const auto opts = depth.options();
   const Tensor target = target_in.to(F).contiguous(), sources = sources_in.to(F).contiguous();
   const Tensor grad = grad_in.to(F).contiguous();
-  const int64_t blocks = warp::blocks_per_image(sh.H, sh.W);
+  const int64_t bands = twin_bands(sh.H);
   Tensor g_depth = sized(need_depth, depth.sizes(), opts);
-  Tensor pose_part = sized(need_poses, {sh.B, sh.S, blocks, warp::kPosePartials}, opts);
-  Tensor k_part = sized(need_k, {sh.B, blocks, warp::kIntrinsicsPartials}, opts);
+  Tensor pose_part = sized(need_poses, {sh.B, sh.S, bands, warp::kPosePartials}, opts);
+  Tensor k_part = sized(need_k, {sh.B, bands, warp::kIntrinsicsPartials}, opts);
   if (run) {
-    Tensor warped = at::empty_like(sources), g_warped = at::empty_like(sources);
-    // the warped sources are the candidates s_id.. of the photometric op (no identity image is read)
-    const photometric::Shape candidates{sh.B, s_id, sh.S, sh.C, sh.H, sh.W};
     AT_DISPATCH_FLOATING_TYPES(F, "reprojection_backward_cpu", [&] {
-      const scalar_t* src = sources.data_ptr<scalar_t>();
-      const scalar_t *d = depth.data_ptr<scalar_t>(), *T = poses.data_ptr<scalar_t>(), *k = K.data_ptr<scalar_t>();
-      warp_forward_cpu<scalar_t>(src, d, T, k, warped.data_ptr<scalar_t>(), nullptr, sh, opt);
-      photometric_backward_cpu<scalar_t>(grad.data_ptr<scalar_t>(), index.data_ptr<int64_t>(),
-                                         target.data_ptr<scalar_t>(), nullptr, warped.data_ptr<scalar_t>(), nullptr,
-                                         nullptr, g_warped.data_ptr<scalar_t>(), candidates,
-                                         static_cast<scalar_t>(alpha));
-      warp_backward_cpu<scalar_t>(g_warped.data_ptr<scalar_t>(), src, d, T, k, nullptr, nullptr, nullptr,
-                                  ptr_or_null<scalar_t>(g_depth), ptr_or_null<scalar_t>(pose_part),
-                                  ptr_or_null<scalar_t>(k_part), sh, opt);
+      reprojection_backward_cpu<scalar_t>(grad.data_ptr<scalar_t>(), index.data_ptr<int64_t>(),
+                                          target.data_ptr<scalar_t>(), sources.data_ptr<scalar_t>(),
+                                          depth.data_ptr<scalar_t>(), poses.data_ptr<scalar_t>(),
+                                          K.data_ptr<scalar_t>(), s_id, ptr_or_null<scalar_t>(g_depth),
+                                          ptr_or_null<scalar_t>(pose_part), ptr_or_null<scalar_t>(k_part), sh, opt,
+                                          static_cast<scalar_t>(alpha));
     });
   }
   auto [g_pose, g_k] = reduce_partials(pose_part, k_part, sh.B, sh.S, need_poses, need_k);

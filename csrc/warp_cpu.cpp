@@ -30,7 +30,7 @@ void warp_forward_cpu(const F* image, const F* depth, const F* pose, const F* K,
         for (int64_t s = 0; s < sh.S; ++s) {
           const int64_t bs = b * sh.S + s;
           warp::span_geometry(depth, K, b, pix0, sh.W, pose + bs * 16, sh, opt, span, false);
-          warp::sample_span(image + bs * sh.C * HW, span, sh.W, sh, taps, out + bs * sh.C * HW + pix0);
+          warp::sample_span(image + bs * sh.C * HW, span, sh.W, sh, taps, out + bs * sh.C * HW + pix0, HW);
           if (mask != nullptr) {
             const F* keep = span.field(Span::kKeep);
             const F* inside = span.field(Span::kInside);

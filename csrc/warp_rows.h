@@ -197,6 +197,44 @@ __attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const
   }
 }
 
+// sample_segment and position_grads_segment's slopes from one gather of the corners: out[i] the
+// bilinear sample of plane at (iu[i], iv[i]) (0 where not keep[i]), d_iu[i] and d_iv[i] d sample /
+// d (iu, iv) (read only where kept), i in [0, n). The products and sums of those two functions in
+// their order (not inlined, as position_grads_segment).
+template <typename F>
+__attribute__((noinline)) void sample_and_slopes_segment(const F* __restrict__ plane, const F* __restrict__ iu,
+                                                         const F* __restrict__ iv, const F* __restrict__ keep,
+                                                         int64_t n, int W, int H, F* __restrict__ out,
+                                                         F* __restrict__ d_iu, F* __restrict__ d_iv) {
+  for (int64_t i = 0; i < n; ++i) {
+    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
+    const Corners<F> v = corners(plane, t);
+    const bool on = keep[i] != F(0);
+    F val = F(0);
+    val += (F(1) - t.fu) * (F(1) - t.fv) * keep_if(on, v.v00);
+    val += t.fu * (F(1) - t.fv) * keep_if(on, v.v01);
+    val += (F(1) - t.fu) * t.fv * keep_if(on, v.v10);
+    val += t.fu * t.fv * keep_if(on, v.v11);
+    out[i] = val;
+    d_iu[i] = (v.v01 - v.v00) * (F(1) - t.fv) + (v.v11 - v.v10) * t.fv;
+    d_iv[i] = (v.v10 - v.v00) * (F(1) - t.fu) + (v.v11 - v.v01) * t.fu;
+  }
+}
+
+// g_iu[i], g_iv[i] += go[i] times the slopes d_iu[i], d_iv[i] (sample_and_slopes_segment) where
+// keep[i], i in [0, n): position_grads_segment's additions, its gather done before (not inlined, as
+// position_grads_segment).
+template <typename F>
+__attribute__((noinline)) void add_position_grads(const F* __restrict__ go, const F* __restrict__ d_iu,
+                                                  const F* __restrict__ d_iv, const F* __restrict__ keep, int64_t n,
+                                                  F* __restrict__ g_iu, F* __restrict__ g_iv) {
+  for (int64_t i = 0; i < n; ++i) {
+    const bool on = keep[i] != F(0);
+    g_iu[i] += keep_if(on, go[i] * d_iu[i]);
+    g_iv[i] += keep_if(on, go[i] * d_iv[i]);
+  }
+}
+
 // scatter_bilinear of go[i] at pixels [0, n) through add(offset in the plane, value): pixels in
 // turn, corners in order, as the per-pixel backward adds them.
 template <typename F, typename Add>
@@ -213,17 +251,18 @@ inline void scatter_segment(const F* go, const CornerTaps<F>& taps, int64_t n, A
 }
 
 // Every channel of image (its C planes HW apart) sampled at the first n pixels of span, into out
-// (C planes HW apart, at the span's first pixel); taps: scratch for at least n pixels.
+// (C planes out_stride apart, at the span's first pixel); taps: scratch for at least n pixels.
 template <typename F>
 void sample_span(const F* image, const SpanGeometry<F>& span, int64_t n, const Shape& sh, CornerTaps<F>& taps,
-                 F* out) {
+                 F* out, int64_t out_stride) {
   const int64_t HW = static_cast<int64_t>(sh.H) * sh.W;
   corner_taps(span, n, sh.W, sh.H, taps);
   const int32_t* a = taps.at.data();
   const F* w = taps.w.data();
   const int64_t m = taps.n;
   for (int64_t c = 0; c < sh.C; ++c) {
-    sample_segment(image + c * HW, a, a + m, a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m, n, out + c * HW);
+    sample_segment(image + c * HW, a, a + m, a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m, n,
+                   out + c * out_stride);
   }
 }
 

@@ -46,7 +46,7 @@ from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 #: op's backward kernels: each tile warps its sources again with a halo and never writes the warped
 #: images or their gradient) or "three_pass" (the warp recomputed into memory, then the photometric
 #: and warp backward launchers, as with a gradient to the target or the sources). The benchmark times
-#: both (:func:`backward_passes`); on the CPU twin they are the same computation.
+#: both (:func:`backward_passes`), on the CPU twin too.
 BACKWARD = "one_pass"
 BACKWARDS = ("one_pass", "three_pass")
 

@@ -107,7 +107,7 @@ def geometry_grads(inputs, backend, passes, **options):
 @pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
 def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
     # several tiles of the one-pass kernels (12 x 28 pixels), NaN depth, exact ties with identity
-    size = dict(B=1, C=2, H=13, W=30) if backend == "triton" else dict(H=30, W=61)  # the interpreter is slow
+    size = dict(B=1, C=2, H=13, W=30) if backend == "triton" else dict(H=33, W=61)  # the interpreter is slow
     inputs = problem(seed, device, **size)
     if edge == "nan_depth":
         inputs[2].view(-1)[::7] = float("nan")
@@ -115,12 +115,10 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         inputs[3].copy_(torch.eye(4))
     one = geometry_grads(inputs, backend, "one_pass", **MONODEPTH2)
     three = geometry_grads(inputs, backend, "three_pass", **MONODEPTH2)
-    # the same sums (the twin runs the same computation); the GPU kernels take the pose and
-    # intrinsics partials over other blocks of pixels, whose order changes the float32 rounding
+    # the same sums per pixel; the one-pass backward takes the pose and intrinsics partials over
+    # other groups of pixels (tiles, the twin's bands), whose order changes the float32 rounding
     assert torch.equal(one[0], three[0]) and torch.equal(one[3], three[3])
     for name, a, b in zip(("poses", "K"), one[1:3], three[1:3], strict=True):
-        if (backend, device) == ("cuda", "cpu"):
-            assert torch.equal(a, b), name
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
