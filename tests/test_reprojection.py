@@ -122,6 +122,29 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
+@pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
+@pytest.mark.parametrize("H,W", [(2, 2), (33, 5), (65, 3)], ids=str)
+def test_twin_bands_whatever_the_threads(H, W, seed):
+    # the twin works through bands of 32 rows, the forward with a halo of 1 row, the one-pass
+    # backward with 2 (and its pose and K partial sums per band): one band of 2 rows, a last band
+    # of 1 row, three bands; over more threads than (element, band) pairs too
+    inputs = problem(seed, dtype=torch.float64, H=H, W=W)
+    expected = geometry_grads(inputs, "torch", "one_pass", **MONODEPTH2)
+    tol = tolerance("reprojection", torch.float64, "cuda", "cpu")
+    previous = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 5, 16):
+            torch.set_num_threads(threads)
+            loss = run(inputs, "cuda", **MONODEPTH2)[0]
+            runs.append((loss, *geometry_grads(inputs, "cuda", "one_pass", **MONODEPTH2)))
+    finally:
+        torch.set_num_threads(previous)
+    for name, a, b in zip(("depth", "poses", "K", "identity"), runs[0][1:], expected, strict=True):
+        assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+    assert all(torch.equal(a, b) for run_ in runs[1:] for a, b in zip(run_, runs[0], strict=True))
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_half_images_get_the_gradient_of_their_float32_forward(backend, device, dtype, seed):
