@@ -111,11 +111,10 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
         const int s0 = std::max(0, r0 - 1), s1 = std::min(sh.H, r1 + 1);
         const auto x_row = [&](int r) { return x.data() + static_cast<int64_t>(r - x0) * W; };
         const auto stat_row = [&](int q, int r) { return stats.data() + (q * s_rows + r - s0) * W; };
-        const int64_t band_n = static_cast<int64_t>(r1 - r0) * W;
+        const int64_t band_n = static_cast<int64_t>(r1 - r0) * W, x_n = static_cast<int64_t>(x1 - x0) * W;
         for (int64_t s = 0; s < sh.S; ++s) {
           const int64_t bs = b * sh.S + s;
-          warp::span_geometry(depth, K, b, static_cast<int64_t>(x0) * W, static_cast<int64_t>(x1 - x0) * W,
-                              pose + bs * 16, sh, opt, span, false);
+          warp::span_geometry(depth, K, b, static_cast<int64_t>(x0) * W, x_n, pose + bs * 16, sh, opt, span, false);
           for (int r = s0; r < s1; ++r) {
             const int64_t off = b * HW + static_cast<int64_t>(r) * W;
             photometric::where_won_row(grad + off, index + off, s_id + s, W, won.data() + (r - s0) * W);
@@ -128,7 +127,7 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
             const F* y = target + (b * sh.C + c) * HW;
             // (A)
             warp::sample_and_slopes_segment(sources + (bs * sh.C + c) * HW, span.field(Span::kIu),
-                                            span.field(Span::kIv), span.field(Span::kKeep), span.n, W, sh.H,
+                                            span.field(Span::kIv), span.field(Span::kKeep), x_n, W, sh.H,
                                             x.data(), d_iu.data(), d_iv.data());
             // (B)
             for (int r = s0; r < s1; ++r) {
@@ -166,16 +165,7 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
           geometry_backward(pixels, block_spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
                             grad_depth != nullptr ? grad_depth + b * HW + pix_band + i0 : nullptr, grads);
         }
-        if (pose_partials != nullptr) {
-          for (int64_t s = 0; s < sh.S; ++s) {
-            F* part = pose_partials + ((b * sh.S + s) * bands + band) * warp::kPosePartials;
-            for (int q = 0; q < warp::kPosePartials; ++q) part[q] = grads.pose_sum(s, q);
-          }
-        }
-        if (k_partials != nullptr) {
-          F* part = k_partials + (b * bands + band) * warp::kIntrinsicsPartials;
-          for (int q = 0; q < warp::kIntrinsicsPartials; ++q) part[q] = grads.k_sum(q);
-        }
+        warp::store_partials(grads, sh.S, b, band, bands, pose_partials, k_partials);
       }
     }
   }

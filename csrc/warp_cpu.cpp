@@ -136,16 +136,7 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
               opt.normalize ? warp::block_geometry_backward<F, true> : warp::block_geometry_backward<F, false>;
           geometry_backward(pixels, spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
                             grad_depth != nullptr ? grad_depth + b * HW + pix0 : nullptr, grads);
-          if (pose_partials != nullptr) {
-            for (int64_t s = 0; s < sh.S; ++s) {
-              F* part = pose_partials + ((b * sh.S + s) * blocks + block) * warp::kPosePartials;
-              for (int q = 0; q < warp::kPosePartials; ++q) part[q] = grads.pose_sum(s, q);
-            }
-          }
-          if (k_partials != nullptr) {
-            F* part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
-            for (int q = 0; q < warp::kIntrinsicsPartials; ++q) part[q] = grads.k_sum(q);
-          }
+          warp::store_partials(grads, sh.S, b, block, blocks, pose_partials, k_partials);
         }
       }
     }

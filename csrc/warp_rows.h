@@ -374,6 +374,23 @@ struct BlockGrads {
   }
 };
 
+// The pose and intrinsics sums of grads into slot `slot` of batch element b's partial sums: pose
+// (B, S, slots, kPosePartials) and intrinsics (B, slots, kIntrinsicsPartials), either may be null.
+template <typename F>
+void store_partials(const BlockGrads<F>& grads, int64_t S, int64_t b, int64_t slot, int64_t slots, F* pose_partials,
+                    F* k_partials) {
+  if (pose_partials != nullptr) {
+    for (int64_t s = 0; s < S; ++s) {
+      F* part = pose_partials + ((b * S + s) * slots + slot) * kPosePartials;
+      for (int q = 0; q < kPosePartials; ++q) part[q] = grads.pose_sum(s, q);
+    }
+  }
+  if (k_partials != nullptr) {
+    F* part = k_partials + (b * slots + slot) * kIntrinsicsPartials;
+    for (int q = 0; q < kIntrinsicsPartials; ++q) part[q] = grads.k_sum(q);
+  }
+}
+
 // The geometry's backward over the n <= kBlock pixels of a block, kLanes pixels at a time in
 // vectorised loops: geometry_backward of every kept pixel and source from grads.g_iu, g_iv into
 // the lane sums, then ray_backward of every pixel into grad_depth (when not null; n entries).
