@@ -13,8 +13,8 @@ the warped images to memory in the forward:
   CUDA, a small global buffer that stays in cache on Triton) and applies the warp's backward at
   once: neither the warped images nor their gradient are written. Where the target or the sources
   need a gradient, the backward recomputes the warped images into memory and applies the
-  photometric and warp backward launchers of the same backend (the CPU twin's backward launcher is
-  that composition too);
+  photometric and warp backward launchers of the same backend (the CPU twin's one pass works on
+  bands of rows rather than tiles);
 * auto-masking takes the identity losses as maps, ``identity`` (B, S', H, W), typically
   ``identity_loss(target, sources)``: they do not depend on depth, so a training step computes them
   once and passes them to every scale.

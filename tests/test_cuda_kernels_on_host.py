@@ -167,7 +167,7 @@ def test_reprojection_backward(kernels, sampling, size, seed):
         *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
     )  # fmt: skip
     options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
-    # the twin's backward is the three ops' (the warp recomputed, photometric and warp backward)
+    # the twin's backward: the same phases over bands of rows, its partial sums per band
     twin = _cuda.library().reprojection_backward(
         grad, index, target, x["image"], x["depth"], x["pose"], x["K"], 2, 0.85, *options, [True, True, True]
     )
