@@ -21,7 +21,7 @@ TRITON_CASES = 4
 
 def _sizes(rng: random.Random, small: bool) -> tuple[int, int, int, int, int]:
     B, S, C = rng.choice([1, 2, 3]), rng.choice([1, 2, 3]), rng.choice([1, 2, 3, 4])
-    H = rng.choice([2, 3, 5, 8] if small else [2, 3, 5, 8, 13, 31])
+    H = rng.choice([2, 3, 5, 8] if small else [2, 3, 5, 8, 13, 31, 34, 66])  # 34, 66: the twin's bands of 32 rows
     W = rng.choice([2, 3, 4, 7] if small else [2, 3, 4, 7, 17, 33, 130])
     return B, S, C, H, W
 
