@@ -140,6 +140,7 @@ def test_twin_bands_whatever_the_threads(H, W, seed):
             runs.append((loss, *geometry_grads(inputs, "cuda", "one_pass", **MONODEPTH2)))
     finally:
         torch.set_num_threads(previous)
+    assert_close(runs[0][0], run(inputs, "torch", **MONODEPTH2)[0], abs_tol=tol.forward, name="loss")
     for name, a, b in zip(("depth", "poses", "K", "identity"), runs[0][1:], expected, strict=True):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
     assert all(torch.equal(a, b) for run_ in runs[1:] for a, b in zip(run_, runs[0], strict=True))
