@@ -6,8 +6,8 @@
 #
 # Steps, in order of value, each under its own timeout (seconds; they add up to 480), plus whatever
 # the steps before it left unused (a build done in 40 s leaves 80 s more to the checks):
-#   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer
-#   2 build     120  the CUDA extension, once (its time is logged)
+#   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer, CUDA_HOME
+#   2 build     120  the CUDA extension, once (its time is logged); fails if built without its CUDA kernels
 #   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
 #   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time)
 #   5 sanitizer  60  compute-sanitizer memcheck and racecheck on a few small cases, fastdepth's kernels
@@ -88,15 +88,19 @@ if sys.argv[1] == "cuda":
     print("driver:", smi.stdout.strip() or smi.stderr.strip())
 for tool in ("nvcc", "ninja", "compute-sanitizer"):
     print(f"{tool}: {shutil.which(tool) or 'NOT FOUND'}")
+from torch.utils.cpp_extension import CUDA_HOME
+print("CUDA_HOME, as PyTorch finds it:", CUDA_HOME)
 EOF
 )
 
 BUILD='
-import time
+import sys, time
 from fastdepth import _cuda
 start = time.perf_counter()
 _cuda.load()
-print(f"extension built and loaded in {time.perf_counter() - start:.1f} s:", _cuda.state())'
+print(f"extension built and loaded in {time.perf_counter() - start:.1f} s:", _cuda.state())
+if sys.argv[1] == "cuda" and not _cuda.state()["cuda"]:
+    sys.exit(f"built without its CUDA kernels: {_cuda.cuda_build_reason()}")'
 
 if [ $rehearse = 0 ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
   TORCH_CUDA_ARCH_LIST=$("$python" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)
@@ -105,7 +109,7 @@ fi
 
 step env "$python" -c "$ENVIRONMENT" "$device" || { echo "environment incomplete: see $out/logs.tar.gz"; exit $status; }
 # a build killed by its limit leaves PyTorch 2.11's build lock file, on which every later build would wait
-step build "$python" -c "$BUILD" || "$python" -c 'from fastdepth import _cuda; _cuda.remove_stale_lock(0)'
+step build "$python" -c "$BUILD" "$device" || "$python" -c 'from fastdepth import _cuda; _cuda.remove_stale_lock(0)'
 step checks "$python" -m fastdepth.checks "${checks_args[@]}" --out "$out/checks.json"
 step bench "$python" -m fastdepth.benchmarks.run "${bench_args[@]}" --modes fwd+bwd --no-charts --out "$out/results"
 if [ $rehearse = 1 ] || ! command -v compute-sanitizer >/dev/null; then

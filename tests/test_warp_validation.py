@@ -161,6 +161,24 @@ def test_extension_build_failure_is_reported(monkeypatch):
     assert "not found" in _cuda.state()["error"]
 
 
+def test_cuda_build_names_a_cuda_home_without_the_toolkit(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    from fastdepth import _cuda
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    assert _cuda.cuda_build_reason() == f"CUDA_HOME={tmp_path} has no include/cuda_runtime_api.h " + (
+        "(set CUDA_HOME to the CUDA toolkit's folder)"
+    )
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "cuda_runtime_api.h").touch()
+    assert _cuda.cuda_build_reason() is None
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    assert _cuda.cuda_build_reason() == "nvcc not found (set CUDA_HOME)"
+
+
 def test_meta_tensors_give_shapes():
     args = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in single_source_inputs().items()}
     out, mask = fastdepth.warp(**args, return_mask=True, backend="torch")
