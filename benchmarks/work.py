@@ -54,6 +54,8 @@ class Work:
     floor_bytes: Callable[[Size, torch.dtype, str], int | None] = lambda size, dtype, mode: None
     #: options of fastdepth's backends measured as implementations of their own, "<backend>-<variant>"
     variants: tuple[str, ...] = ()
+    #: variants measured on a GPU only: on the CPU twin they run the same code as the default
+    gpu_variants: tuple[str, ...] = ()
     #: (implementation name, size, dtype, mode) -> the bytes that implementation's kernels read and
     #: write by their design (a count of the launches, not a measurement), or None where not counted
     kernel_bytes: Callable[[str, Size, torch.dtype, str], int | None] = lambda impl, size, dtype, mode: None

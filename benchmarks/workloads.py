@@ -20,11 +20,12 @@ def implementations(work: str, device: str) -> list[str]:
 
     On the CPU fastdepth's are the reference (``torch``) and the CPU twin (``cuda``); Triton runs
     there only in its interpreter, which is not a performance path. The work's variants follow
-    (e.g. ``triton-deterministic``).
+    (e.g. ``triton-deterministic``), on a GPU also its GPU variants.
     """
     ours = ("triton", "cuda") if device == "cuda" else ("torch", "cuda")
     fused = [o for o in ours if o != "torch"]
-    return [*PEERS[work], *ours, *(f"{o}-{variant}" for variant in WORK_DEFS[work].variants for o in fused)]
+    variants = WORK_DEFS[work].variants + (WORK_DEFS[work].gpu_variants if device == "cuda" else ())
+    return [*PEERS[work], *ours, *(f"{o}-{variant}" for variant in variants for o in fused)]
 
 
 def make_inputs(work: str, size: Size, dtype: torch.dtype, device: str, mode: str) -> dict:

@@ -1,7 +1,8 @@
 // Per-pixel math of the fused objective, shared by the CUDA kernels (reprojection.cu) and the CPU
 // twin (reprojection_cpu.cpp). The forward: the warp's projection (warp.cuh) recomputed for each
 // pixel of the reflected 3x3 window, its samples, and the photometric loss's SSIM and minimum
-// (photometric.cuh). Mirrors kernels/reprojection.py, with one difference: here the window's taps
+// (photometric.cuh); or, in the tile forward, each position of a block warped once into shared
+// memory and the windows read from there. Mirrors kernels/reprojection.py, with one difference: here the window's taps
 // are computed once per source and kept for every channel (128 registers, no spills in the compile
 // report), where the Triton kernel recomputes them per channel (with the nine taps live, Triton's
 // compiler needed 240 registers at one pixel per thread). The backward's phases, one position of a
@@ -25,6 +26,17 @@ struct WindowTaps {
   warp::Taps<F> t[9];
 };
 
+// The taps of source pose_s at pixel p, all four masked off where its depth or projection is not
+// finite.
+template <typename F>
+FD_HD warp::Taps<F> pixel_taps(const warp::Pixel<F>& p, const F* pose_s, const warp::Shape& sh,
+                               const warp::Options& opt) {
+  const warp::Geometry<F> g = warp::compute_geometry(p.d, p.ray, p.k, pose_s, sh.W, sh.H, opt.mu, opt.mv, opt.border);
+  warp::Taps<F> t = warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H);
+  if (!(p.d_ok && g.finite)) t.m00 = t.m01 = t.m10 = t.m11 = false;
+  return t;
+}
+
 template <typename F>
 FD_HD WindowTaps<F> window_taps(const F* depth, const F* K, const F* pose_s, int64_t b, int row, int col,
                                 const warp::Shape& sh, const warp::Options& opt) {
@@ -32,11 +44,8 @@ FD_HD WindowTaps<F> window_taps(const F* depth, const F* K, const F* pose_s, int
 #pragma unroll
   for (int o = 0; o < 9; ++o) {
     const int r = photometric::reflect(row + o / 3 - 1, sh.H), q = photometric::reflect(col + o % 3 - 1, sh.W);
-    const warp::Pixel<F> p = warp::make_pixel(depth, K, b, static_cast<int64_t>(r) * sh.W + q, sh, opt.normalize);
-    const warp::Geometry<F> g =
-        warp::compute_geometry(p.d, p.ray, p.k, pose_s, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-    w.t[o] = warp::bilinear_taps(g.iu, g.iv, sh.W, sh.H);
-    if (!(p.d_ok && g.finite)) w.t[o].m00 = w.t[o].m01 = w.t[o].m10 = w.t[o].m11 = false;
+    w.t[o] = pixel_taps(warp::make_pixel(depth, K, b, static_cast<int64_t>(r) * sh.W + q, sh, opt.normalize), pose_s,
+                        sh, opt);
   }
   return w;
 }
@@ -73,6 +82,16 @@ FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const WindowTaps<
   return photometric::mix_channels(ssim, l1, alpha, sh.C);
 }
 
+// Candidate k's loss l replaces the best so far where strictly lower (ties: the lowest index), or
+// where it is the first NaN (a NaN wins once and stays, as in torch.min).
+template <typename F>
+FD_HD void take_if_lower(F l, int64_t k, F& best, int64_t& best_k) {
+  if (l < best || (l != l && best == best)) {
+    best = l;
+    best_k = k;
+  }
+}
+
 // Forward of one pixel: the minimum over the identity maps (B, s_id, H, W), then the warped sources
 // (strictly lower wins: ties go to the lowest index; a NaN wins once and stays), and its index.
 template <typename F, typename Img>
@@ -89,53 +108,109 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
                          : warped_loss(sources + bs * sh.C * HW, target + b * sh.C * HW,
                                        window_taps(depth, K, pose + bs * 16, b, row, col, sh, opt), row, col, sh,
                                        alpha);
-    if (l < best || (l != l && best == best)) {
-      best = l;
-      best_k = k;
-    }
+    take_if_lower(l, k, best, best_k);
   }
   store_as(loss + b * HW + off, best);
   index[b * HW + off] = best_k;
 }
 
-// ---- the one-pass backward of the geometry (depth, poses, K): kernels/reprojection.py's
-// reprojection_bwd_kernel, one thread per position of a kBwdH x kBwdW block: a tile of
-// (kBwdH - 4) x (kBwdW - 4) pixels and its halo of 2, whose windows the tile's neighbours read. Per
-// source and channel: (A) sample_phase warps every position into the block's shared plane, (B)
-// stat_phase computes the stat gradients (photometric.cuh: StatGrads, without the reflection
-// counts) of the windows centred on the tile's neighbours from it, (C) adjoint_phase sums them at
-// the tile's pixels with the counts, adds the L1 term and multiplies d loss / d warped by the
-// sample's position gradient; then warp::geometry_backward. The same sums in the same order as
-// photometric_bwd_kernel followed by warp_bwd_kernel; the warped images and their gradient are
-// never stored. ----
-constexpr int kBwdH = 16;
-constexpr int kBwdW = 32;
-constexpr int kBwdPositions = kBwdH * kBwdW;
+// ---- a block of positions, one per GPU thread: a tile of pixels and the halo around it whose
+// warped values the tile's windows read, warped once into the block's plane in shared memory (the
+// forward's tile kernel: halo 1; the backward's: halo 2). ----
+constexpr int kBlockH = 16;
+constexpr int kBlockW = 32;
+constexpr int kBlockPositions = kBlockH * kBlockW;
 
-// Tiles across W and down H of the backward's grid.
-FD_HD int backward_tiles_w(int W) { return (W + kBwdW - 5) / (kBwdW - 4); }
-FD_HD int backward_tiles_h(int H) { return (H + kBwdH - 5) / (kBwdH - 4); }
-
-// Position t of the block whose tile starts at image pixel (tile_row, tile_col).
+// Position t of the block whose tile starts at image pixel (tile_row, tile_col), with a halo of
+// `halo` positions around the tile.
 struct Position {
   int t, row, col;          // the position's image pixel (possibly outside the image)
   int r_in, c_in;           // clamped into the image
   bool own, windows;        // a pixel of the tile; the centre of a window a tile pixel lies in
 };
 
-FD_HD Position block_position(int t, int tile_row, int tile_col, int H, int W) {
+FD_HD Position block_position(int t, int tile_row, int tile_col, int H, int W, int halo) {
   Position p;
-  const int bi = t / kBwdW, bj = t % kBwdW;
+  const int bi = t / kBlockW, bj = t % kBlockW;
   p.t = t;
-  p.row = tile_row - 2 + bi;
-  p.col = tile_col - 2 + bj;
+  p.row = tile_row - halo + bi;
+  p.col = tile_col - halo + bj;
   const bool in_image = p.row >= 0 && p.row < H && p.col >= 0 && p.col < W;
-  p.own = in_image && bi >= 2 && bi < kBwdH - 2 && bj >= 2 && bj < kBwdW - 2;
-  p.windows = in_image && bi >= 1 && bi < kBwdH - 1 && bj >= 1 && bj < kBwdW - 1;
+  p.own = in_image && bi >= halo && bi < kBlockH - halo && bj >= halo && bj < kBlockW - halo;
+  p.windows = in_image && bi >= halo - 1 && bi < kBlockH - halo + 1 && bj >= halo - 1 && bj < kBlockW - halo + 1;
   p.r_in = p.row < 0 ? 0 : (p.row > H - 1 ? H - 1 : p.row);
   p.c_in = p.col < 0 ? 0 : (p.col > W - 1 ? W - 1 : p.col);
   return p;
 }
+
+// The sums of the window centred on an in-image position (reflected at the image border) over the
+// block's warped plane x_s and the target plane y, in warped_loss's order.
+template <typename F>
+struct WindowSums {
+  F sx, sy, sxx, syy, sxy;
+};
+
+template <typename F, typename Img>
+FD_HD WindowSums<F> block_window_sums(const F* x_s, const Img* y, int H, int W, const Position& pos) {
+  WindowSums<F> s = {F(0), F(0), F(0), F(0), F(0)};
+  const int row0 = pos.row - pos.t / kBlockW, col0 = pos.col - pos.t % kBlockW;  // the block's first pixel
+  for (int dy = -1; dy <= 1; ++dy) {
+    const int r = photometric::reflect(pos.row + dy, H);
+    for (int dx = -1; dx <= 1; ++dx) {
+      const int q = photometric::reflect(pos.col + dx, W);
+      const F xv = x_s[(r - row0) * kBlockW + q - col0];
+      const F yv = load_as<F>(y + static_cast<int64_t>(r) * W + q);
+      s.sx += xv;
+      s.sy += yv;
+      s.sxx += xv * xv;
+      s.syy += yv * yv;
+      s.sxy += xv * yv;
+    }
+  }
+  return s;
+}
+
+// ---- the forward over blocks (reprojection_tile_fwd_kernel, the alternative to forward_pixel's
+// recomputed windows that the benchmark times as FORWARD = "tile"): one thread per position of a
+// block, a tile of (kBlockH - 2) x (kBlockW - 2) pixels and its halo of 1. Per source, each
+// position's taps (pixel_taps); per channel, (A) tile_sample_phase warps the position into the
+// block's plane, (B) tile_loss_phase adds the SSIM and L1 terms of the window centred on each tile
+// pixel; then the candidate's loss (mix_channels) and take_if_lower. The same samples, sums and
+// comparisons in the same order as forward_pixel, each warp computed once instead of in 9 windows. ----
+
+// Tiles across W and down H of the forward's tile grid.
+FD_HD int forward_tiles_w(int W) { return (W + kBlockW - 3) / (kBlockW - 2); }
+FD_HD int forward_tiles_h(int H) { return (H + kBlockH - 3) / (kBlockH - 2); }
+
+// (A) the warped value of one source plane at the position (0 where its taps are masked off) into x_s.
+template <typename F, typename Img>
+FD_HD void tile_sample_phase(const warp::Taps<F>& taps, const Img* plane, int W, const Position& pos, F* x_s) {
+  x_s[pos.t] = warp::sample<F>(plane, taps, W);
+}
+
+// (B) at a tile pixel: the SSIM and L1 terms of one channel, added to ssim and l1 (warped_loss's).
+template <typename F, typename Img>
+FD_HD void tile_loss_phase(const F* x_s, const Img* y, int H, int W, const Position& pos, F& ssim, F& l1) {
+  if (!pos.own) return;
+  const WindowSums<F> s = block_window_sums(x_s, y, H, W, pos);
+  ssim += photometric::ssim_loss(photometric::ssim_from_sums(s.sx, s.sy, s.sxx, s.syy, s.sxy));
+  l1 += fd_abs(load_as<F>(y + static_cast<int64_t>(pos.row) * W + pos.col) - x_s[pos.t]);
+}
+
+// ---- the one-pass backward of the geometry (depth, poses, K): kernels/reprojection.py's
+// reprojection_bwd_kernel, one thread per position of a block: a tile of (kBlockH - 4) x
+// (kBlockW - 4) pixels and its halo of 2, whose windows the tile's neighbours read. Per source and
+// channel: (A) sample_phase warps every position into the block's shared plane, (B) stat_phase
+// computes the stat gradients (photometric.cuh: StatGrads, without the reflection counts) of the
+// windows centred on the tile's neighbours from it, (C) adjoint_phase sums them at the tile's
+// pixels with the counts, adds the L1 term and multiplies d loss / d warped by the sample's
+// position gradient; then warp::geometry_backward. The same sums in the same order as
+// photometric_bwd_kernel followed by warp_bwd_kernel; the warped images and their gradient are
+// never stored. ----
+
+// Tiles across W and down H of the backward's grid.
+FD_HD int backward_tiles_w(int W) { return (W + kBlockW - 5) / (kBlockW - 4); }
+FD_HD int backward_tiles_h(int H) { return (H + kBlockH - 5) / (kBlockH - 4); }
 
 // What a position keeps through the channels of one source.
 template <typename F>
@@ -177,26 +252,13 @@ template <typename F, typename Img>
 FD_HD void stat_phase(const SourceState<F>& st, const F* x_s, const Img* y, int H, int W, const Position& pos,
                       F alpha_c, F* sg_s) {
   if (!pos.windows) return;
-  F sx = F(0), sy = F(0), sxx = F(0), syy = F(0), sxy = F(0);
-  const int row0 = pos.row - pos.t / kBwdW, col0 = pos.col - pos.t % kBwdW;  // the block's first pixel
-  for (int dy = -1; dy <= 1; ++dy) {
-    const int r = photometric::reflect(pos.row + dy, H);
-    for (int dx = -1; dx <= 1; ++dx) {
-      const int q = photometric::reflect(pos.col + dx, W);
-      const F xv = x_s[(r - row0) * kBwdW + q - col0];
-      const F yv = load_as<F>(y + static_cast<int64_t>(r) * W + q);
-      sx += xv;
-      sy += yv;
-      sxx += xv * xv;
-      syy += yv * yv;
-      sxy += xv * yv;
-    }
-  }
+  const WindowSums<F> s = block_window_sums(x_s, y, H, W, pos);
   const photometric::StatGrads<F> g =
-      photometric::stat_grads_from_terms(photometric::ssim_from_sums(sx, sy, sxx, syy, sxy), st.g, alpha_c);
+      photometric::stat_grads_from_terms(photometric::ssim_from_sums(s.sx, s.sy, s.sxx, s.syy, s.sxy), st.g,
+                                         alpha_c);
   sg_s[pos.t] = g.mx;
-  sg_s[kBwdPositions + pos.t] = g.var;
-  sg_s[2 * kBwdPositions + pos.t] = g.cov;
+  sg_s[kBlockPositions + pos.t] = g.var;
+  sg_s[2 * kBlockPositions + pos.t] = g.cov;
 }
 
 // (C) at a tile pixel: the stat gradients of the windows it lies in, each counted as often as it
@@ -210,10 +272,10 @@ FD_HD void adjoint_phase(SourceState<F>& st, const F* sg_s, const Img* y, int H,
     const int oy = o / 3 - 1, ox = o % 3 - 1;
     const int count = photometric::reflect_count(pos.row, oy, H) * photometric::reflect_count(pos.col, ox, W);
     if (count == 0) continue;
-    const int at = pos.t + oy * kBwdW + ox;
+    const int at = pos.t + oy * kBlockW + ox;
     sum.mx += F(count) * sg_s[at];
-    sum.var += F(count) * sg_s[kBwdPositions + at];
-    sum.cov += F(count) * sg_s[2 * kBwdPositions + at];
+    sum.var += F(count) * sg_s[kBlockPositions + at];
+    sum.cov += F(count) * sg_s[2 * kBlockPositions + at];
   }
   F g_y = F(0);  // the target's gradient, not needed here
   const F g_x = photometric::pixel_grads(sum, st.x, load_as<F>(y + static_cast<int64_t>(pos.row) * W + pos.col),
@@ -227,10 +289,12 @@ FD_HD void adjoint_phase(SourceState<F>& st, const F* sg_s, const Img* y, int H,
 // ---- entry points on raw pointers: the CUDA launcher (reprojection.cu; geometry float32, stream
 // a cudaStream_t) and the CPU twin (reprojection_cpu.cpp; F = float or double). shape: the
 // sources' (B, S, C, H, W); identity may be null when s_id == 0. ----
+// tile: reprojection_tile_fwd_kernel (each warp computed once per block) instead of
+// reprojection_fwd_kernel (forward_pixel: each pixel's 9 windows warped again).
 void reprojection_forward_cuda(ImageType type, const void* target, const void* sources, const float* depth,
                                const float* pose, const float* K, const void* identity, int64_t s_id, void* loss,
                                int64_t* index, const warp::Shape& shape, const warp::Options& options, float alpha,
-                               void* stream);
+                               bool tile, void* stream);
 template <typename F>
 void reprojection_forward_cpu(const F* target, const F* sources, const F* depth, const F* pose, const F* K,
                               const F* identity, int64_t s_id, F* loss, int64_t* index, const warp::Shape& shape,

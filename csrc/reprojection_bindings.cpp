@@ -43,7 +43,8 @@ Prepared prepare(const Tensor& target_in, const Tensor& sources_in, const Tensor
 std::tuple<Tensor, Tensor> reprojection_forward(const Tensor& target_in, const Tensor& sources_in,
                                                 const Tensor& depth_in, const Tensor& poses_in, const Tensor& K_in,
                                                 const c10::optional<Tensor>& identity_in, double alpha,
-                                                bool normalize_points, std::string padding_mode, bool align_corners) {
+                                                bool normalize_points, std::string padding_mode, bool align_corners,
+                                                bool tile) {
   const Prepared prepared =
       prepare(target_in, sources_in, depth_in, poses_in, K_in, normalize_points, padding_mode, align_corners);
   const warp::Shape& sh = prepared.sh;
@@ -68,12 +69,16 @@ std::tuple<Tensor, Tensor> reprojection_forward(const Tensor& target_in, const T
     const Tensor identity = identity_in.has_value() ? identity_in->to(target.scalar_type()).contiguous() : Tensor();
     Tensor loss = at::empty({B, 1, H, W}, target.options());
     if (run) {
-      check_grid("target", (W + photometric::kTileW - 1) / photometric::kTileW,
-                 (H + photometric::kTileH - 1) / photometric::kTileH, B);
+      if (tile) {
+        check_grid("target", reprojection::forward_tiles_w(sh.W), reprojection::forward_tiles_h(sh.H), B);
+      } else {
+        check_grid("target", (W + photometric::kTileW - 1) / photometric::kTileW,
+                   (H + photometric::kTileH - 1) / photometric::kTileH, B);
+      }
       reprojection_forward_cuda(image_type(target), target.data_ptr(), sources.data_ptr(), depth.data_ptr<float>(),
                                 poses.data_ptr<float>(), K.data_ptr<float>(), s_id ? identity.data_ptr() : nullptr,
                                 s_id, loss.data_ptr(), index.data_ptr<int64_t>(), sh, opt, static_cast<float>(alpha),
-                                current_stream(target));
+                                tile, current_stream(target));
       check_launch();
     }
     return {loss, index};
@@ -81,6 +86,7 @@ std::tuple<Tensor, Tensor> reprojection_forward(const Tensor& target_in, const T
     TORCH_CHECK(false, "fastdepth_ext was built without CUDA");
 #endif
   }
+  // the twin's forward warps bands of rows once (the tile kernel's way) whatever tile says
   const at::ScalarType F = cpu_compute_type(depth);
   const Tensor target = target_in.to(F).contiguous(), sources = sources_in.to(F).contiguous();
   const Tensor identity = identity_in.has_value() ? identity_in->to(F).contiguous() : Tensor();
@@ -174,7 +180,8 @@ std::tuple<Tensor, Tensor, Tensor> reprojection_backward(const Tensor& grad_in, 
 TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
   m.def(
       "reprojection_forward(Tensor target, Tensor sources, Tensor depth, Tensor poses, Tensor K, Tensor? identity, "
-      "float alpha, bool normalize_points, str padding_mode, bool align_corners) -> (Tensor, Tensor)");
+      "float alpha, bool normalize_points, str padding_mode, bool align_corners, bool tile=False) "
+      "-> (Tensor, Tensor)");
   m.def(
       "reprojection_backward(Tensor grad, Tensor index, Tensor target, Tensor sources, Tensor depth, Tensor poses, "
       "Tensor K, int s_id, float alpha, bool normalize_points, str padding_mode, bool align_corners, bool[] needs) "

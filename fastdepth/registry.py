@@ -7,8 +7,9 @@ An op named ``<op>`` is made of these files, each named after it (``grep -r <op>
   and the argument validation;
 * ``fastdepth/reference/<op>.py``: the plain-PyTorch reference, the oracle of the tests;
 * ``kernels/<op>.py``: the Triton kernels ``<op>_<pass>_kernel`` (``fwd``, ``bwd``; ``proj``: see
-  :attr:`Op.passes`), the launchers ``<op>_forward`` / ``<op>_backward`` (``<op>_projection``) and
-  ``aot_variants()`` for the compile report;
+  :attr:`Op.passes`; ``<op>_<variant>_<pass>_kernel``: :attr:`Op.variants`), the launchers
+  ``<op>_forward`` / ``<op>_backward`` (``<op>_projection``) and ``aot_variants()`` for the compile
+  report;
 * ``csrc/<op>.cuh`` (per-pixel math shared by CUDA and the CPU twin), ``csrc/<op>.cu`` (CUDA kernels
   and launchers, no torch), ``csrc/<op>_cpu.cpp`` (the CPU twin) and ``csrc/<op>_bindings.cpp``
   (torch glue registering ``fastdepth_ext::<op>_forward`` / ``<op>_backward``, whose arguments are
@@ -40,6 +41,9 @@ class Op:
     #: composed of other ops' launchers (see the op's module), with "proj" first where the op's
     #: geometry has a kernel of its own (the cost volume's projections)
     passes: tuple[str, ...] = ("fwd", "bwd")
+    #: alternative kernels of a pass, as (variant, pass): ``<op>_<variant>_<pass>_kernel``, which the
+    #: pass's launchers run when an argument asks for it (the fused objective's tile forward)
+    variants: tuple[tuple[str, str], ...] = ()
 
     @property
     def module(self) -> str:
@@ -61,8 +65,9 @@ class Op:
 
     @property
     def kernels(self) -> tuple[str, ...]:
-        """The Triton and CUDA kernels of the op, one per pass."""
-        return tuple(f"{self.name}_{p}_kernel" for p in self.passes)
+        """The Triton and CUDA kernels of the op: one per pass, then its variants'."""
+        default = (f"{self.name}_{p}_kernel" for p in self.passes)
+        return (*default, *(f"{self.name}_{v}_{p}_kernel" for v, p in self.variants))
 
     @property
     def cuda_sources(self) -> tuple[str, ...]:
@@ -96,6 +101,7 @@ OPS: dict[str, Op] = {
             "reprojection",
             ("reprojection_loss", "identity_loss"),
             "the fused objective: warp, SSIM + L1 and the per-pixel minimum, warped images never stored",
+            variants=(("tile", "fwd"),),
         ),
         Op(
             "depth_loss",

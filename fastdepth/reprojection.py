@@ -49,6 +49,12 @@ from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 #: both (:func:`backward_passes`), on the CPU twin too.
 BACKWARD = "one_pass"
 BACKWARDS = ("one_pass", "three_pass")
+#: the GPU backends' forward: "window" (each pixel warps its 3x3 window again: no scratch memory) or
+#: "tile" (each block of pixels and its halo of 1 warped once per source and channel, the windows
+#: read from on-chip memory). The same numbers; the benchmark times both (:func:`forward_kernel`).
+#: The CPU twin warps bands of rows once either way.
+FORWARD = "window"
+FORWARDS = ("window", "tile")
 
 
 @contextlib.contextmanager
@@ -62,6 +68,19 @@ def backward_passes(name: str):
         yield
     finally:
         BACKWARD = previous
+
+
+@contextlib.contextmanager
+def forward_kernel(name: str):
+    """Run the GPU backends' forward as ``name`` (see FORWARD) within the block."""
+    global FORWARD
+    if name not in FORWARDS:
+        raise ValueError(f"forward must be one of {FORWARDS}, got {name!r}")
+    previous, FORWARD = FORWARD, name
+    try:
+        yield
+    finally:
+        FORWARD = previous
 
 
 @dispatch.custom_op("fastdepth::reprojection")
@@ -79,8 +98,9 @@ def _forward_op(
     deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    tile = FORWARD == "tile"
     return backends.launcher("reprojection", backend, "forward")(
-        target, sources, depth, poses, K, identity, alpha, normalize_points, padding_mode, align_corners
+        target, sources, depth, poses, K, identity, alpha, normalize_points, padding_mode, align_corners, tile
     )
 
 

@@ -7,7 +7,10 @@ each neighbour and channel) and accumulates Monodepth2's SSIM and L1 terms as th
 kernel does. Only the per-pixel minimum and its index are written: the warped images never are.
 The CUDA twin is csrc/reprojection.cu; it computes the window's taps once per source for every
 channel, which here kept 240 registers live at one pixel per thread (the compile report), so this
-kernel recomputes them per channel. The GPU benchmark's reprojection rows compare the two.
+kernel recomputes them per channel. The GPU benchmark's reprojection rows compare the two. The
+alternative forward (``tile=True``; :data:`fastdepth.reprojection.FORWARD`), one program per block
+of positions, warps each position once per source and channel into a scratch of its own (L1/L2
+hold it) and reads the windows from there; the benchmark's ``<backend>-tile`` rows time it.
 
 The backward of the geometry (depth, poses, K): one program per PB_H x PB_W block of positions, a
 tile of pixels and its halo of 2, in phases separated by barriers over a scratch of its own in
@@ -42,11 +45,12 @@ from fastdepth.conventions import check_grid, sample_affine
 
 #: 2 warps, four pixels per thread: with 4 or 8 warps ptxas spilled on sm_80 (the compile report)
 NUM_WARPS = 2
-#: the backward's block of positions: a tile of (PB_H - 4) x (PB_W - 4) pixels and a halo of 2 (the
-#: windows of the tile's neighbours read the warped image 2 pixels out)
+#: a block of positions, one per thread: the backward's tile of (PB_H - 4) x (PB_W - 4) pixels and a
+#: halo of 2 (the windows of the tile's neighbours read the warped image 2 pixels out); the tile
+#: forward's (PB_H - 2) x (PB_W - 2) pixels and a halo of 1
 PB_H = 16
 PB_W = 32
-BWD_WARPS = 16
+BLOCK_WARPS = 16
 #: planes of a backward program's scratch: the warped plane, d/d E[x], d/d E[x²], d/d E[xy]
 SCRATCH_PLANES = tl.constexpr(4)
 
@@ -65,6 +69,12 @@ def _warped(src, depth_b, pose_s, rows, cols, fx, fy, cx, cy, H, W, sx, ox, sy, 
     )
     keep = d_ok & finite
     o00, o01, o10, o11, m00, m01, m10, m11, fu, fv = _taps(iu, iv, W, H)
+    return _sample(src, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv)
+
+
+@triton.jit
+def _sample(src, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv):
+    """The bilinear sample of one source plane at its taps, 0 where not ``keep``."""
     val = (1.0 - fu) * (1.0 - fv) * tl.load(src + o00, mask=keep & m00, other=0.0).to(tl.float32)
     val += fu * (1.0 - fv) * tl.load(src + o01, mask=keep & m01, other=0.0).to(tl.float32)
     val += (1.0 - fu) * fv * tl.load(src + o10, mask=keep & m10, other=0.0).to(tl.float32)
@@ -149,6 +159,113 @@ def reprojection_fwd_kernel(
         best_k = tl.where(take, S_ID + s, best_k)
     tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=inside)
     tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=inside)
+
+
+@triton.jit
+def reprojection_tile_fwd_kernel(
+    target_ptr,  # (B, C, H, W)
+    sources_ptr,  # (B, S, C, H, W)
+    depth_ptr,  # (B, H, W) float32
+    pose_ptr,  # (B, S, 4, 4) float32
+    k_ptr,  # (B, 3, 3) float32
+    identity_ptr,  # (B, S_ID, H, W) identity loss maps, unused when S_ID == 0
+    scratch_ptr,  # (programs, PB_H * PB_W) float32: a warped plane
+    loss_ptr,  # (B, 1, H, W) in the image dtype
+    index_ptr,  # (B, 1, H, W) int64
+    S_ID,
+    S,
+    C,
+    H,
+    W,
+    sx,
+    ox,
+    sy,
+    oy,
+    alpha,
+    NORMALIZE: tl.constexpr,
+    BORDER: tl.constexpr,
+    PB_H: tl.constexpr,
+    PB_W: tl.constexpr,
+):
+    """The forward over blocks (FORWARD = "tile"): one program per PB_H x PB_W block of positions, a
+    tile of pixels and its halo of 1; per source, each position's taps once; per channel, the block
+    warped into the program's scratch, then, after a barrier, the SSIM and L1 terms of the window
+    around each tile pixel read from it. The same samples, sums and comparisons in the same order as
+    reprojection_fwd_kernel, each warp computed once instead of in 9 windows and every channel."""
+    TH: tl.constexpr = PB_H - 2
+    TW: tl.constexpr = PB_W - 2
+    tile_c = tl.program_id(0)
+    tile_r = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    tile = tile_r * tl.num_programs(0) + tile_c
+    n_tiles = tl.num_programs(0) * tl.num_programs(1)
+    HW = H * W
+    pos = tl.arange(0, PB_H * PB_W)
+    bi = pos // PB_W
+    bj = pos % PB_W
+    row0 = tile_r * TH - 1
+    col0 = tile_c * TW - 1
+    rows = row0 + bi
+    cols = col0 + bj
+    in_image = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    own = in_image & (bi >= 1) & (bi < PB_H - 1) & (bj >= 1) & (bj < PB_W - 1)
+    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
+    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    off = r_in * W + c_in
+    x_scr = scratch_ptr + (b * n_tiles + tile) * (PB_H * PB_W)
+    kb = k_ptr + b * 9
+    fx = tl.load(kb + 0)
+    fy = tl.load(kb + 4)
+    cx = tl.load(kb + 2)
+    cy = tl.load(kb + 5)
+    best = tl.full([PB_H * PB_W], float("inf"), tl.float32)
+    best_k = tl.zeros([PB_H * PB_W], tl.int32)
+    for k in range(S_ID):
+        loss = tl.load(identity_ptr + (b * S_ID + k) * HW + off).to(tl.float32)
+        take = (loss < best) | ((loss != loss) & (best == best))
+        best = tl.where(take, loss, best)
+        best_k = tl.where(take, k, best_k)
+    d, d_ok = _depth(depth_ptr + b * HW + off)
+    tx, ty, rx, ry, rz = _ray(c_in.to(tl.float32), r_in.to(tl.float32), fx, fy, cx, cy, NORMALIZE)
+    nine = 9 + (S_ID < 0).to(tl.int32)  # a runtime loop, as in the backward
+    for s in range(S):
+        bs = b * S + s
+        iu, iv, keep = _sample_positions(d, tx, ty, rx, ry, rz, fx, fy, cx, cy, pose_ptr + bs * 16, W, H, sx, ox, sy,
+                                         oy, BORDER)  # fmt: skip
+        keep = keep & d_ok
+        o00, o01, o10, o11, m00, m01, m10, m11, fu, fv = _taps(iu, iv, W, H)
+        ssim = tl.zeros([PB_H * PB_W], tl.float32)
+        l1 = tl.zeros_like(ssim)
+        for c in range(C):
+            yc = target_ptr + (b * C + c) * HW
+            xv = _sample(sources_ptr + (bs * C + c) * HW, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv)
+            tl.store(x_scr + pos, xv)
+            tl.debug_barrier()
+            s_x = tl.zeros_like(ssim)
+            s_y = tl.zeros_like(ssim)
+            s_xx = tl.zeros_like(ssim)
+            s_yy = tl.zeros_like(ssim)
+            s_xy = tl.zeros_like(ssim)
+            for o in range(0, nine):
+                r = _reflect(r_in + (o // 3 - 1), H)
+                q = _reflect(c_in + (o % 3 - 1), W)
+                xo = tl.load(x_scr + (r - row0) * PB_W + (q - col0), mask=own, other=0.0)
+                yv = tl.load(yc + r * W + q).to(tl.float32)
+                s_x += xo
+                s_y += yv
+                s_xx += xo * xo
+                s_yy += yv * yv
+                s_xy += xo * yv
+            mx, my, a, bb, cc, dd = _ssim_from_sums(s_x, s_y, s_xx, s_yy, s_xy)
+            ssim += _ssim_loss(a, bb, cc, dd)
+            l1 += tl.abs(tl.load(yc + off).to(tl.float32) - xv)
+            tl.debug_barrier()  # before the next channel overwrites the scratch
+        loss = _mix_channels(ssim, l1, alpha, C)
+        take = (loss < best) | ((loss != loss) & (best == best))
+        best = tl.where(take, loss, best)
+        best_k = tl.where(take, S_ID + s, best_k)
+    tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=own)
+    tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=own)
 
 
 @triton.jit
@@ -393,10 +510,11 @@ def reprojection_forward(
     normalize_points: bool,
     padding_mode: str,
     align_corners: bool,
+    tile: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the forward kernel: (loss (B, 1, H, W) in the image dtype, index int64)."""
+    """Launch the forward kernel: (loss (B, 1, H, W) in the image dtype, index int64); ``tile``: the
+    block kernel (reprojection_tile_fwd_kernel) instead of the per-pixel one."""
     B, S, C, H, W = sources.shape
-    grid = tiles._grid(B, C, H, W)  # the photometric kernel's tiles
     target, sources, depth, poses, K = (t.contiguous() for t in (target, sources, depth, poses, K))
     loss = torch.empty((B, 1, H, W), dtype=target.dtype, device=target.device)
     index = torch.empty((B, 1, H, W), dtype=torch.int64, device=target.device)
@@ -405,6 +523,18 @@ def reprojection_forward(
     if loss.numel() > 0:
         sx, ox = sample_affine(W, align_corners)
         sy, oy = sample_affine(H, align_corners)
+        if tile:
+            grid = (triton.cdiv(W, PB_W - 2), triton.cdiv(H, PB_H - 2), B)
+            check_grid("target", grid)
+            scratch = torch.empty(B * grid[0] * grid[1] * PB_H * PB_W, dtype=torch.float32, device=target.device)
+            with device_guard(target):
+                reprojection_tile_fwd_kernel[grid](
+                    target, sources, depth, poses, K, identity, scratch, loss, index, s_id, S, C, H, W, sx, ox, sy,
+                    oy, float(alpha), NORMALIZE=normalize_points, BORDER=padding_mode == "border", PB_H=PB_H,
+                    PB_W=PB_W, num_warps=BLOCK_WARPS,
+                )  # fmt: skip
+            return loss, index
+        grid = tiles._grid(B, C, H, W)  # the photometric kernel's tiles
         with device_guard(target):
             reprojection_fwd_kernel[grid](
                 target, sources, depth, poses, K, identity, loss, index, s_id, S, C, H, W, sx, ox, sy, oy,
@@ -455,7 +585,7 @@ def reprojection_backward(
                 s_id, S, C, H, W, sx, ox, sy, oy, float(alpha),
                 NORMALIZE=normalize_points, BORDER=padding_mode == "border",
                 NEED_DEPTH=need_depth, NEED_POSE=need_poses, NEED_K=need_k, PB_H=PB_H, PB_W=PB_W,
-                num_warps=BWD_WARPS,
+                num_warps=BLOCK_WARPS,
             )  # fmt: skip
     return g_depth, *reduce_partials(pose_part, k_part, need_poses, need_k)
 
@@ -483,6 +613,22 @@ def aot_variants():
             NUM_WARPS,
         )
         yield (
+            f"reprojection_tile_fwd_kernel[{img}]",
+            reprojection_tile_fwd_kernel,
+            dict(
+                target_ptr=f"*{img}",
+                sources_ptr=f"*{img}",
+                **geometry,
+                identity_ptr=f"*{img}",
+                scratch_ptr="*fp32",
+                loss_ptr=f"*{img}",
+                index_ptr="*i64",
+                **scalars,
+            ),  # fmt: skip
+            dict(NORMALIZE=True, BORDER=True, PB_H=PB_H, PB_W=PB_W),
+            BLOCK_WARPS,
+        )
+        yield (
             f"reprojection_bwd_kernel[{img}]",
             reprojection_bwd_kernel,
             dict(
@@ -498,5 +644,5 @@ def aot_variants():
                 **scalars,
             ),  # fmt: skip
             dict(NORMALIZE=True, BORDER=True, NEED_DEPTH=True, NEED_POSE=True, NEED_K=True, PB_H=PB_H, PB_W=PB_W),
-            BWD_WARPS,
+            BLOCK_WARPS,
         )

@@ -118,6 +118,62 @@ void reprojection_forward(const float* target, const float* sources, const float
   }
 }
 
+// reprojection_tile_fwd_kernel: a block per tile, each phase run for every position of the block
+// in turn (the kernel's barriers); identity may be null when s_id == 0.
+void reprojection_forward_tile(const float* target, const float* sources, const float* depth, const float* pose,
+                               const float* K, const float* identity, int64_t s_id, float* loss, int64_t* index,
+                               int64_t B, int64_t S, int64_t C, int H, int W, bool normalize, bool border,
+                               bool align_corners, float alpha) {
+  using namespace reprojection;
+  const warp::Shape sh{B, S, C, H, W};
+  const warp::Options opt = warp_options(H, W, normalize, border, align_corners);
+  const int64_t HW = static_cast<int64_t>(H) * W;
+  const int tiles_w = forward_tiles_w(W), tiles_h = forward_tiles_h(H);
+  std::vector<float> x_s(kBlockPositions), best(kBlockPositions), ssim(kBlockPositions), l1(kBlockPositions);
+  std::vector<int64_t> best_k(kBlockPositions);
+  std::vector<warp::Taps<float>> taps(kBlockPositions);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t tile = 0; tile < static_cast<int64_t>(tiles_w) * tiles_h; ++tile) {
+      const int tile_row = static_cast<int>(tile / tiles_w) * (kBlockH - 2);
+      const int tile_col = static_cast<int>(tile % tiles_w) * (kBlockW - 2);
+      const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W, 1); };
+      const auto pix = [&](const Position& pos) { return static_cast<int64_t>(pos.r_in) * W + pos.c_in; };
+      for (int t = 0; t < kBlockPositions; ++t) {
+        best[t] = INFINITY, best_k[t] = 0;
+        for (int64_t k = 0; position(t).own && k < s_id; ++k) {
+          take_if_lower(identity[(b * s_id + k) * HW + pix(position(t))], k, best[t], best_k[t]);
+        }
+      }
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t bs = b * S + s;
+        for (int t = 0; t < kBlockPositions; ++t) {
+          const Position pos = position(t);
+          taps[t] = pixel_taps(warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize), pose + bs * 16,
+                               sh, opt);
+          ssim[t] = l1[t] = 0.f;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          for (int t = 0; t < kBlockPositions; ++t) {
+            tile_sample_phase(taps[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
+          }
+          for (int t = 0; t < kBlockPositions; ++t) {
+            tile_loss_phase(x_s.data(), target + (b * C + c) * HW, H, W, position(t), ssim[t], l1[t]);
+          }
+        }
+        for (int t = 0; t < kBlockPositions; ++t) {
+          if (!position(t).own) continue;
+          take_if_lower(photometric::mix_channels(ssim[t], l1[t], alpha, C), s_id + s, best[t], best_k[t]);
+        }
+      }
+      for (int t = 0; t < kBlockPositions; ++t) {
+        if (!position(t).own) continue;
+        loss[b * HW + pix(position(t))] = best[t];
+        index[b * HW + pix(position(t))] = best_k[t];
+      }
+    }
+  }
+}
+
 // reprojection_bwd_kernel: a block per tile, each phase run for every position of the block in turn
 // (the kernel's barriers), the block's pose and intrinsics sums added position by position;
 // grad_depth (B, H, W), pose_partials (B, S, tiles, 16), k_partials (B, tiles, 4) as it writes them.
@@ -131,41 +187,41 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
   const int64_t HW = static_cast<int64_t>(H) * W;
   const int tiles_w = backward_tiles_w(W), tiles_h = backward_tiles_h(H);
   const int64_t tiles = static_cast<int64_t>(tiles_w) * tiles_h;
-  std::vector<float> x_s(kBwdPositions), sg_s(3 * kBwdPositions);
-  std::vector<SourceState<float>> st(kBwdPositions);
-  std::vector<std::array<float, 3>> gP(kBwdPositions);
+  std::vector<float> x_s(kBlockPositions), sg_s(3 * kBlockPositions);
+  std::vector<SourceState<float>> st(kBlockPositions);
+  std::vector<std::array<float, 3>> gP(kBlockPositions);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
-      const int tile_row = static_cast<int>(tile / tiles_w) * (kBwdH - 4);
-      const int tile_col = static_cast<int>(tile % tiles_w) * (kBwdW - 4);
+      const int tile_row = static_cast<int>(tile / tiles_w) * (kBlockH - 4);
+      const int tile_col = static_cast<int>(tile % tiles_w) * (kBlockW - 4);
       float* k_part = k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials;
       std::fill(k_part, k_part + warp::kIntrinsicsPartials, 0.f);
       std::fill(gP.begin(), gP.end(), std::array<float, 3>{});
-      const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W); };
+      const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W, 2); };
       const auto pixel = [&](const Position& pos) {
         return warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize);
       };
       for (int64_t s = 0; s < S; ++s) {
         const int64_t bs = b * S + s;
         const float* T = pose + bs * 16;
-        for (int t = 0; t < kBwdPositions; ++t) {
+        for (int t = 0; t < kBlockPositions; ++t) {
           const Position pos = position(t);
           const int64_t off = b * HW + static_cast<int64_t>(pos.r_in) * W + pos.c_in;
           st[t] = begin_source(pixel(pos), pos, T, grad[off], index[off], s_id + s, sh, opt);
         }
         for (int64_t c = 0; c < C; ++c) {
           const float* y = target + (b * C + c) * HW;
-          for (int t = 0; t < kBwdPositions; ++t) sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
-          for (int t = 0; t < kBwdPositions; ++t) {
+          for (int t = 0; t < kBlockPositions; ++t) sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
+          for (int t = 0; t < kBlockPositions; ++t) {
             stat_phase(st[t], x_s.data(), y, H, W, position(t), alpha / float(C), sg_s.data());
           }
-          for (int t = 0; t < kBwdPositions; ++t) {
+          for (int t = 0; t < kBlockPositions; ++t) {
             adjoint_phase(st[t], sg_s.data(), y, H, W, position(t), (1.f - alpha) / float(C));
           }
         }
         float* part = pose_partials + (bs * tiles + tile) * warp::kPosePartials;
         std::fill(part, part + warp::kPosePartials, 0.f);
-        for (int t = 0; t < kBwdPositions; ++t) {
+        for (int t = 0; t < kBlockPositions; ++t) {
           if (!st[t].live) continue;
           const warp::Pixel<float> p = pixel(position(t));
           const warp::Geometry<float> g =
@@ -175,7 +231,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
           for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
         }
       }
-      for (int t = 0; t < kBwdPositions; ++t) {
+      for (int t = 0; t < kBlockPositions; ++t) {
         const Position pos = position(t);
         if (!pos.own) continue;
         const warp::Pixel<float> p = pixel(pos);

@@ -127,24 +127,34 @@ def test_photometric(kernels, shape, seed):
 
 
 @pytest.mark.parametrize("sampling", SAMPLINGS)
-def test_reprojection_forward(kernels, sampling, seed):
-    B, S, C, H, W = 2, 2, 3, 9, 13
+@pytest.mark.parametrize("size", [(9, 13), (2, 2), (30, 61)], ids=str)
+def test_reprojection_forward(kernels, sampling, size, seed):
+    # the tile kernel: tiles at every border, a pixel alone in its tile's last row and column (30 x 61)
+    B, S, C, (H, W) = 2, 2, 3, size
     x = scene(B, S, C, H, W, seed)
     target = natural_images(B, C, H, W, seed=seed + 1)
     identity = torch.rand(B, 2, H, W, generator=torch.Generator().manual_seed(seed))
     o = SAMPLINGS[sampling]
     options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
-    loss, index = torch.empty(B, 1, H, W), torch.empty(B, 1, H, W, dtype=torch.int64)
-    kernels.reprojection_forward(
-        ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(identity), ctypes.c_int64(2),
-        ptr(loss), ptr(index), *ints(B, S, C), *hw(H, W), *flags(o["normalize"], o["border"], o["align_corners"]),
-        ctypes.c_float(0.85),
-    )  # fmt: skip
+
+    def forward(kernel):
+        loss, index = torch.full((B, 1, H, W), -1.0), torch.full((B, 1, H, W), -1, dtype=torch.int64)
+        kernel(
+            ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(identity),
+            ctypes.c_int64(2), ptr(loss), ptr(index), *ints(B, S, C), *hw(H, W),
+            *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
+        )  # fmt: skip
+        return loss, index
+
+    loss, index = forward(kernels.reprojection_forward)
     twin_loss, twin_index = _cuda.library().reprojection_forward(
         target, x["image"], x["depth"], x["pose"], x["K"], identity, 0.85, *options
     )
     assert_close(loss, twin_loss, abs_tol=tolerance("reprojection", torch.float32, "cuda", "cpu").forward, name="loss")
     assert torch.equal(index, twin_index)
+    # the same samples, sums and comparisons in the same order: bit for bit
+    tile_loss, tile_index = forward(kernels.reprojection_forward_tile)
+    assert torch.equal(tile_loss, loss) and torch.equal(tile_index, index)
 
 
 @pytest.mark.parametrize("sampling", SAMPLINGS)

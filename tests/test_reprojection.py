@@ -122,6 +122,34 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
+def test_tile_forward_equals_the_window_forward(backend, device, edge, seed):
+    # several blocks of the tile kernels (14 x 30 pixels), a pixel alone in the last block's row and
+    # column; the CPU twin warps its bands either way (tests/test_cuda_kernels_on_host.py runs the
+    # CUDA tile kernel's phases on the host)
+    size = dict(B=1, C=2, H=15, W=31) if backend == "triton" else dict(H=29, W=61)  # the interpreter is slow
+    inputs = problem(seed, device, **size)
+    if edge == "nan_depth":
+        inputs[2].view(-1)[::7] = float("nan")
+    if edge == "ties":
+        inputs[3].copy_(torch.eye(4))
+    window = run(inputs, backend, **MONODEPTH2)
+    with reprojection.forward_kernel("tile"):
+        tile = run(inputs, backend, **MONODEPTH2)
+    if device == "cpu":  # the same operations in the same order
+        assert torch.equal(tile[0], window[0]) and torch.equal(tile[1], window[1])
+    else:  # compiled separately, the kernels may contract other multiply-adds
+        assert_close(tile[0], window[0], abs_tol=tolerance("reprojection", torch.float32, backend, device).forward)
+
+
+def test_forward_kernels_are_named():
+    with pytest.raises(ValueError, match="forward must be one of"):
+        with reprojection.forward_kernel("tiles"):
+            pass
+    assert reprojection.FORWARD == "window"
+
+
 @pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
 @pytest.mark.parametrize("H,W", [(2, 2), (33, 5), (65, 3)], ids=str)
 def test_twin_bands_whatever_the_threads(H, W, seed):

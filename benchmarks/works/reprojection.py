@@ -5,7 +5,8 @@ and two variants of each fused backend, timed in turns with it in one case: ``<b
 the composed fused ops of the same backend (the ``objective`` work's), and
 ``<backend>-three_pass``, the fused op with the backward of the warp recomputed into memory and
 the photometric and warp backward kernels instead of its one-pass backward kernels
-(:func:`fastdepth.reprojection.backward_passes`)."""
+(:func:`fastdepth.reprojection.backward_passes`); on a GPU also ``<backend>-tile``, the fused op
+with the forward kernel that warps each block of pixels once (:func:`fastdepth.reprojection.forward_kernel`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastdepth.benchmarks.work import Size, Work, run_mode
 from fastdepth.benchmarks.works import objective
 
 import fastdepth
-from fastdepth.reprojection import backward_passes
+from fastdepth.reprojection import backward_passes, forward_kernel
 from fastdepth.train.objective import full_resolution_depths, photometric_term
 
 
@@ -37,9 +38,10 @@ def make(name: str, x: dict, mode: str):
     args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
     step = run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
     passes = "three_pass" if variant == "three_pass" else "one_pass"
+    forward = "tile" if variant == "tile" else "window"
 
     def run():
-        with backward_passes(passes):
+        with backward_passes(passes), forward_kernel(forward):
             return step()
 
     return run
@@ -49,19 +51,20 @@ def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | 
     """The fused op (``<backend>``) as designed: the identity maps once (the sources and the target
     expanded to them in, the maps out); at every scale the forward reads the target, the sources,
     depth and the identity maps and writes the loss and the index, and the one-pass backward reads
-    the target, sources and depth again (objective.Traffic). ``<backend>-three_pass``: the backward
-    warps the sources into memory and runs the photometric and warp backward. The composed ops
-    (``<backend>-composed``): :func:`objective.kernel_bytes`."""
+    the target, sources and depth again (objective.Traffic); ``<backend>-tile`` as much (its blocks'
+    halos and scratch left out). ``<backend>-three_pass``: the backward warps the sources into
+    memory and runs the photometric and warp backward. The composed ops (``<backend>-composed``):
+    :func:`objective.kernel_bytes`."""
     backend, _, variant = impl.partition("-")
     if variant == "composed":
         return objective.kernel_bytes(backend, size, dtype, mode)
-    if backend not in ("triton", "cuda") or variant not in ("", "three_pass"):
+    if backend not in ("triton", "cuda") or variant not in ("", "three_pass", "tile"):
         return None
     t = objective.Traffic(size, dtype)
     identity = objective.SOURCES * t.map
     once = 2 * t.sources + identity
     fwd = t.image + t.sources + t.depth + identity + t.map + t.index
-    bwd = t.warp_fwd + t.photometric_bwd + t.warp_bwd if variant else t.one_pass_bwd
+    bwd = t.warp_fwd + t.photometric_bwd + t.warp_bwd if variant == "three_pass" else t.one_pass_bwd
     return once + objective.SCALES * (fwd if mode == "fwd" else fwd + bwd)
 
 
@@ -72,5 +75,6 @@ WORK = Work(
     make,
     objective.floor_bytes,
     variants=("composed", "three_pass"),
+    gpu_variants=("tile",),
     kernel_bytes=kernel_bytes,
 )

@@ -3,6 +3,8 @@ float64 reference composition warp -> photometric maps -> minimum (see :mod:`fas
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 import fastdepth
@@ -10,6 +12,7 @@ from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, l
 from fastdepth.checks.warp import fragile_samples
 from fastdepth.reference import reprojection as reference
 from fastdepth.reference import warp as warp_reference
+from fastdepth.reprojection import forward_kernel
 from fastdepth.scenes import WARP_EDGE_CASES, natural_images, warp_scene
 from fastdepth.tolerances import tie_tolerance, tolerance
 
@@ -21,9 +24,9 @@ OPTIONS = {
 #: sampling options; NaN depth; exact ties (source 1 a copy of source 0 under the same pose: its
 #: identity map and its warped loss equal source 0's bit for bit, so source 1 never wins); a training
 #: step's gradients (depth, poses, K only: the one-pass backward kernels; the other cases, with
-#: gradients to the images too, run the three-pass backward)
-CASES = (*OPTIONS, "nan_depth", "ties", "training")
-SANITIZER_CASES = ("training",)  # both of the op's kernels
+#: gradients to the images too, run the three-pass backward); the tile forward (FORWARD = "tile")
+CASES = (*OPTIONS, "nan_depth", "ties", "training", "tile")
+SANITIZER_CASES = ("training", "tile")  # every kernel of the op
 SELFCHECK_CASE = "monodepth2"
 
 
@@ -54,7 +57,8 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     if name == "training":  # the images and the identity maps are data
         for t in (*ours_in[:2], ours_in[5], *ref_in[:2], ref_in[5]):
             t.requires_grad_(False)
-    ours = _run(ours_in, backend, options)
+    with forward_kernel("tile") if name == "tile" else contextlib.nullcontext():
+        ours = _run(ours_in, backend, options)
     ref = _run(ref_in, "torch", options)
     tol = tolerance("reprojection", dtype, backend, device)
     result.forward_tol, result.gradient_tol = tol.forward, tol.gradient
