@@ -58,29 +58,26 @@ FORWARDS = ("window", "tile")
 
 
 @contextlib.contextmanager
+def _chosen(variable: str, name: str, names: tuple[str, ...], what: str):
+    """Set the module's choice ``variable`` to ``name`` (one of ``names``) within the block."""
+    if name not in names:
+        raise ValueError(f"{what} must be one of {names}, got {name!r}")
+    previous = globals()[variable]
+    globals()[variable] = name
+    try:
+        yield
+    finally:
+        globals()[variable] = previous
+
+
 def backward_passes(name: str):
     """Run the fused backends' backward as ``name`` (see BACKWARD) within the block."""
-    global BACKWARD
-    if name not in BACKWARDS:
-        raise ValueError(f"backward must be one of {BACKWARDS}, got {name!r}")
-    previous, BACKWARD = BACKWARD, name
-    try:
-        yield
-    finally:
-        BACKWARD = previous
+    return _chosen("BACKWARD", name, BACKWARDS, "backward")
 
 
-@contextlib.contextmanager
 def forward_kernel(name: str):
     """Run the GPU backends' forward as ``name`` (see FORWARD) within the block."""
-    global FORWARD
-    if name not in FORWARDS:
-        raise ValueError(f"forward must be one of {FORWARDS}, got {name!r}")
-    previous, FORWARD = FORWARD, name
-    try:
-        yield
-    finally:
-        FORWARD = previous
+    return _chosen("FORWARD", name, FORWARDS, "forward")
 
 
 @dispatch.custom_op("fastdepth::reprojection")

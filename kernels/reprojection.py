@@ -83,6 +83,14 @@ def _sample(src, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv):
 
 
 @triton.jit
+def _take_if_lower(loss, k, best, best_k):
+    """Candidate k's loss replaces the best so far where strictly lower (ties: the lowest index), or
+    where it is the first NaN (a NaN wins once and stays, as in torch.min)."""
+    take = (loss < best) | ((loss != loss) & (best == best))
+    return tl.where(take, loss, best), tl.where(take, k, best_k)
+
+
+@triton.jit
 def reprojection_fwd_kernel(
     target_ptr,  # (B, C, H, W)
     sources_ptr,  # (B, S, C, H, W)
@@ -120,9 +128,7 @@ def reprojection_fwd_kernel(
     best_k = tl.zeros([BH, BW], tl.int32)
     for k in range(S_ID):
         loss = tl.load(identity_ptr + (b * S_ID + k) * HW + off).to(tl.float32)
-        take = (loss < best) | ((loss != loss) & (best == best))
-        best = tl.where(take, loss, best)
-        best_k = tl.where(take, k, best_k)
+        best, best_k = _take_if_lower(loss, k, best, best_k)
     for s in range(S):
         bs = b * S + s
         pose_s = pose_ptr + bs * 16
@@ -153,10 +159,7 @@ def reprojection_fwd_kernel(
             ssim += _ssim_loss(a, bb, cc, d)
             l1 += tl.abs(tl.load(yc + off).to(tl.float32) - center)
         loss = _mix_channels(ssim, l1, alpha, C)
-        # strictly lower wins (ties: lowest index); a NaN wins once and stays, as in torch.min
-        take = (loss < best) | ((loss != loss) & (best == best))
-        best = tl.where(take, loss, best)
-        best_k = tl.where(take, S_ID + s, best_k)
+        best, best_k = _take_if_lower(loss, S_ID + s, best, best_k)
     tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=inside)
     tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=inside)
 
@@ -222,9 +225,7 @@ def reprojection_tile_fwd_kernel(
     best_k = tl.zeros([PB_H * PB_W], tl.int32)
     for k in range(S_ID):
         loss = tl.load(identity_ptr + (b * S_ID + k) * HW + off).to(tl.float32)
-        take = (loss < best) | ((loss != loss) & (best == best))
-        best = tl.where(take, loss, best)
-        best_k = tl.where(take, k, best_k)
+        best, best_k = _take_if_lower(loss, k, best, best_k)
     d, d_ok = _depth(depth_ptr + b * HW + off)
     tx, ty, rx, ry, rz = _ray(c_in.to(tl.float32), r_in.to(tl.float32), fx, fy, cx, cy, NORMALIZE)
     nine = 9 + (S_ID < 0).to(tl.int32)  # a runtime loop, as in the backward
@@ -241,29 +242,13 @@ def reprojection_tile_fwd_kernel(
             xv = _sample(sources_ptr + (bs * C + c) * HW, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv)
             tl.store(x_scr + pos, xv)
             tl.debug_barrier()
-            s_x = tl.zeros_like(ssim)
-            s_y = tl.zeros_like(ssim)
-            s_xx = tl.zeros_like(ssim)
-            s_yy = tl.zeros_like(ssim)
-            s_xy = tl.zeros_like(ssim)
-            for o in range(0, nine):
-                r = _reflect(r_in + (o // 3 - 1), H)
-                q = _reflect(c_in + (o % 3 - 1), W)
-                xo = tl.load(x_scr + (r - row0) * PB_W + (q - col0), mask=own, other=0.0)
-                yv = tl.load(yc + r * W + q).to(tl.float32)
-                s_x += xo
-                s_y += yv
-                s_xx += xo * xo
-                s_yy += yv * yv
-                s_xy += xo * yv
+            s_x, s_y, s_xx, s_yy, s_xy = _scratch_window_sums(x_scr, yc, r_in, c_in, H, W, row0, col0, own, nine, PB_W)
             mx, my, a, bb, cc, dd = _ssim_from_sums(s_x, s_y, s_xx, s_yy, s_xy)
             ssim += _ssim_loss(a, bb, cc, dd)
             l1 += tl.abs(tl.load(yc + off).to(tl.float32) - xv)
             tl.debug_barrier()  # before the next channel overwrites the scratch
         loss = _mix_channels(ssim, l1, alpha, C)
-        take = (loss < best) | ((loss != loss) & (best == best))
-        best = tl.where(take, loss, best)
-        best_k = tl.where(take, S_ID + s, best_k)
+        best, best_k = _take_if_lower(loss, S_ID + s, best, best_k)
     tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=own)
     tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=own)
 
@@ -286,16 +271,16 @@ def _sample_positions(d, tx, ty, rx, ry, rz, fx, fy, cx, cy, pose_s, W, H, sx, o
 
 
 @triton.jit
-def _stat_grads(x_win, y_ptr, rows, cols, H, W, g, alpha_c, row0, col0, valid, nine, PB_W: tl.constexpr):
-    """d loss / d (the box means E[x], E[x²], E[xy]) at the in-image positions (rows, cols) where
-    ``valid``, of one warped plane whose values sit in the block's scratch (image pixel (r, q) at
-    x_win + (r - row0) * PB_W + q - col0), against the target plane y_ptr, times g / 9: the
-    photometric backward's _candidate_grads without the reflection counts, which the adjoint applies."""
-    sx = tl.zeros_like(g)
-    sy = tl.zeros_like(g)
-    sxx = tl.zeros_like(g)
-    syy = tl.zeros_like(g)
-    sxy = tl.zeros_like(g)
+def _scratch_window_sums(x_win, y_ptr, rows, cols, H, W, row0, col0, valid, nine, PB_W: tl.constexpr):
+    """The sums of the windows centred on the in-image positions (rows, cols) where ``valid``
+    (reflected at the image border) over one warped plane whose values sit in a block's scratch
+    (image pixel (r, q) at x_win + (r - row0) * PB_W + q - col0) and the target plane y_ptr, in
+    _warped's windows' order (csrc/reprojection.cuh: block_window_sums)."""
+    sx = tl.zeros(rows.shape, tl.float32)
+    sy = tl.zeros_like(sx)
+    sxx = tl.zeros_like(sx)
+    syy = tl.zeros_like(sx)
+    sxy = tl.zeros_like(sx)
     for o in range(0, nine):
         r = _reflect(rows + (o // 3 - 1), H)
         q = _reflect(cols + (o % 3 - 1), W)
@@ -306,6 +291,16 @@ def _stat_grads(x_win, y_ptr, rows, cols, H, W, g, alpha_c, row0, col0, valid, n
         sxx += xv * xv
         syy += yv * yv
         sxy += xv * yv
+    return sx, sy, sxx, syy, sxy
+
+
+@triton.jit
+def _stat_grads(x_win, y_ptr, rows, cols, H, W, g, alpha_c, row0, col0, valid, nine, PB_W: tl.constexpr):
+    """d loss / d (the box means E[x], E[x²], E[xy]) at the in-image positions (rows, cols) where
+    ``valid``, of one warped plane in the block's scratch (:func:`_scratch_window_sums`), against the
+    target plane y_ptr, times g / 9: the photometric backward's _candidate_grads without the
+    reflection counts, which the adjoint applies."""
+    sx, sy, sxx, syy, sxy = _scratch_window_sums(x_win, y_ptr, rows, cols, H, W, row0, col0, valid, nine, PB_W)
     mx, my, a, b, c, d = _ssim_from_sums(sx, sy, sxx, syy, sxy)
     s = (a * b) / (c * d)
     half = (1.0 - s) * 0.5

@@ -103,16 +103,23 @@ def geometry_grads(inputs, backend, passes, **options):
         return torch.autograd.grad(loss, wrt, g)
 
 
-@pytest.mark.parametrize("backend,device", FUSED)
-@pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
-def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
-    # several tiles of the one-pass kernels (12 x 28 pixels), NaN depth, exact ties with identity
-    size = dict(B=1, C=2, H=13, W=30) if backend == "triton" else dict(H=33, W=61)  # the interpreter is slow
+def edge_problem(seed, device, edge, **size):
+    """problem() with every 7th depth NaN ("nan_depth") or the identity pose, whose warped losses
+    tie with the identity maps ("ties")."""
     inputs = problem(seed, device, **size)
     if edge == "nan_depth":
         inputs[2].view(-1)[::7] = float("nan")
     if edge == "ties":
         inputs[3].copy_(torch.eye(4))
+    return inputs
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
+def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
+    # several tiles of the one-pass kernels (12 x 28 pixels), NaN depth, exact ties with identity
+    size = dict(B=1, C=2, H=13, W=30) if backend == "triton" else dict(H=33, W=61)  # the interpreter is slow
+    inputs = edge_problem(seed, device, edge, **size)
     one = geometry_grads(inputs, backend, "one_pass", **MONODEPTH2)
     three = geometry_grads(inputs, backend, "three_pass", **MONODEPTH2)
     # the same sums per pixel; the one-pass backward takes the pose and intrinsics partials over
@@ -129,11 +136,7 @@ def test_tile_forward_equals_the_window_forward(backend, device, edge, seed):
     # column; the CPU twin warps its bands either way (tests/test_cuda_kernels_on_host.py runs the
     # CUDA tile kernel's phases on the host)
     size = dict(B=1, C=2, H=15, W=31) if backend == "triton" else dict(H=29, W=61)  # the interpreter is slow
-    inputs = problem(seed, device, **size)
-    if edge == "nan_depth":
-        inputs[2].view(-1)[::7] = float("nan")
-    if edge == "ties":
-        inputs[3].copy_(torch.eye(4))
+    inputs = edge_problem(seed, device, edge, **size)
     window = run(inputs, backend, **MONODEPTH2)
     with reprojection.forward_kernel("tile"):
         tile = run(inputs, backend, **MONODEPTH2)
