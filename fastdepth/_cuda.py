@@ -60,11 +60,11 @@ def cuda_build_reason() -> str | None:
         return "PyTorch is a CPU-only build"
     if CUDA_HOME is None:
         return "nvcc not found (set CUDA_HOME)"
+    if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return "no GPU visible (set TORCH_CUDA_ARCH_LIST to compile the CUDA kernels anyway)"
     if not (Path(CUDA_HOME) / "include" / "cuda_runtime_api.h").exists():
         # PyTorch takes the folder above the nvcc on PATH, which a wrapper script elsewhere misleads
         return f"CUDA_HOME={CUDA_HOME} has no include/cuda_runtime_api.h (set CUDA_HOME to the CUDA toolkit's folder)"
-    if not torch.cuda.is_available() and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
-        return "no GPU visible (set TORCH_CUDA_ARCH_LIST to compile the CUDA kernels anyway)"
     return None
 
 
