@@ -129,12 +129,12 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
-@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("backend,device", [bd for bd in FUSED if bd != ("cuda", "cpu")])
 @pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
 def test_tile_forward_equals_the_window_forward(backend, device, edge, seed):
     # several blocks of the tile kernels (14 x 30 pixels), a pixel alone in the last block's row and
-    # column; the CPU twin warps its bands either way (tests/test_cuda_kernels_on_host.py runs the
-    # CUDA tile kernel's phases on the host)
+    # column; not the CPU twin, which warps its bands either way (tests/test_cuda_kernels_on_host.py
+    # runs the CUDA tile kernel's phases on the host)
     size = dict(B=1, C=2, H=15, W=31) if backend == "triton" else dict(H=29, W=61)  # the interpreter is slow
     inputs = edge_problem(seed, device, edge, **size)
     window = run(inputs, backend, **MONODEPTH2)
