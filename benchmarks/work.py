@@ -8,10 +8,13 @@ training step needs). Each op's work lives in ``benchmarks/works/<op>.py`` (``WO
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from fastdepth.train.synthetic import frame_batch
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,25 @@ def run_mode(mode: str, forward: Callable[[], torch.Tensor], wrt: list[torch.Ten
         return torch.autograd.grad(out, wrt, grad_out if grad_out is not None else None)
 
     return run_both
+
+
+@functools.lru_cache(maxsize=1)
+def _rendered(batch: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    return frame_batch(batch, height, width)
+
+
+def driving_frames(size: Size, dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:
+    """The synthetic world's frame triplets at ``size`` (:func:`fastdepth.train.synthetic.frame_batch`,
+    rendered once per size): what a training step warps, with the true depth and poses, so that the
+    samples land where a trained network's would (inside the source frame, near their pixel). Fresh
+    tensors on ``device``: ``target`` (B, C, H, W) and ``sources`` (B, 2, C, H, W) in ``dtype`` (C <=
+    3: the first of the RGB channels), ``depth`` (B, 1, H, W), ``poses`` (B, 2, 4, 4), ``K`` float32."""
+    if not 1 <= size.channels <= 3:
+        raise ValueError(f"the synthetic world renders 3 channels, asked for {size.channels}")
+    frames = _rendered(size.batch, size.height, size.width)
+    images = {"target": frames["target"][:, : size.channels], "sources": frames["sources"][:, :, : size.channels]}
+    geometry = {name: frames[name] for name in ("depth", "poses", "K")}
+    return {
+        **{name: t.to(device=device, dtype=dtype, copy=True) for name, t in images.items()},
+        **{name: t.to(device=device, copy=True) for name, t in geometry.items()},
+    }

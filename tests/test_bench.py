@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from fastdepth.benchmarks import report, workloads
+from fastdepth.benchmarks.work import QUICK_SIZE
+from fastdepth.benchmarks.works import objective, warp
 from helpers import subprocess_env
+
+import fastdepth
+from fastdepth.train.objective import full_resolution_depths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,3 +348,16 @@ def test_kernel_breakdowns_come_before_the_torch_compile_cases_on_a_gpu(monkeypa
     order.clear()
     runner.run("cpu", ["small"], ["fp32"], ["warp"], True, tmp_path, modes=["fwd+bwd"], charts=False)
     assert order[-1] == "profiling" and "compile" not in order  # a quick run does not compile
+
+
+def test_the_warp_works_sample_inside_the_source_frames():
+    """The warp and objective works warp the synthetic world with its true depth and poses: the
+    samples land in the source frame, as a training step's do (random disparities sent 3/4 of them
+    off the image, onto its border)."""
+    x = warp.inputs(QUICK_SIZE, torch.float32, "cpu", False)
+    _, valid = fastdepth.warp(x["image"], x["depth"], x["pose"], x["K"], return_mask=True, backend="torch")
+    assert valid.float().mean() > 0.9
+    x = objective.inputs(QUICK_SIZE, torch.float32, "cpu", False)
+    for depth in full_resolution_depths(x["disps"], QUICK_SIZE.height, QUICK_SIZE.width):
+        _, valid = fastdepth.warp(x["sources"], depth, x["poses"], x["K"], return_mask=True, backend="torch")
+        assert valid.float().mean() > 0.85

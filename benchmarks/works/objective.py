@@ -6,14 +6,14 @@ torch.compile of the reference and fastdepth's backends, all through the trainin
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from fastdepth.benchmarks import monodepth2
-from fastdepth.benchmarks.work import Size, Work, run_mode
+from fastdepth.benchmarks.work import Size, Work, driving_frames, run_mode
 
 import fastdepth
 from fastdepth.reference import photometric as reference_photometric
 from fastdepth.reference import warp as reference_warp
-from fastdepth.scenes import natural_images, warp_scene
-from fastdepth.train.objective import full_resolution_depths, photometric_term
+from fastdepth.train.objective import depth_to_disp, full_resolution_depths, photometric_term
 
 SCALES = 4
 SOURCES = 2
@@ -21,17 +21,21 @@ MONODEPTH2_SAMPLING = dict(padding_mode="border", align_corners=False)
 
 
 def inputs(size: Size, dtype: torch.dtype, device: str, grad: bool) -> dict:
-    B, C, H, W = size.batch, size.channels, size.height, size.width
-    scene = warp_scene(B, SOURCES, C, H, W, image_dtype=dtype, device=device)
-    gen = torch.Generator().manual_seed(0)
-    disps = [torch.rand(B, 1, H >> s, W >> s, generator=gen).to(device).requires_grad_(grad) for s in range(SCALES)]
-    target = natural_images(B, C, H, W, dtype=dtype, device=device)
+    """A training step's inputs from the synthetic world (:func:`driving_frames`): the target, its
+    previous and next frames, the true poses and, at each scale, the disparity of the true depth
+    (area-downsampled), as a trained network would predict them."""
+    frames = driving_frames(size, dtype, device)
+    disparity = depth_to_disp(frames["depth"])
+    disps = [
+        F.adaptive_avg_pool2d(disparity, (size.height >> s, size.width >> s)).requires_grad_(grad)
+        for s in range(SCALES)
+    ]
     return {
-        "target": target,
-        "sources": scene["image"],
+        "target": frames["target"],
+        "sources": frames["sources"],
         "disps": disps,
-        "poses": scene["pose"].requires_grad_(grad),
-        "K": scene["K"],
+        "poses": frames["poses"].requires_grad_(grad),
+        "K": frames["K"],
     }
 
 

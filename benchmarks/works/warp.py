@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import torch
 from fastdepth.benchmarks import monodepth2
-from fastdepth.benchmarks.work import Size, Work, run_mode
+from fastdepth.benchmarks.work import Size, Work, driving_frames, run_mode
 
 import fastdepth
 from fastdepth.reference import warp as reference
-from fastdepth.scenes import warp_scene
 
 
 def inputs(size: Size, dtype: torch.dtype, device: str, grad: bool) -> dict:
-    scene = warp_scene(size.batch, 1, size.channels, size.height, size.width, image_dtype=dtype, device=device)
-    depth = scene["depth"].requires_grad_(grad)
-    pose = scene["pose"][:, 0].contiguous().requires_grad_(grad)
-    image = scene["image"][:, 0].contiguous().requires_grad_(grad)
+    """The previous frame of the synthetic world (:func:`driving_frames`) warped onto the target with
+    the target's true depth and pose."""
+    frames = driving_frames(size, dtype, device)
+    image = frames["sources"][:, 0].contiguous().requires_grad_(grad)
+    depth = frames["depth"].requires_grad_(grad)
+    pose = frames["poses"][:, 0].contiguous().requires_grad_(grad)
     grad_out = torch.randn(image.shape, device=device).to(dtype)
-    return {"image": image, "depth": depth, "pose": pose, "K": scene["K"], "grad_out": grad_out}
+    return {"image": image, "depth": depth, "pose": pose, "K": frames["K"], "grad_out": grad_out}
 
 
 def make(name: str, x: dict, mode: str):

@@ -49,6 +49,12 @@ def disp_to_depth(disp: torch.Tensor, min_depth: float = 0.1, max_depth: float =
     return 1.0 / (min_disp + (max_disp - min_disp) * disp)
 
 
+def depth_to_disp(depth: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
+    """The inverse of :func:`disp_to_depth`: the sigmoid disparity a network predicts for ``depth``."""
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
+    return (1.0 / depth - min_disp) / (max_disp - min_disp)
+
+
 def full_resolution_depths(disps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
     """Each scale's disparity upsampled to full resolution (bilinear), as depth in [0.1, 100]."""
     return [disp_to_depth(F.interpolate(d, [height, width], mode="bilinear", align_corners=False)) for d in disps]

@@ -135,14 +135,42 @@ class SyntheticWorld(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene, offset = divmod(index, self.frames - 2)
-        target = offset + 1
-        images = [self._render(scene, f)[0] for f in (target - 1, target, target + 1)]
-        world = self.scenes[scene]
-        target_to_world = world.camera_to_world(target)
-        poses = [torch.linalg.inv(world.camera_to_world(f)) @ target_to_world for f in (target - 1, target + 1)]
-        return {
-            "frames": torch.stack(images),
-            "K": intrinsics(1, self.height, self.width)[0],
-            "depth": self._render(scene, target)[1],
-            "poses": torch.stack(poses).float(),
-        }
+        return _triplet(self.scenes[scene], offset + 1, self.height, self.width, lambda f: self._render(scene, f))
+
+
+def _triplet(scene: Scene, target: int, height: int, width: int, render) -> dict[str, torch.Tensor]:
+    """The frames target - 1, target, target + 1 of a scene (``render(frame)``: its image and
+    depth), as SyntheticWorld's items."""
+    images = [render(f)[0] for f in (target - 1, target, target + 1)]
+    target_to_world = scene.camera_to_world(target)
+    poses = [torch.linalg.inv(scene.camera_to_world(f)) @ target_to_world for f in (target - 1, target + 1)]
+    return {
+        "frames": torch.stack(images),
+        "K": intrinsics(1, height, width)[0],
+        "depth": render(target)[1],
+        "poses": torch.stack(poses).float(),
+    }
+
+
+def frame_batch(batch: int, height: int, width: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch of the world's frame triplets at any size (H, W >= 2; no DepthNet constraint), one
+    scene per batch element, as a training step sees them: what the benchmarks warp.
+
+    Returns (float32, CPU): ``target`` (B, 3, H, W), ``sources`` (B, 2, 3, H, W) the previous and
+    next frames, ``depth`` (B, 1, H, W) the target's ground truth, ``poses`` (B, 2, 4, 4) target ->
+    source, ``K`` (B, 3, 3).
+    """
+    if height < 2 or width < 2:
+        raise ValueError(f"height and width must be at least 2, got {height}x{width}")
+    items = []
+    for b in range(batch):
+        scene = Scene(seed * 1000 + b, frames=3)
+        items.append(_triplet(scene, 1, height, width, lambda f, scene=scene: scene.render(f, height, width)))
+    frames = torch.stack([item["frames"] for item in items])
+    return {
+        "target": frames[:, 1].contiguous(),
+        "sources": frames[:, 0::2].contiguous(),
+        "depth": torch.stack([item["depth"] for item in items]),
+        "poses": torch.stack([item["poses"] for item in items]),
+        "K": torch.stack([item["K"] for item in items]),
+    }
