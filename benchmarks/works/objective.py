@@ -16,7 +16,7 @@ from fastdepth.reference import warp as reference_warp
 from fastdepth.train.objective import depth_to_disp, full_resolution_depths, photometric_term
 
 SCALES = 4
-SOURCES = 2
+SOURCES = 2  # the previous and next frames (driving_frames)
 MONODEPTH2_SAMPLING = dict(padding_mode="border", align_corners=False)
 
 

@@ -141,13 +141,13 @@ class SyntheticWorld(torch.utils.data.Dataset):
 def _triplet(scene: Scene, target: int, height: int, width: int, render) -> dict[str, torch.Tensor]:
     """The frames target - 1, target, target + 1 of a scene (``render(frame)``: its image and
     depth), as SyntheticWorld's items."""
-    images = [render(f)[0] for f in (target - 1, target, target + 1)]
+    rendered = [render(f) for f in (target - 1, target, target + 1)]
     target_to_world = scene.camera_to_world(target)
     poses = [torch.linalg.inv(scene.camera_to_world(f)) @ target_to_world for f in (target - 1, target + 1)]
     return {
-        "frames": torch.stack(images),
+        "frames": torch.stack([image for image, _ in rendered]),
         "K": intrinsics(1, height, width)[0],
-        "depth": render(target)[1],
+        "depth": rendered[1][1],
         "poses": torch.stack(poses).float(),
     }
 
