@@ -11,6 +11,9 @@
 // CUDA runtime calls.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+
 #include "photometric.cuh"
 #include "warp.cuh"
 
@@ -299,11 +302,28 @@ template <typename F>
 void reprojection_forward_cpu(const F* target, const F* sources, const F* depth, const F* pose, const F* K,
                               const F* identity, int64_t s_id, F* loss, int64_t* index, const warp::Shape& shape,
                               const warp::Options& options, F alpha);
-// The CPU twin's one-pass backward (reprojection_cpu.cpp; F = float or double): grad_depth (B, H, W),
-// pose_partials (B, S, bands, 16) and k_partials (B, bands, 4), bands = twin_bands(H) of
-// kTwinBandRows rows; each may be null when not needed.
+// The CPU twin's bands of rows of one batch element: at most kTwinBandRows rows each, as equal as
+// whole rows allow, and, where the image has the rows (bands of at least kTwinMinBandRows), at least
+// kTwinMinPairs (element, band) pairs in all, so that a small batch keeps the threads busy (B=1 at
+// 96 rows: 8 bands of 12, not 3 of 32 on 2 threads). A function of the shape, not of the thread
+// count: the pose and intrinsics partial sums, per band, are the same on any machine.
 constexpr int kTwinBandRows = 32;
-inline int64_t twin_bands(int H) { return (H + kTwinBandRows - 1) / kTwinBandRows; }
+constexpr int kTwinMinBandRows = 8;
+constexpr int64_t kTwinMinPairs = 8;
+struct TwinBands {
+  int64_t count;
+  int rows;  // of every band but the last
+};
+inline TwinBands twin_bands(int H, int64_t B) {
+  const int64_t for_rows = (H + kTwinBandRows - 1) / kTwinBandRows;
+  const int64_t for_pairs = (kTwinMinPairs + B - 1) / (B > 0 ? B : 1);
+  const int64_t wanted = std::max<int64_t>({1, for_rows, std::min<int64_t>(for_pairs, H / kTwinMinBandRows)});
+  const int rows = static_cast<int>((H + wanted - 1) / wanted);
+  return {(H + rows - 1) / rows, rows};  // fewer than wanted where bands would be empty
+}
+// The CPU twin's one-pass backward (reprojection_cpu.cpp; F = float or double): grad_depth (B, H, W),
+// pose_partials (B, S, bands, 16) and k_partials (B, bands, 4), bands = twin_bands(H, B).count;
+// each may be null when not needed.
 template <typename F>
 void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* sources,
                                const F* depth, const F* pose, const F* K, int64_t s_id, F* grad_depth,

@@ -156,7 +156,7 @@ std::tuple<Tensor, Tensor, Tensor> reprojection_backward(const Tensor& grad_in, 
   const auto opts = depth.options();
   const Tensor target = target_in.to(F).contiguous(), sources = sources_in.to(F).contiguous();
   const Tensor grad = grad_in.to(F).contiguous();
-  const int64_t bands = twin_bands(sh.H);
+  const int64_t bands = twin_bands(sh.H, sh.B).count;
   Tensor g_depth = sized(need_depth, depth.sizes(), opts);
   Tensor pose_part = sized(need_poses, {sh.B, sh.S, bands, warp::kPosePartials}, opts);
   Tensor k_part = sized(need_k, {sh.B, bands, warp::kIntrinsicsPartials}, opts);

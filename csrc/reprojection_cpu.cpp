@@ -1,5 +1,5 @@
 // The CPU twin of the fused objective's CUDA kernels: the same per-pixel functions (warp.cuh,
-// photometric.cuh), over bands of kTwinBandRows rows of one batch element (reprojection.cuh) where
+// photometric.cuh), over bands of rows of one batch element (twin_bands, reprojection.cuh) where
 // the GPU kernels work on a pixel (forward) or a tile (backward). The forward warps the band and its
 // halo once into a buffer of the thread's (warp_rows.h), where each GPU thread recomputes the warp of
 // its 3x3 window, and computes the photometric loss a row at a time from it (photometric_rows.h);
@@ -24,10 +24,10 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
   const int W = sh.W;
   const int64_t HW = static_cast<int64_t>(sh.H) * W;
   const int64_t CHW = sh.C * HW;
-  const int64_t bands = twin_bands(sh.H);
+  const TwinBands bands = twin_bands(sh.H, sh.B);
 #pragma omp parallel
   {
-    const int64_t band_size = static_cast<int64_t>(kTwinBandRows + 2) * W;  // a plane's rows in the buffer
+    const int64_t band_size = static_cast<int64_t>(bands.rows + 2) * W;  // a plane's rows in the buffer
     warp::SpanGeometry<F> span(band_size, false);
     warp::CornerTaps<F> taps(band_size);
     std::vector<F> warped(sh.S * sh.C * band_size);  // source s, channel c at (s * C + c) * band_size
@@ -36,8 +36,8 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
     std::vector<int64_t> best_k(W);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
-      for (int64_t band = 0; band < bands; ++band) {
-        const int r0 = static_cast<int>(band) * kTwinBandRows, r1 = std::min(sh.H, r0 + kTwinBandRows);
+      for (int64_t band = 0; band < bands.count; ++band) {
+        const int r0 = static_cast<int>(band) * bands.rows, r1 = std::min(sh.H, r0 + bands.rows);
         const int x0 = std::max(0, r0 - 1), x1 = std::min(sh.H, r1 + 1);  // the rows warped
         const int64_t n = static_cast<int64_t>(x1 - x0) * W;
         for (int64_t s = 0; s < sh.S; ++s) {
@@ -65,7 +65,7 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
   }
 }
 
-// The one-pass backward of the geometry, reprojection.cuh's phases with a band of kTwinBandRows rows
+// The one-pass backward of the geometry, reprojection.cuh's phases with a band of rows (twin_bands)
 // of one batch element as the tile (as wide as the image; its halo of 2 rows above and below). Per
 // source: the warp's geometry of the band and its halo; per channel, (A) its samples, and their
 // slopes d sample / d (iu, iv) from the same gather (sample_and_slopes_segment), into the thread's
@@ -86,7 +86,7 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
   using Span = warp::SpanGeometry<F>;
   const int W = sh.W;
   const int64_t HW = static_cast<int64_t>(sh.H) * W;
-  const int64_t bands = twin_bands(sh.H);
+  const TwinBands bands = twin_bands(sh.H, sh.B);
   const F alpha_c = alpha / F(sh.C);
   const F l1_c = (F(1) - alpha) / F(sh.C);
   const auto geometry_backward =
@@ -94,19 +94,19 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
 #pragma omp parallel
   {
     // the band's rows and halo: rows [x0, x1) warped, [s0, s1) windows, [r0, r1) the band
-    const size_t x_rows = kTwinBandRows + 4, s_rows = kTwinBandRows + 2;
+    const size_t x_rows = bands.rows + 4, s_rows = bands.rows + 2;
     Span span(static_cast<int64_t>(x_rows) * W, false);
     std::vector<F> x(x_rows * W), d_iu(x_rows * W), d_iv(x_rows * W), won(s_rows * W);
     std::vector<F> stats(4 * s_rows * W);  // d/d E[x], E[y], E[x²], E[xy] of the window rows
-    std::vector<F> g_iu(sh.S * kTwinBandRows * W), g_iv(g_iu.size()), g_x(W), g_unused(W);
+    std::vector<F> g_iu(sh.S * bands.rows * W), g_iv(g_iu.size()), g_x(W), g_unused(W);
     photometric::RowScratch<F> scratch(W);
     std::vector<Span> block_spans(sh.S, Span(warp::kBlock, true));
     warp::PixelSpan<F> pixels(warp::kBlock);
     warp::BlockGrads<F> grads(sh.S);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
-      for (int64_t band = 0; band < bands; ++band) {
-        const int r0 = static_cast<int>(band) * kTwinBandRows, r1 = std::min(sh.H, r0 + kTwinBandRows);
+      for (int64_t band = 0; band < bands.count; ++band) {
+        const int r0 = static_cast<int>(band) * bands.rows, r1 = std::min(sh.H, r0 + bands.rows);
         const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 2);
         const int s0 = std::max(0, r0 - 1), s1 = std::min(sh.H, r1 + 1);
         const auto x_row = [&](int r) { return x.data() + static_cast<int64_t>(r - x0) * W; };
@@ -119,8 +119,8 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
             const int64_t off = b * HW + static_cast<int64_t>(r) * W;
             photometric::where_won_row(grad + off, index + off, s_id + s, W, won.data() + (r - s0) * W);
           }
-          F* gu = g_iu.data() + s * kTwinBandRows * W;
-          F* gv = g_iv.data() + s * kTwinBandRows * W;
+          F* gu = g_iu.data() + s * bands.rows * W;
+          F* gv = g_iv.data() + s * bands.rows * W;
           std::fill(gu, gu + band_n, F(0));
           std::fill(gv, gv + band_n, F(0));
           for (int64_t c = 0; c < sh.C; ++c) {
@@ -156,8 +156,8 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
           for (int64_t s = 0; s < sh.S; ++s) {
             warp::span_geometry(depth, K, b, pix_band + i0, n, pose + (b * sh.S + s) * 16, sh, opt, block_spans[s],
                                 true);
-            const F* gu = g_iu.data() + s * kTwinBandRows * W + i0;
-            const F* gv = g_iv.data() + s * kTwinBandRows * W + i0;
+            const F* gu = g_iu.data() + s * bands.rows * W + i0;
+            const F* gv = g_iv.data() + s * bands.rows * W + i0;
             std::copy(gu, gu + n, grads.g_iu.data() + s * warp::kBlock);
             std::copy(gv, gv + n, grads.g_iv.data() + s * warp::kBlock);
           }
@@ -165,7 +165,7 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
           geometry_backward(pixels, block_spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
                             grad_depth != nullptr ? grad_depth + b * HW + pix_band + i0 : nullptr, grads);
         }
-        warp::store_partials(grads, sh.S, b, band, bands, pose_partials, k_partials);
+        warp::store_partials(grads, sh.S, b, band, bands.count, pose_partials, k_partials);
       }
     }
   }

@@ -288,4 +288,11 @@ void cost_volume_backward(const float* grad, const float* ft, const float* fs, c
   }
 }
 
+// The CPU twin's split of an element's rows into bands (reprojection.cuh), for its test.
+void twin_band_split(int H, int64_t B, int64_t* count, int* rows) {
+  const TwinBands bands = twin_bands(H, B);
+  *count = bands.count;
+  *rows = bands.rows;
+}
+
 }  // extern "C"

@@ -157,6 +157,21 @@ def test_reprojection_forward(kernels, sampling, size, seed):
     assert torch.equal(tile_loss, loss) and torch.equal(tile_index, index)
 
 
+@pytest.mark.parametrize(
+    "H,B,split",
+    [(192, 2, (6, 32)), (192, 12, (6, 32)), (96, 1, (8, 12)), (100, 1, (8, 13)), (24, 1, (3, 8)), (2, 1, (1, 2)),
+     (33, 2, (4, 9)), (1000, 1, (32, 32))],
+    ids=str,
+)  # fmt: skip
+def test_twin_bands_keep_a_small_batch_busy(kernels, H, B, split):
+    # the fused objective's CPU twin: bands of at most 32 rows, as equal as whole rows allow, and
+    # at least 8 (element, band) pairs where bands of 8 rows or more allow it
+    count, rows = ctypes.c_int64(), ctypes.c_int()
+    kernels.twin_band_split(ctypes.c_int(H), ctypes.c_int64(B), ctypes.byref(count), ctypes.byref(rows))
+    assert (count.value, rows.value) == split
+    assert (count.value - 1) * rows.value < H <= count.value * rows.value
+
+
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 @pytest.mark.parametrize("size", [(9, 13), (2, 2), (30, 61)], ids=str)
 def test_reprojection_backward(kernels, sampling, size, seed):

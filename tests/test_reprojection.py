@@ -156,9 +156,10 @@ def test_forward_kernels_are_named():
 @pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
 @pytest.mark.parametrize("H,W", [(2, 2), (33, 5), (65, 3)], ids=str)
 def test_twin_bands_whatever_the_threads(H, W, seed):
-    # the twin works through bands of 32 rows, the forward with a halo of 1 row, the one-pass
-    # backward with 2 (and its pose and K partial sums per band): one band of 2 rows, a last band
-    # of 1 row, three bands; over more threads than (element, band) pairs too
+    # the twin works through bands of rows (at least 8 (element, band) pairs where the rows allow),
+    # the forward with a halo of 1 row, the one-pass backward with 2 (and its pose and K partial
+    # sums per band): at B=2, one band of 2 rows, bands of 9, 9, 9 and 6 rows, of 17, 17, 17 and 14;
+    # over more threads than (element, band) pairs too
     inputs = problem(seed, dtype=torch.float64, H=H, W=W)
     expected = geometry_grads(inputs, "torch", "one_pass", **MONODEPTH2)
     tol = tolerance("reprojection", torch.float64, "cuda", "cpu")
