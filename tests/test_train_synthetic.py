@@ -34,7 +34,9 @@ def test_frame_batch_sources_warp_onto_the_target_with_the_true_depth_and_poses(
     assert warped_error < 0.5 * identity_error, (warped_error, identity_error)
 
 
-def test_frame_batch_rejects_a_size_below_two():
+def test_frame_batch_rejects_an_empty_batch_and_a_size_below_two():
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        frame_batch(0, 8, 8)
     with pytest.raises(ValueError, match="at least 2"):
         frame_batch(1, 1, 8)
 

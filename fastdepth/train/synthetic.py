@@ -160,6 +160,8 @@ def frame_batch(batch: int, height: int, width: int, seed: int = 0) -> dict[str,
     next frames, ``depth`` (B, 1, H, W) the target's ground truth, ``poses`` (B, 2, 4, 4) target ->
     source, ``K`` (B, 3, 3).
     """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     if height < 2 or width < 2:
         raise ValueError(f"height and width must be at least 2, got {height}x{width}")
     items = []
