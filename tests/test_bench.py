@@ -40,7 +40,7 @@ def test_quick_run_writes_json_markdown_and_charts(quick_result):
     for key in ("device", "date", "git_revision", "torch", "triton", "copy_bandwidth_gbps", "timing"):
         assert meta[key] is not None, key
     assert meta["quick"] is True and meta["device_type"] == "cpu"
-    assert path.with_suffix(".md").exists()
+    assert "## targets (the CPU twin's, fp32)" in path.with_suffix(".md").read_text()
     assert sorted(p.name for p in path.parent.glob("*.png")) == sorted(
         f"{path.stem}-{work}.png" for work in workloads.WORKS
     )
@@ -133,6 +133,29 @@ def test_targets_met_and_not_met():
         assert fast[target] is True and slow[target] is False, target
     assert fast["cost_volume fwd+bwd speed-up over homo_warping"] is True
     assert fast["triton warp fwd: fraction of copy bandwidth at the largest size"] is None  # not measured
+
+
+def test_cpu_results_are_held_to_the_cpu_twins_targets():
+    def result(twin_ms):
+        rows = [
+            {"work": work, "mode": "fwd+bwd", "size": "kitti_b2", "shape": shape, "dtype": "fp32", "impl": impl,
+             "median_ms": ms, "peak_mem_mb": ms, "floor_bytes": None, "bandwidth_fraction": None, "error": None}
+            for work, shape in (("reprojection", "B=2 3x192x640"), ("cost_volume", "B=2 C=64 D=32 48x160"))
+            for impl, ms in (("cuda", twin_ms), ("cuda-composed", 15.0), ("monodepth2", 30.0), ("torch", 20.0))
+        ]  # fmt: skip
+        return {"meta": {"device_type": "cpu"}, "rows": rows}
+
+    fast = {t["target"]: t["met"] for t in report.targets(result(9.0))}
+    slow = {t["target"]: t["met"] for t in report.targets(result(12.0))}
+    fused = "reprojection fwd+bwd at B=2 3x192x640: CPU twin speed-up over "
+    assert fast[fused + "cuda-composed"] is True and slow[fused + "cuda-composed"] is False  # >= 1.5
+    assert fast[fused + "monodepth2"] is True and slow[fused + "monodepth2"] is False  # >= 3
+    assert fast[fused + "the eager reference"] is True and slow[fused + "the eager reference"] is True
+    volume = "cost_volume fwd+bwd at B=2 C=64 D=32 48x160: CPU twin "
+    assert fast[volume + "speed-up over torch"] is True and slow[volume + "speed-up over torch"] is False  # >= 2
+    assert fast[volume + "peak memory / torch"] is False  # 9 / 20 > 1/8
+    assert "reprojection fwd+bwd at B=12 3x192x640: CPU twin speed-up over monodepth2" not in fast  # B=2 measured
+    assert not any("copy bandwidth" in t["target"] for t in report.targets(result(9.0)))  # a GPU target
 
 
 def test_readme_section_is_generated_from_results(tmp_path, quick_result):
