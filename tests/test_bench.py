@@ -154,6 +154,7 @@ def test_cpu_results_are_held_to_the_cpu_twins_targets():
     volume = "cost_volume fwd+bwd at B=2 C=64 D=32 48x160: CPU twin "
     assert fast[volume + "speed-up over torch"] is True and slow[volume + "speed-up over torch"] is False  # >= 2
     assert fast[volume + "peak memory / torch"] is False  # 9 / 20 > 1/8
+    assert volume + "speed-up over the eager reference" not in fast  # stated already, as over torch
     assert "reprojection fwd+bwd at B=12 3x192x640: CPU twin speed-up over monodepth2" not in fast  # B=2 measured
     assert not any("copy bandwidth" in t["target"] for t in report.targets(result(9.0)))  # a GPU target
 
