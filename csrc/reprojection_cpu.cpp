@@ -67,10 +67,10 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
 
 // The one-pass backward of the geometry, reprojection.cuh's phases with a band of rows (twin_bands)
 // of one batch element as the tile (as wide as the image; its halo of 2 rows above and below). Per
-// source: the warp's geometry of the band and its halo; per channel, (A) its samples, and their
-// slopes d sample / d (iu, iv) from the same gather (sample_and_slopes_segment), into the thread's
-// band buffers; (B) the stat gradients of the windows centred on the band's rows and the rows next
-// to it (stat_grads_row); (C) their adjoint at the band's rows (adjoint_box_row, pixel_grads_row),
+// source: the warp's geometry of the band and its halo, and its bilinear taps (corner_taps); per
+// channel, (A) its samples, and their slopes d sample / d (iu, iv) from the same gather
+// (sample_and_slopes), into the thread's band buffers; (B) the stat gradients of the windows
+// centred on the band's rows and the rows next to it (stat_grads_row); (C) their adjoint at the band's rows (adjoint_box_row, pixel_grads_row),
 // times the slopes, summed over the channels into d loss / d (iu, iv). Then the geometry's backward
 // of the band, kBlock pixels at a time (block_geometry_backward), into grad_depth and the band's pose
 // and intrinsics partial sums. The same functions in the same order as photometric_backward_cpu
@@ -96,6 +96,7 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
     // the band's rows and halo: rows [x0, x1) warped, [s0, s1) windows, [r0, r1) the band
     const size_t x_rows = bands.rows + 4, s_rows = bands.rows + 2;
     Span span(static_cast<int64_t>(x_rows) * W, false);
+    warp::CornerTaps<F> taps(static_cast<int64_t>(x_rows) * W);
     std::vector<F> x(x_rows * W), d_iu(x_rows * W), d_iv(x_rows * W), won(s_rows * W);
     std::vector<F> stats(4 * s_rows * W);  // d/d E[x], E[y], E[x²], E[xy] of the window rows
     std::vector<F> g_iu(sh.S * bands.rows * W), g_iv(g_iu.size()), g_x(W), g_unused(W);
@@ -123,12 +124,11 @@ void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* tar
           F* gv = g_iv.data() + s * bands.rows * W;
           std::fill(gu, gu + band_n, F(0));
           std::fill(gv, gv + band_n, F(0));
+          warp::corner_taps(span, x_n, W, sh.H, taps);
           for (int64_t c = 0; c < sh.C; ++c) {
             const F* y = target + (b * sh.C + c) * HW;
             // (A)
-            warp::sample_and_slopes_segment(sources + (bs * sh.C + c) * HW, span.field(Span::kIu),
-                                            span.field(Span::kIv), span.field(Span::kKeep), x_n, W, sh.H,
-                                            x.data(), d_iu.data(), d_iv.data());
+            warp::sample_and_slopes(sources + (bs * sh.C + c) * HW, taps, x_n, x.data(), d_iu.data(), d_iv.data());
             // (B)
             for (int r = s0; r < s1; ++r) {
               photometric::stat_grads_row(photometric::window_rows(x.data(), x0, r, sh.H, W),

@@ -100,38 +100,35 @@ void warp_backward_cpu(const F* grad_out, const F* image, const F* depth, const 
           for (int64_t s = 0; s < sh.S; ++s) {
             warp::span_geometry(depth, K, b, pix0, n, pose + (b * sh.S + s) * 16, sh, opt, spans[s], need_geometry);
           }
-          if (need_image) {  // sample_backward_at's scatter, a source at a time: the order per element is kept
-            for (int64_t s = 0; s < sh.S; ++s) {
-              warp::corner_taps(spans[s], n, sh.W, sh.H, taps);
-              for (int64_t c = 0; c < sh.C; ++c) {
-                const int64_t plane = (s * sh.C + c) * HW, at = ((b * sh.S + s) * sh.C + c) * HW + pix0;
-                if (grad_fixed != nullptr) {
-                  long long* into = image_grad(grad_fixed, mine_fixed, b) + plane;
-                  warp::scatter_segment(grad_out + at, taps, n,
-                                        [=](int32_t o, F v) { into[o] += warp::to_fixed(v * scale); });
-                } else {
-                  F* into = image_grad(grad_image, mine, b) + plane;
-                  warp::scatter_segment(grad_out + at, taps, n, [=](int32_t o, F v) { into[o] += v; });
-                }
+          grads.clear();
+          for (int64_t s = 0; s < sh.S; ++s) {
+            warp::corner_taps(spans[s], n, sh.W, sh.H, taps);
+            // sample_backward_at's scatter, a source at a time: the order per element is kept
+            for (int64_t c = 0; c < sh.C && need_image; ++c) {
+              const int64_t plane = (s * sh.C + c) * HW, at = ((b * sh.S + s) * sh.C + c) * HW + pix0;
+              if (grad_fixed != nullptr) {
+                long long* into = image_grad(grad_fixed, mine_fixed, b) + plane;
+                warp::scatter_segment(grad_out + at, taps, n,
+                                      [=](int32_t o, F v) { into[o] += warp::to_fixed(v * scale); });
+              } else {
+                F* into = image_grad(grad_image, mine, b) + plane;
+                warp::scatter_segment(grad_out + at, taps, n, [=](int32_t o, F v) { into[o] += v; });
               }
             }
-          }
-          if (!need_geometry) continue;
-          for (int64_t s = 0; s < sh.S; ++s) {  // sample_backward_at's position gradients, vectorised
+            if (!need_geometry) continue;
+            // sample_backward_at's position gradients, vectorised
             const int64_t bs = b * sh.S + s;
-            const Span& span = spans[s];
             F* g_iu = grads.g_iu.data() + s * warp::kBlock;
             F* g_iv = grads.g_iv.data() + s * warp::kBlock;
             std::fill(g_iu, g_iu + n, F(0));
             std::fill(g_iv, g_iv + n, F(0));
             for (int64_t c = 0; c < sh.C; ++c) {
               const int64_t plane = (bs * sh.C + c) * HW;
-              warp::position_grads_segment(image + plane, grad_out + plane + pix0, span.field(Span::kIu),
-                                           span.field(Span::kIv), span.field(Span::kKeep), n, sh.W, sh.H, g_iu, g_iv);
+              warp::position_grads(image + plane, taps, spans[s], grad_out + plane + pix0, n, g_iu, g_iv);
             }
           }
+          if (!need_geometry) continue;
           warp::span_pixels(depth, K, b, pix0, n, sh, opt, pixels);
-          grads.clear();
           const auto geometry_backward =
               opt.normalize ? warp::block_geometry_backward<F, true> : warp::block_geometry_backward<F, false>;
           geometry_backward(pixels, spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,

@@ -75,9 +75,9 @@ void segment_geometry(const F* depth_b, const F* k, const F* T, int row, int col
 }
 
 // bilinear_taps for loops that gather: each corner's offset in 32 bits (H * W < 2**31), 0 where the
-// corner is outside the plane (its value is then masked, see corners). The offsets are masked with
-// ands, not selects: a select of offsets becomes one of addresses, and the loads around would not
-// vectorise as gathers.
+// corner is outside the plane (b00 .. b11 false: CornerTaps then holds -1). The offsets are masked
+// with ands, not selects: a select of offsets becomes one of addresses, and the loads around would
+// not vectorise as gathers.
 template <typename F>
 struct GatherTaps {
   F fu, fv;
@@ -103,56 +103,30 @@ inline GatherTaps<F> gather_taps(F iu, F iv, int W, int H) {
   return t;
 }
 
-// The four corner values of plane at taps t, 0 outside the plane.
-template <typename F>
-struct Corners {
-  F v00, v01, v10, v11;
-};
-
-template <typename F>
-inline Corners<F> corners(const F* __restrict__ plane, const GatherTaps<F>& t) {
-  return {keep_if(t.b00, plane[t.i00]), keep_if(t.b01, plane[t.i01]), keep_if(t.b10, plane[t.i10]),
-          keep_if(t.b11, plane[t.i11])};
-}
-
-// g_iu[i], g_iv[i] += go[i] times d sample / d (iu, iv) of plane at (iu[i], iv[i]) where keep[i], for
-// i in [0, n): sample_position_grad, vectorised. Not inlined: GCC honours the restrict arguments only
-// of a function called as one, and without them the gathers are not vectorised (the stores might
-// alias them).
-template <typename F>
-__attribute__((noinline)) void position_grads_segment(const F* __restrict__ plane, const F* __restrict__ go,
-                                                      const F* __restrict__ iu, const F* __restrict__ iv,
-                                                      const F* __restrict__ keep, int64_t n, int W, int H,
-                                                      F* __restrict__ g_iu, F* __restrict__ g_iv) {
-  for (int64_t i = 0; i < n; ++i) {
-    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
-    const Corners<F> v = corners(plane, t);
-    const bool on = keep[i] != F(0);
-    g_iu[i] += keep_if(on, go[i] * ((v.v01 - v.v00) * (F(1) - t.fv) + (v.v11 - v.v10) * t.fv));
-    g_iv[i] += keep_if(on, go[i] * ((v.v10 - v.v00) * (F(1) - t.fu) + (v.v11 - v.v01) * t.fu));
-  }
-}
-
-// The bilinear corners of pixels [0, n) of one source, for the sampling and the image gradient's
-// scatter: corner k of pixel i at offset at[k * n + i] in a plane, -1 where the corner is outside
-// the plane or the pixel is not kept, with weight w[k * n + i] (sample's and scatter_bilinear's
-// products, in their order). Computed once for all the channels.
+// The bilinear corners of pixels [0, n) of one source, for the sampling, the position gradients
+// and the image gradient's scatter: corner k of pixel i at offset at[k * n + i] in a plane, -1
+// where the corner is outside the plane or the pixel is not kept, with weight w[k * n + i]
+// (sample's and scatter_bilinear's products, in their order), and the fractions fu, fv of the
+// position (the slopes'). Computed once for all the channels.
 template <typename F>
 struct CornerTaps {
-  explicit CornerTaps(int64_t n) : n(n), at(4 * static_cast<size_t>(n)), w(4 * static_cast<size_t>(n)) {}
+  explicit CornerTaps(int64_t n)
+      : n(n), at(4 * static_cast<size_t>(n)), w(4 * static_cast<size_t>(n)), fu(n), fv(n) {}
   int64_t n;
   std::vector<int32_t> at;
-  std::vector<F> w;
+  std::vector<F> w, fu, fv;
 };
 
-// CornerTaps' corners, vectorised (not inlined, as position_grads_segment).
+// CornerTaps' corners, vectorised. Not inlined: GCC honours the restrict arguments only of a
+// function called as one, and without them the loop is not vectorised (the stores might alias the
+// loads); the gathers below are not inlined for the same reason.
 template <typename F>
 __attribute__((noinline)) void corner_taps_segment(const F* __restrict__ iu, const F* __restrict__ iv,
                                                     const F* __restrict__ keep, int64_t n, int W, int H,
                                                     int32_t* __restrict__ a00, int32_t* __restrict__ a01,
                                                     int32_t* __restrict__ a10, int32_t* __restrict__ a11,
                                                     F* __restrict__ w00, F* __restrict__ w01, F* __restrict__ w10,
-                                                    F* __restrict__ w11) {
+                                                    F* __restrict__ w11, F* __restrict__ fu, F* __restrict__ fv) {
   for (int64_t i = 0; i < n; ++i) {
     const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
     const bool on = keep[i] != F(0);
@@ -164,6 +138,8 @@ __attribute__((noinline)) void corner_taps_segment(const F* __restrict__ iu, con
     w01[i] = t.fu * (F(1) - t.fv);
     w10[i] = (F(1) - t.fu) * t.fv;
     w11[i] = t.fu * t.fv;
+    fu[i] = t.fu;
+    fv[i] = t.fv;
   }
 }
 
@@ -174,51 +150,90 @@ void corner_taps(const SpanGeometry<F>& span, int64_t n, int W, int H, CornerTap
   F* w = taps.w.data();
   const int64_t m = taps.n;
   corner_taps_segment(span.field(Span::kIu), span.field(Span::kIv), span.field(Span::kKeep), n, W, H, a, a + m,
-                       a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m);
+                       a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m, taps.fu.data(), taps.fv.data());
+}
+
+// The value of plane at a corner offset of CornerTaps: 0 at -1 (which reads offset 0).
+template <typename F>
+inline F tap(const F* __restrict__ plane, int32_t at) {
+  return keep_if(at >= 0, plane[at & ~(at >> 31)]);
 }
 
 // out[i] = the bilinear sample of plane at pixel i's corners (0 for a pixel not kept), i in [0, n):
-// sample()'s additions in its order, vectorised (not inlined, as position_grads_segment). A masked
-// corner reads offset 0 and keeps 0.
+// sample()'s additions in its order, vectorised (not inlined, as corner_taps_segment).
 template <typename F>
 __attribute__((noinline)) void sample_segment(const F* __restrict__ plane, const int32_t* __restrict__ a00,
                                               const int32_t* __restrict__ a01, const int32_t* __restrict__ a10,
                                               const int32_t* __restrict__ a11, const F* __restrict__ w00,
                                               const F* __restrict__ w01, const F* __restrict__ w10,
                                               const F* __restrict__ w11, int64_t n, F* __restrict__ out) {
-  const auto tap = [=](int32_t at) { return keep_if(at >= 0, plane[at & ~(at >> 31)]); };
   for (int64_t i = 0; i < n; ++i) {
     F val = F(0);
-    val += w00[i] * tap(a00[i]);
-    val += w01[i] * tap(a01[i]);
-    val += w10[i] * tap(a10[i]);
-    val += w11[i] * tap(a11[i]);
+    val += w00[i] * tap(plane, a00[i]);
+    val += w01[i] * tap(plane, a01[i]);
+    val += w10[i] * tap(plane, a10[i]);
+    val += w11[i] * tap(plane, a11[i]);
     out[i] = val;
   }
 }
 
-// sample_segment and position_grads_segment's slopes from one gather of the corners: out[i] the
-// bilinear sample of plane at (iu[i], iv[i]) (0 where not keep[i]), d_iu[i] and d_iv[i] d sample /
-// d (iu, iv) (read only where kept), i in [0, n). The products and sums of those two functions in
-// their order (not inlined, as position_grads_segment).
+// sample_segment and its slopes d sample / d (iu, iv) from one gather of the corners: out[i] the
+// bilinear sample of plane at pixel i's corners (0 for a pixel not kept), d_iu[i] and d_iv[i] its
+// slopes (sample_position_grad's, in its order; 0 for a pixel not kept), i in [0, n). Not inlined,
+// as corner_taps_segment.
 template <typename F>
-__attribute__((noinline)) void sample_and_slopes_segment(const F* __restrict__ plane, const F* __restrict__ iu,
-                                                         const F* __restrict__ iv, const F* __restrict__ keep,
-                                                         int64_t n, int W, int H, F* __restrict__ out,
-                                                         F* __restrict__ d_iu, F* __restrict__ d_iv) {
+__attribute__((noinline)) void sample_and_slopes_segment(
+    const F* __restrict__ plane, const int32_t* __restrict__ a00, const int32_t* __restrict__ a01,
+    const int32_t* __restrict__ a10, const int32_t* __restrict__ a11, const F* __restrict__ w00,
+    const F* __restrict__ w01, const F* __restrict__ w10, const F* __restrict__ w11, const F* __restrict__ fu,
+    const F* __restrict__ fv, int64_t n, F* __restrict__ out, F* __restrict__ d_iu, F* __restrict__ d_iv) {
   for (int64_t i = 0; i < n; ++i) {
-    const GatherTaps<F> t = gather_taps(iu[i], iv[i], W, H);
-    const Corners<F> v = corners(plane, t);
-    const bool on = keep[i] != F(0);
+    const F v00 = tap(plane, a00[i]), v01 = tap(plane, a01[i]), v10 = tap(plane, a10[i]), v11 = tap(plane, a11[i]);
     F val = F(0);
-    val += (F(1) - t.fu) * (F(1) - t.fv) * keep_if(on, v.v00);
-    val += t.fu * (F(1) - t.fv) * keep_if(on, v.v01);
-    val += (F(1) - t.fu) * t.fv * keep_if(on, v.v10);
-    val += t.fu * t.fv * keep_if(on, v.v11);
+    val += w00[i] * v00;
+    val += w01[i] * v01;
+    val += w10[i] * v10;
+    val += w11[i] * v11;
     out[i] = val;
-    d_iu[i] = (v.v01 - v.v00) * (F(1) - t.fv) + (v.v11 - v.v10) * t.fv;
-    d_iv[i] = (v.v10 - v.v00) * (F(1) - t.fu) + (v.v11 - v.v01) * t.fu;
+    d_iu[i] = (v01 - v00) * (F(1) - fv[i]) + (v11 - v10) * fv[i];
+    d_iv[i] = (v10 - v00) * (F(1) - fu[i]) + (v11 - v01) * fu[i];
   }
+}
+
+// sample_and_slopes_segment of one plane at the first n pixels of taps.
+template <typename F>
+void sample_and_slopes(const F* plane, const CornerTaps<F>& taps, int64_t n, F* out, F* d_iu, F* d_iv) {
+  const int32_t* a = taps.at.data();
+  const F* w = taps.w.data();
+  const int64_t m = taps.n;
+  sample_and_slopes_segment(plane, a, a + m, a + 2 * m, a + 3 * m, w, w + m, w + 2 * m, w + 3 * m, taps.fu.data(),
+                            taps.fv.data(), n, out, d_iu, d_iv);
+}
+
+// g_iu[i], g_iv[i] += go[i] times d sample / d (iu, iv) of plane at pixel i's corners where keep[i],
+// i in [0, n): sample_position_grad, vectorised (not inlined, as corner_taps_segment).
+template <typename F>
+__attribute__((noinline)) void position_grads_segment(
+    const F* __restrict__ plane, const int32_t* __restrict__ a00, const int32_t* __restrict__ a01,
+    const int32_t* __restrict__ a10, const int32_t* __restrict__ a11, const F* __restrict__ fu,
+    const F* __restrict__ fv, const F* __restrict__ keep, const F* __restrict__ go, int64_t n, F* __restrict__ g_iu,
+    F* __restrict__ g_iv) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F v00 = tap(plane, a00[i]), v01 = tap(plane, a01[i]), v10 = tap(plane, a10[i]), v11 = tap(plane, a11[i]);
+    const bool on = keep[i] != F(0);
+    g_iu[i] += keep_if(on, go[i] * ((v01 - v00) * (F(1) - fv[i]) + (v11 - v10) * fv[i]));
+    g_iv[i] += keep_if(on, go[i] * ((v10 - v00) * (F(1) - fu[i]) + (v11 - v01) * fu[i]));
+  }
+}
+
+// position_grads_segment of one plane at the first n pixels of taps, those of span.
+template <typename F>
+void position_grads(const F* plane, const CornerTaps<F>& taps, const SpanGeometry<F>& span, const F* go, int64_t n,
+                    F* g_iu, F* g_iv) {
+  const int32_t* a = taps.at.data();
+  const int64_t m = taps.n;
+  position_grads_segment(plane, a, a + m, a + 2 * m, a + 3 * m, taps.fu.data(), taps.fv.data(),
+                         span.field(SpanGeometry<F>::kKeep), go, n, g_iu, g_iv);
 }
 
 // g_iu[i], g_iv[i] += go[i] times the slopes d_iu[i], d_iv[i] (sample_and_slopes_segment) where
