@@ -94,8 +94,17 @@ FD_HD F candidate_loss(const Img* x, const Img* y, int64_t plane_stride, int row
   return mix_channels(ssim, l1, alpha, sh.C);
 }
 
-// Forward of one pixel: the minimum over the candidates (strictly lower wins: ties go to the
-// lowest index; a NaN wins once and stays, as in torch.min) and its index.
+// Candidate k's loss l replaces the best so far where strictly lower (ties: the lowest index), or
+// where it is the first NaN (a NaN wins once and stays, as in torch.min).
+template <typename F>
+FD_HD void take_if_lower(F l, int64_t k, F& best, int64_t& best_k) {
+  if (l < best || (l != l && best == best)) {
+    best = l;
+    best_k = k;
+  }
+}
+
+// Forward of one pixel: the minimum over the candidates (take_if_lower) and its index.
 template <typename F, typename Img>
 FD_HD void forward_pixel(const Img* target, const Img* identity, const Img* warped, Img* loss, int64_t* index,
                          int64_t b, int row, int col, const Shape& sh, F alpha) {
@@ -105,11 +114,7 @@ FD_HD void forward_pixel(const Img* target, const Img* identity, const Img* warp
   int64_t best_k = 0;
   for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
     const Img* x = k < sh.S_id ? identity + (b * sh.S_id + k) * sh.C * HW : warped + (b * sh.S_w + k - sh.S_id) * sh.C * HW;
-    const F l = candidate_loss(x, y, HW, row, col, sh, alpha);
-    if (l < best || (l != l && best == best)) {
-      best = l;
-      best_k = k;
-    }
+    take_if_lower(candidate_loss(x, y, HW, row, col, sh, alpha), k, best, best_k);
   }
   const int64_t off = b * HW + static_cast<int64_t>(row) * sh.W + col;
   store_as(loss + off, best);

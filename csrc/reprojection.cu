@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(reprojection::kBlockPositions)
   float best = INFINITY;
   int64_t best_k = 0;
   for (int64_t k = 0; pos.own && k < s_id; ++k) {
-    take_if_lower(load_as<float>(identity + (b * s_id + k) * HW + pix), k, best, best_k);
+    photometric::take_if_lower(load_as<float>(identity + (b * s_id + k) * HW + pix), k, best, best_k);
   }
   for (int64_t s = 0; s < sh.S; ++s) {
     const int64_t bs = b * sh.S + s;
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(reprojection::kBlockPositions)
       tile_loss_phase(x_s, target + (b * sh.C + c) * HW, sh.H, sh.W, pos, ssim, l1);
       __syncthreads();  // before the next channel's phase A overwrites the plane
     }
-    if (pos.own) take_if_lower(photometric::mix_channels(ssim, l1, alpha, sh.C), s_id + s, best, best_k);
+    if (pos.own) photometric::take_if_lower(photometric::mix_channels(ssim, l1, alpha, sh.C), s_id + s, best, best_k);
   }
   if (pos.own) {
     store_as(loss + b * HW + pix, best);

@@ -85,16 +85,6 @@ FD_HD F warped_loss(const Img* source_bs, const Img* target_b, const WindowTaps<
   return photometric::mix_channels(ssim, l1, alpha, sh.C);
 }
 
-// Candidate k's loss l replaces the best so far where strictly lower (ties: the lowest index), or
-// where it is the first NaN (a NaN wins once and stays, as in torch.min).
-template <typename F>
-FD_HD void take_if_lower(F l, int64_t k, F& best, int64_t& best_k) {
-  if (l < best || (l != l && best == best)) {
-    best = l;
-    best_k = k;
-  }
-}
-
 // Forward of one pixel: the minimum over the identity maps (B, s_id, H, W), then the warped sources
 // (strictly lower wins: ties go to the lowest index; a NaN wins once and stays), and its index.
 template <typename F, typename Img>
@@ -111,7 +101,7 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
                          : warped_loss(sources + bs * sh.C * HW, target + b * sh.C * HW,
                                        window_taps(depth, K, pose + bs * 16, b, row, col, sh, opt), row, col, sh,
                                        alpha);
-    take_if_lower(l, k, best, best_k);
+    photometric::take_if_lower(l, k, best, best_k);
   }
   store_as(loss + b * HW + off, best);
   index[b * HW + off] = best_k;
@@ -178,7 +168,7 @@ FD_HD WindowSums<F> block_window_sums(const F* x_s, const Img* y, int H, int W, 
 // block, a tile of (kBlockH - 2) x (kBlockW - 2) pixels and its halo of 1. Per source, each
 // position's taps (pixel_taps); per channel, (A) tile_sample_phase warps the position into the
 // block's plane, (B) tile_loss_phase adds the SSIM and L1 terms of the window centred on each tile
-// pixel; then the candidate's loss (mix_channels) and take_if_lower. The same samples, sums and
+// pixel; then the candidate's loss (mix_channels) and photometric::take_if_lower. The same samples, sums and
 // comparisons in the same order as forward_pixel, each warp computed once instead of in 9 windows. ----
 
 // Tiles across W and down H of the forward's tile grid.

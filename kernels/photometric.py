@@ -155,13 +155,18 @@ def photometric_fwd_kernel(
         else:
             x_ptr = warped_ptr + (b * S_W + (k - S_ID)) * C * HW
         loss = _candidate_loss(x_ptr, y_ptr, HW, rows, cols, off, C, H, W, alpha)
-        # strictly lower wins (ties: lowest index); a NaN wins once and stays, as in torch.min
-        take = (loss < best) | ((loss != loss) & (best == best))
-        best = tl.where(take, loss, best)
-        best_k = tl.where(take, k, best_k)
+        best, best_k = _take_if_lower(loss, k, best, best_k)
     tl.store(loss_ptr + b * HW + off, best.to(loss_ptr.dtype.element_ty), mask=inside)
     if WRITE_INDEX:
         tl.store(index_ptr + b * HW + off, best_k.to(tl.int64), mask=inside)
+
+
+@triton.jit
+def _take_if_lower(loss, k, best, best_k):
+    """Candidate k's loss replaces the best so far where strictly lower (ties: the lowest index), or
+    where it is the first NaN (a NaN wins once and stays, as in torch.min)."""
+    take = (loss < best) | ((loss != loss) & (best == best))
+    return tl.where(take, loss, best), tl.where(take, k, best_k)
 
 
 @triton.jit

@@ -28,7 +28,15 @@ import triton
 import triton.language as tl
 from fastdepth.kernels import photometric as tiles
 from fastdepth.kernels.launch import device_guard
-from fastdepth.kernels.photometric import _mix_channels, _reflect, _reflect_count, _ssim_from_sums, _ssim_loss, _tile
+from fastdepth.kernels.photometric import (
+    _mix_channels,
+    _reflect,
+    _reflect_count,
+    _ssim_from_sums,
+    _ssim_loss,
+    _take_if_lower,
+    _tile,
+)
 from fastdepth.kernels.warp import (
     FLOAT_MAX,
     _geometry,
@@ -80,14 +88,6 @@ def _sample(src, keep, o00, o01, o10, o11, m00, m01, m10, m11, fu, fv):
     val += (1.0 - fu) * fv * tl.load(src + o10, mask=keep & m10, other=0.0).to(tl.float32)
     val += fu * fv * tl.load(src + o11, mask=keep & m11, other=0.0).to(tl.float32)
     return tl.where(keep, val, 0.0)
-
-
-@triton.jit
-def _take_if_lower(loss, k, best, best_k):
-    """Candidate k's loss replaces the best so far where strictly lower (ties: the lowest index), or
-    where it is the first NaN (a NaN wins once and stays, as in torch.min)."""
-    take = (loss < best) | ((loss != loss) & (best == best))
-    return tl.where(take, loss, best), tl.where(take, k, best_k)
 
 
 @triton.jit

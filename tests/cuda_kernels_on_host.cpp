@@ -141,7 +141,7 @@ void reprojection_forward_tile(const float* target, const float* sources, const 
       for (int t = 0; t < kBlockPositions; ++t) {
         best[t] = INFINITY, best_k[t] = 0;
         for (int64_t k = 0; position(t).own && k < s_id; ++k) {
-          take_if_lower(identity[(b * s_id + k) * HW + pix(position(t))], k, best[t], best_k[t]);
+          photometric::take_if_lower(identity[(b * s_id + k) * HW + pix(position(t))], k, best[t], best_k[t]);
         }
       }
       for (int64_t s = 0; s < S; ++s) {
@@ -162,7 +162,7 @@ void reprojection_forward_tile(const float* target, const float* sources, const 
         }
         for (int t = 0; t < kBlockPositions; ++t) {
           if (!position(t).own) continue;
-          take_if_lower(photometric::mix_channels(ssim[t], l1[t], alpha, C), s_id + s, best[t], best_k[t]);
+          photometric::take_if_lower(photometric::mix_channels(ssim[t], l1[t], alpha, C), s_id + s, best[t], best_k[t]);
         }
       }
       for (int t = 0; t < kBlockPositions; ++t) {
