@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(reprojection::kBlockPositions)
   const float l1_c = (1.f - alpha) / static_cast<float>(sh.C);
   float gK[warp::kIntrinsicsPartials] = {};
   float gP[3] = {};
+  float gd[2] = {};
   for (int64_t s = 0; s < sh.S; ++s) {
     const int64_t bs = b * sh.S + s;
     const float* T = pose + bs * 16;
@@ -112,13 +113,14 @@ __global__ void __launch_bounds__(reprojection::kBlockPositions)
     if (st.live) {
       const warp::Geometry<float> g =
           warp::compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
-      warp::geometry_backward(g, st.g_iu, st.g_iv, p.k, T, gT, gK, gP);
+      warp::geometry_backward(g, p, st.g_iu, st.g_iv, T, gT, gK, gP, gd);
     }
     if (pose_partials != nullptr) block_sum(gT, pose_partials + (bs * tiles + tile) * warp::kPosePartials, smem);
   }
   if (pos.own && (grad_depth != nullptr || k_partials != nullptr)) {
-    const float gd = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
-    if (grad_depth != nullptr) grad_depth[b * HW + static_cast<int64_t>(pos.row) * sh.W + pos.col] = gd;
+    const float grad_d = warp::depth_grad(p, gd);
+    warp::ray_backward(p, gP, grad_d, opt.normalize, gK);
+    if (grad_depth != nullptr) grad_depth[b * HW + static_cast<int64_t>(pos.row) * sh.W + pos.col] = grad_d;
   }
   if (k_partials != nullptr) block_sum(gK, k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials, smem);
 }

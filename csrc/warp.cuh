@@ -197,12 +197,44 @@ FD_HD void scatter_bilinear(const Taps<F>& t, int64_t plane, int W, F go, Scatte
   if (t.m11) scatter(at + W + 1, t.fu * t.fv * go);
 }
 
-// Chain rule from the sample position back to the pose, the projection intrinsics and the
-// destination point. Adds the pose gradient (16 values) to gT, the projection's share of the
-// intrinsics gradient to gK (fx, fy, cx, cy), and d/d(X, Y, Z) to gP.
+// Per-pixel state shared by all sources: intrinsics, ray and the sanitised depth.
 template <typename F>
-FD_HD void geometry_backward(const Geometry<F>& g, F g_iu, F g_iv, Intrinsics<F> k, const F* T, F* gT, F* gK,
-                             F* gP) {
+struct Pixel {
+  Intrinsics<F> k;
+  Ray<F> ray;
+  F d;
+  bool d_ok;
+};
+
+// One source's share of d loss / d depth, gPs . ray, where gPs = d loss / d (X, Y, Z) through this
+// source and gq = d loss / d (q, w), added to gd[0] (along the ray) or to gd[1] (across) as -gq . t:
+// where z is divided, the projection ignores the scale of q (gq . q = 0) and q = d T[:3, :3] ray + t
+// (t: the pose's translation column), so the share is also -gq . t / d. gPs . ray cancels as the
+// point moves away from the translation (an error growing as |X| / |t|, as Kornia's does in
+// float32); -gq . t / d does not, and is taken wherever |t| < |X| (max norms). depth_grad divides
+// the sum by d once.
+template <typename F>
+FD_HD void depth_shares(const Geometry<F>& g, const Pixel<F>& p, const F* gq, const F* gPs, const F* T, F* gd) {
+  const F t_max = fd_max(fd_max(fd_abs(T[3]), fd_abs(T[7])), fd_abs(T[11]));
+  const F x_max = fd_max(fd_max(fd_abs(g.X), fd_abs(g.Y)), fd_abs(g.Z));
+  const bool parallax = g.z_ok & (t_max < x_max);
+  gd[0] += keep_if(!parallax, gPs[0] * p.ray.rx + gPs[1] * p.ray.ry + gPs[2] * p.ray.rz);
+  gd[1] += keep_if(parallax, -(gq[0] * T[3] + gq[1] * T[7] + gq[2] * T[11]));
+}
+
+// d loss / d depth at pixel p from depth_shares' sums over the sources (gd[1] is 0 where d is).
+template <typename F>
+FD_HD F depth_grad(const Pixel<F>& p, const F* gd) {
+  return gd[0] + keep_if(p.d != F(0), gd[1] / p.d);
+}
+
+// Chain rule from the sample position back to the pose, the projection intrinsics and the
+// destination point of pixel p. Adds the pose gradient (16 values) to gT, the projection's share of
+// the intrinsics gradient to gK (fx, fy, cx, cy), d/d(X, Y, Z) to gP and the depth gradient's shares
+// to gd[0..1] (depth_shares).
+template <typename F>
+FD_HD void geometry_backward(const Geometry<F>& g, const Pixel<F>& p, F g_iu, F g_iv, const F* T, F* gT, F* gK,
+                             F* gP, F* gd) {
   // sample position -> projected pixel -> normalised camera coordinates
   const F gu = g_iu * g.du;
   const F gv = g_iv * g.dv;
@@ -210,39 +242,46 @@ FD_HD void geometry_backward(const Geometry<F>& g, F g_iu, F g_iv, Intrinsics<F>
   gK[1] += gv * g.y;
   gK[2] += gu;
   gK[3] += gv;
-  const F gx = k.fx * gu;
-  const F gy = k.fy * gv;
+  const F gx = p.k.fx * gu;
+  const F gy = p.k.fy * gv;
   // camera coordinates -> point after /w (Kornia skips the divide where |z| <= eps)
   const F gpx = gx * g.inv_z;
   const F gpy = gy * g.inv_z;
   const F gpz = keep_if(g.z_ok, -(gx * g.x + gy * g.y) * g.inv_z);
-  // point after /w -> homogeneous point q, w
+  // point after /w -> homogeneous point q, w. Where z is divided, x = qx / qz and y = qy / qz do not
+  // depend on w: its gradient is 0 there, not the rounding of a cancellation (times X in gT's last row).
   const F gq[4] = {gpx * g.inv_w, gpy * g.inv_w, gpz * g.inv_w,
-                   keep_if(g.w_ok, -(gpx * g.px + gpy * g.py + gpz * g.pz) * g.inv_w)};
+                   keep_if(g.w_ok & !g.z_ok, -(gpx * g.px + gpy * g.py + gpz * g.pz) * g.inv_w)};
   const F point[4] = {g.X, g.Y, g.Z, F(1)};
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) gT[4 * i + j] += gq[i] * point[j];
   }
-  for (int j = 0; j < 3; ++j) gP[j] += gq[0] * T[j] + gq[1] * T[4 + j] + gq[2] * T[8 + j] + gq[3] * T[12 + j];
+  F gPs[3];
+  for (int j = 0; j < 3; ++j) {
+    gPs[j] = gq[0] * T[j] + gq[1] * T[4 + j] + gq[2] * T[8 + j] + gq[3] * T[12 + j];
+    gP[j] += gPs[j];
+  }
+  depth_shares(g, p, gq, gPs, T, gd);
 }
 
-// Through the ray (rx, ry, rz) = normalise?((col - cx) / fx, (row - cy) / fy, 1): the depth
-// gradient, and the ray's share of the intrinsics gradient added to gK.
+// Through the ray (rx, ry, rz) = normalise?((col - cx) / fx, (row - cy) / fy, 1) of pixel p: the
+// ray's share of the intrinsics gradient added to gK, from d/d(X, Y, Z) (gP) and the depth gradient
+// gd (depth_grad's).
 template <typename F>
-FD_HD F ray_backward(F d, const Ray<F>& r, Intrinsics<F> k, const F* gP, bool normalize, F* gK) {
-  const F grx = d * gP[0];
-  const F gry = d * gP[1];
+FD_HD void ray_backward(const Pixel<F>& p, const F* gP, F gd, bool normalize, F* gK) {
+  const Ray<F>& r = p.ray;
+  const F grx = p.d * gP[0];
+  const F gry = p.d * gP[1];
   F gtx = grx, gty = gry;
   if (normalize) {
-    const F radial = r.rx * grx + r.ry * gry + r.rz * d * gP[2];
+    const F radial = p.d * gd;  // ray . d gP
     gtx = (grx - r.rx * radial) * r.rz;
     gty = (gry - r.ry * radial) * r.rz;
   }
-  gK[0] += -gtx * r.tx / k.fx;
-  gK[1] += -gty * r.ty / k.fy;
-  gK[2] += -gtx / k.fx;
-  gK[3] += -gty / k.fy;
-  return gP[0] * r.rx + gP[1] * r.ry + gP[2] * r.rz;
+  gK[0] += -gtx * r.tx / p.k.fx;
+  gK[1] += -gty * r.ty / p.k.fy;
+  gK[2] += -gtx / p.k.fx;
+  gK[3] += -gty / p.k.fy;
 }
 
 // ---- shapes and options of one launch ----
@@ -255,15 +294,6 @@ struct Shape {
 struct Options {
   AxisMap mu, mv;
   bool normalize, border;
-};
-
-// Per-pixel state shared by all sources: intrinsics, ray and the sanitised depth.
-template <typename F>
-struct Pixel {
-  Intrinsics<F> k;
-  Ray<F> ray;
-  F d;
-  bool d_ok;
 };
 
 template <typename F>
@@ -314,17 +344,18 @@ FD_HD void sample_backward_at(const Img* grad_out, const Img* image, bool need_i
 }
 
 // Backward of one destination pixel and one source: the sampling's backward, then this source's
-// pose gradient added to gT, and gK and gP (d/d destination point) accumulated across sources.
+// pose gradient added to gT, and gK, gP (d/d destination point) and gd (the depth gradient's
+// shares, depth_shares) accumulated across sources.
 template <typename F, typename Img, typename Scatter>
 FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,
                            int64_t bs, int64_t pix, const Shape& sh, const Options& opt, bool need_geometry, F* gT,
-                           F* gK, F* gP, Scatter scatter) {
+                           F* gK, F* gP, F* gd, Scatter scatter) {
   const F* T = pose + bs * 16;
   const Geometry<F> g = compute_geometry(p.d, p.ray, p.k, T, sh.W, sh.H, opt.mu, opt.mv, opt.border);
   if (!(p.d_ok && g.finite)) return;
   F g_iu = F(0), g_iv = F(0);
   sample_backward_at(grad_out, image, need_image, g.iu, g.iv, bs, pix, sh, need_geometry, &g_iu, &g_iv, scatter);
-  if (need_geometry) geometry_backward(g, g_iu, g_iv, p.k, T, gT, gK, gP);
+  if (need_geometry) geometry_backward(g, p, g_iu, g_iv, T, gT, gK, gP, gd);
 }
 
 // A scaled contribution as int64 fixed point, rounded to nearest (kernels/warp.py: _fixed).

@@ -39,6 +39,8 @@ from fastdepth.kernels.photometric import (
 )
 from fastdepth.kernels.warp import (
     FLOAT_MAX,
+    _depth_grad,
+    _depth_shares,
     _geometry,
     _projection_backward,
     _ray,
@@ -389,9 +391,10 @@ def reprojection_bwd_kernel(
     # what lives through the loops is kept small (the depth, rays, geometry and upstream gradient are
     # loaded or recomputed where needed): kept, they took ptxas past 128 registers at one position
     # per thread (it spilled; 240 at four)
-    gX = tl.zeros([PB_H * PB_W], tl.float32)  # d/d the point (X, Y, Z), summed over the sources
+    gX = tl.zeros([PB_H * PB_W], tl.float32)  # d/d the point (X, Y) and the depth, summed over the sources
     gY = tl.zeros_like(gX)
-    gZ = tl.zeros_like(gX)
+    gd_along = tl.zeros_like(gX)
+    gd_across = tl.zeros_like(gX)
     k_fx = 0.0  # the intrinsics' terms through the projection, summed over the tile and the sources
     k_fy = 0.0
     k_cx = 0.0
@@ -480,13 +483,16 @@ def reprojection_bwd_kernel(
         dX, dY, dZ = _transform_backward(gqx, gqy, gqz, gw, pb)
         gX += dX
         gY += dY
-        gZ += dZ
+        along, across = _depth_shares(gqx, gqy, gqz, dX, dY, dZ, X, Y, Z, z_ok, rx, ry, rz, pb)
+        gd_along += along
+        gd_across += across
     d, d_ok = _depth(depth_ptr + b * HW + off)
     tx, ty, rx, ry, rz = _ray(c_in.to(tl.float32), r_in.to(tl.float32), fx, fy, cx, cy, NORMALIZE)
+    gd = _depth_grad(gd_along, gd_across, d)
     if NEED_DEPTH:
-        tl.store(grad_depth_ptr + b * HW + off, gX * rx + gY * ry + gZ * rz, mask=own)
+        tl.store(grad_depth_ptr + b * HW + off, gd, mask=own)
     if NEED_K:
-        r_fx, r_fy, r_cx, r_cy = _ray_backward_k(gX, gY, gZ, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE)
+        r_fx, r_fy, r_cx, r_cy = _ray_backward_k(gX, gY, gd, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE)
         part = k_part_ptr + (b * n_tiles + tile) * 4
         tl.store(part + 0, k_fx + tl.sum(tl.where(own, r_fx, 0.0), 0))
         tl.store(part + 1, k_fy + tl.sum(tl.where(own, r_fy, 0.0), 0))

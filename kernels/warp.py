@@ -184,8 +184,9 @@ def _projection_backward(g_iu, g_iv, du, dv, x, y, px, py, pz, inv_w, w_ok, inv_
     gpx = gx * inv_z
     gpy = gy * inv_z
     gpz = tl.where(z_ok, -(gx * x + gy * y) * inv_z, 0.0)
-    # point after /w -> homogeneous point q, w
-    gw = tl.where(w_ok, -(gpx * px + gpy * py + gpz * pz) * inv_w, 0.0)
+    # point after /w -> homogeneous point q, w. Where z is divided, x = qx / qz and y = qy / qz do not
+    # depend on w: its gradient is 0 there, not the rounding of a cancellation (times X in the pose's last row)
+    gw = tl.where(w_ok & (z_ok == 0), -(gpx * px + gpy * py + gpz * pz) * inv_w, 0.0)
     return gpx * inv_w, gpy * inv_w, gpz * inv_w, gw, gu, gv
 
 
@@ -220,14 +221,36 @@ def _transform_backward(gqx, gqy, gqz, gw, pb):
 
 
 @triton.jit
-def _ray_backward_k(gX, gY, gZ, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE: tl.constexpr):
+def _depth_shares(gqx, gqy, gqz, dX, dY, dZ, X, Y, Z, z_ok, rx, ry, rz, pb):
+    """One source's share of d loss / d depth, from its d/d(q, w) (gq) and d/d(X, Y, Z) (dX, dY, dZ), as
+    (along, across): (dX, dY, dZ) . ray and 0, or where z is divided and the translation t is smaller than
+    the point (max norms) 0 and -gq . t, whose sum over the sources divided by the depth is the same
+    share without the first's cancellation (see csrc/warp.cuh: depth_shares)."""
+    t0 = tl.load(pb + 3)
+    t1 = tl.load(pb + 7)
+    t2 = tl.load(pb + 11)
+    t_max = tl.maximum(tl.maximum(tl.abs(t0), tl.abs(t1)), tl.abs(t2))
+    x_max = tl.maximum(tl.maximum(tl.abs(X), tl.abs(Y)), tl.abs(Z))
+    parallax = z_ok & (t_max < x_max)
+    along = tl.where(parallax, 0.0, dX * rx + dY * ry + dZ * rz)
+    across = tl.where(parallax, -(gqx * t0 + gqy * t1 + gqz * t2), 0.0)
+    return along, across
+
+
+@triton.jit
+def _depth_grad(along, across, d):
+    """d loss / d depth from _depth_shares' sums over the sources (across is 0 where d is)."""
+    return along + across / tl.where(d != 0.0, d, 1.0)
+
+
+@triton.jit
+def _ray_backward_k(gX, gY, gd, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE: tl.constexpr):
     """The intrinsics' terms (fx, fy, cx, cy) through the ray (rx, ry, rz) = normalise?((col - cx) / fx,
-    (row - cy) / fy, 1), from d/d(X, Y, Z) of the point d * ray."""
+    (row - cy) / fy, 1), from d/d(X, Y) of the point d * ray and the depth gradient gd (_depth_grad's)."""
     grx = d * gX
     gry = d * gY
     if NORMALIZE:
-        grz = d * gZ
-        radial = rx * grx + ry * gry + rz * grz
+        radial = d * gd  # ray . d (gX, gY, gZ)
         gtx = (grx - rx * radial) * rz
         gty = (gry - ry * radial) * rz
     else:
@@ -349,10 +372,11 @@ def warp_bwd_kernel(
     )
     scale = tl.load(scale_ptr) if DETERMINISTIC else 1.0
 
-    # gradient w.r.t. the destination point (X, Y, Z), summed over sources
+    # gradients w.r.t. the destination point (X, Y) and the depth, summed over sources
     gX = tl.zeros([BLOCK], tl.float32)
     gY = tl.zeros([BLOCK], tl.float32)
-    gZ = tl.zeros([BLOCK], tl.float32)
+    gd_along = tl.zeros([BLOCK], tl.float32)
+    gd_across = tl.zeros([BLOCK], tl.float32)
     # intrinsics gradient through the projection, summed over sources
     g_fx = tl.zeros([BLOCK], tl.float32)
     g_fy = tl.zeros([BLOCK], tl.float32)
@@ -403,12 +427,15 @@ def warp_bwd_kernel(
             dX, dY, dZ = _transform_backward(gqx, gqy, gqz, gw, pb)
             gX += dX
             gY += dY
-            gZ += dZ
+            along, across = _depth_shares(gqx, gqy, gqz, dX, dY, dZ, X, Y, Z, z_ok, rx, ry, rz, pb)
+            gd_along += along
+            gd_across += across
 
+    gd = _depth_grad(gd_along, gd_across, d)
     if NEED_DEPTH:
-        tl.store(grad_depth_ptr + b * HW + pix, gX * rx + gY * ry + gZ * rz, mask=in_range)
+        tl.store(grad_depth_ptr + b * HW + pix, gd, mask=in_range)
     if NEED_K:
-        k_fx, k_fy, k_cx, k_cy = _ray_backward_k(gX, gY, gZ, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE)
+        k_fx, k_fy, k_cx, k_cy = _ray_backward_k(gX, gY, gd, d, tx, ty, rx, ry, rz, fx, fy, NORMALIZE)
         part = k_part_ptr + (b * n_blocks + pid) * 4
         tl.store(part + 0, tl.sum(g_fx + k_fx, 0))
         tl.store(part + 1, tl.sum(g_fy + k_fy, 0))

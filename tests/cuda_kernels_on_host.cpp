@@ -59,14 +59,16 @@ void warp_backward(const float* grad_out, const float* image, const float* depth
       for (int64_t pix = block * warp::kBlock; pix < (block + 1) * warp::kBlock && pix < HW; ++pix) {
         const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
         float gK[warp::kIntrinsicsPartials] = {};
-        float gP[3] = {};
+        float gP[3] = {}, gd[2] = {};
         for (int64_t s = 0; s < S; ++s) {
           float gT[warp::kPosePartials] = {};
-          warp::backward_source(grad_out, image, pose, true, p, b * S + s, pix, sh, opt, true, gT, gK, gP, scatter);
+          warp::backward_source(grad_out, image, pose, true, p, b * S + s, pix, sh, opt, true, gT, gK, gP, gd,
+                                scatter);
           float* part = pose_partials + ((b * S + s) * blocks + block) * warp::kPosePartials;
           for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
         }
-        grad_depth[b * HW + pix] = warp::ray_backward(p.d, p.ray, p.k, gP, opt.normalize, gK);
+        grad_depth[b * HW + pix] = warp::depth_grad(p, gd);
+        warp::ray_backward(p, gP, grad_depth[b * HW + pix], opt.normalize, gK);
         for (int q = 0; q < warp::kIntrinsicsPartials; ++q) k_part[q] += gK[q];
       }
     }
@@ -190,6 +192,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
   std::vector<float> x_s(kBlockPositions), sg_s(3 * kBlockPositions);
   std::vector<SourceState<float>> st(kBlockPositions);
   std::vector<std::array<float, 3>> gP(kBlockPositions);
+  std::vector<std::array<float, 2>> gd(kBlockPositions);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
       const int tile_row = static_cast<int>(tile / tiles_w) * (kBlockH - 4);
@@ -197,6 +200,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
       float* k_part = k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials;
       std::fill(k_part, k_part + warp::kIntrinsicsPartials, 0.f);
       std::fill(gP.begin(), gP.end(), std::array<float, 3>{});
+      std::fill(gd.begin(), gd.end(), std::array<float, 2>{});
       const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W, 2); };
       const auto pixel = [&](const Position& pos) {
         return warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize);
@@ -227,7 +231,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
           const warp::Geometry<float> g =
               warp::compute_geometry(p.d, p.ray, p.k, T, W, H, opt.mu, opt.mv, opt.border);
           float gT[warp::kPosePartials] = {};
-          warp::geometry_backward(g, st[t].g_iu, st[t].g_iv, p.k, T, gT, k_part, gP[t].data());
+          warp::geometry_backward(g, p, st[t].g_iu, st[t].g_iv, T, gT, k_part, gP[t].data(), gd[t].data());
           for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
         }
       }
@@ -235,8 +239,9 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
         const Position pos = position(t);
         if (!pos.own) continue;
         const warp::Pixel<float> p = pixel(pos);
-        grad_depth[b * HW + static_cast<int64_t>(pos.row) * W + pos.col] =
-            warp::ray_backward(p.d, p.ray, p.k, gP[t].data(), opt.normalize, k_part);
+        const float grad_d = warp::depth_grad(p, gd[t].data());
+        warp::ray_backward(p, gP[t].data(), grad_d, opt.normalize, k_part);
+        grad_depth[b * HW + static_cast<int64_t>(pos.row) * W + pos.col] = grad_d;
       }
     }
   }

@@ -129,6 +129,18 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
         assert_close(a, b, rel_tol=1e-4, floor=1e-2, name=f"grad {name}")  # sums that cancel: 1e-6 apart
 
 
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_depth_gradient_keeps_its_precision_far_beyond_the_translation(backend, device, seed):
+    # depth 1e4 to 1e5, translations of 0.3: the depth gradient along the ray cancels there (the
+    # warp's test of the same name); one-pass backward kernels
+    inputs = problem(seed, device, B=1, H=9, W=12)
+    inputs[2] = inputs[2] * 1e4
+    ours = geometry_grads(inputs, backend, "one_pass", **MONODEPTH2)
+    ref = geometry_grads([t.double() for t in inputs], "torch", "one_pass", **MONODEPTH2)
+    assert_close(ours[0], ref[0], rel_tol=1e-4, name="grad depth")
+    assert torch.all(ours[1][..., 3, :] == 0)
+
+
 @pytest.mark.parametrize("backend,device", [bd for bd in FUSED if bd != ("cuda", "cpu")])
 @pytest.mark.parametrize("edge", [None, "nan_depth", "ties"])
 def test_tile_forward_equals_the_window_forward(backend, device, edge, seed):
