@@ -131,8 +131,9 @@ def test_one_pass_backward_equals_the_three_pass(backend, device, edge, seed):
 
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_depth_gradient_keeps_its_precision_far_beyond_the_translation(backend, device, seed):
-    # depth 1e4 to 1e5, translations of 0.3: the depth gradient along the ray cancels there (the
-    # warp's test of the same name); one-pass backward kernels
+    # depth 1e4 to 1e5, translations of 0.3: the depth gradient along the ray cancels there
+    # (tests/test_warp.py: test_gradients_keep_their_precision_far_beyond_the_translation); the
+    # one-pass backward kernels
     inputs = problem(seed, device, B=1, H=9, W=12)
     inputs[2] = inputs[2] * 1e4
     ours = geometry_grads(inputs, backend, "one_pass", **MONODEPTH2)
