@@ -22,10 +22,12 @@ Conventions:
   every source (the warp's validity: in front of the camera, all four taps inside).
 * Gradients flow to both feature maps, the hypotheses, the poses and K. The fused backends compute
   each hypothesis' projected pixels (u, v) with a kernel of their own (the warp's projection, one
-  launch), or in plain PyTorch where the geometry needs a gradient (autograd's, its graph only
-  then), then one kernel samples and reduces (its backward writes the features' gradients and the
-  gradient of u and v). What stays in memory between forward and backward is u and v:
-  2 * B * S * D * h * w values, against the B * S * C * D * h * w of an eager warped volume.
+  launch), or in plain PyTorch where the geometry needs a gradient (:mod:`fastdepth.projection`,
+  whose backward is the warp kernels' geometry backward), then one kernel samples and reduces (its
+  backward writes the features' gradients and the gradient of u and v). What stays in memory
+  between forward and backward is u and v (and, with a geometry gradient, the mask of finite
+  projections): 2 * B * S * D * h * w values, against the B * S * C * D * h * w of an eager warped
+  volume.
 
 Dtypes: features float16, bfloat16, float32 (float64 on the reference and the CPU twin); the
 geometry is computed in float32 (float64 where an input is float64); the cost comes back in the
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdepth import backends, dispatch, validation
+from fastdepth import backends, dispatch, projection, validation
 from fastdepth.reference import cost_volume as reference
 from fastdepth.reference import warp as reference_warp
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
@@ -143,7 +145,9 @@ def _project(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
 
 def _projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype):
     B, D, S = depth_hypotheses.shape[0], depth_hypotheses.shape[1], poses.shape[1]
-    u, v, _, finite = _project(depth_hypotheses, poses, K, h, w, dtype)
+    maps = reference.hypothesis_maps(depth_hypotheses, h, w).reshape(B * D, 1, h, w)
+    repeated = (poses.repeat_interleave(D, 0), K.repeat_interleave(D, 0))
+    u, v, finite = projection.project(*(t.to(dtype) for t in (maps, *repeated)))
     nan = torch.tensor(float("nan"), dtype=dtype, device=u.device)
     u, v = (torch.where(finite, t, nan).reshape(B, D, S, h, w).transpose(1, 2) for t in (u, v))
     return u.contiguous(), v.contiguous()
@@ -166,7 +170,8 @@ def _projection_fake(depth_hypotheses, poses, K, height, width, backend):
 def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype, backend: str):
     """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
     pixel at every hypothesis (NaN where the projection does not exist): in plain PyTorch where the
-    geometry needs a gradient, else by the projection kernel of the fused ``backend``, one launch."""
+    geometry needs a gradient (:mod:`fastdepth.projection`: the warp kernels' gradient), else by the
+    projection kernel of the fused ``backend``, one launch."""
     geometry = (depth_hypotheses, poses, K)
     if torch.is_grad_enabled() and any(t.requires_grad for t in geometry):
         return _projections(*geometry, h, w, dtype)
