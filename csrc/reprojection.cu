@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(reprojection::kBlockPositions)
   const float alpha_c = alpha / static_cast<float>(sh.C);
   const float l1_c = (1.f - alpha) / static_cast<float>(sh.C);
   float gK[warp::kIntrinsicsPartials] = {};
-  float gP[3] = {};
+  float gP[2] = {};
   float gd[2] = {};
   for (int64_t s = 0; s < sh.S; ++s) {
     const int64_t bs = b * sh.S + s;

@@ -70,8 +70,8 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
 // source: the warp's geometry of the band and its halo, and its bilinear taps (corner_taps); per
 // channel, (A) its samples, and their slopes d sample / d (iu, iv) from the same gather
 // (sample_and_slopes), into the thread's band buffers; (B) the stat gradients of the windows
-// centred on the band's rows and the rows next to it (stat_grads_row); (C) their adjoint at the band's rows (adjoint_box_row, pixel_grads_row),
-// times the slopes, summed over the channels into d loss / d (iu, iv). Then the geometry's backward
+// centred on the band's rows and the rows next to it (stat_grads_row); (C) their adjoint at the
+// band's rows (adjoint_box_row, pixel_grads_row), times the slopes, summed over the channels into d loss / d (iu, iv). Then the geometry's backward
 // of the band, kBlock pixels at a time (block_geometry_backward), into grad_depth and the band's pose
 // and intrinsics partial sums. The same functions in the same order as photometric_backward_cpu
 // followed by warp_backward_cpu, so the gradients are theirs bit for bit, except the pose and

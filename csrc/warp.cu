@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kBlock, 5)
   // out-of-range threads take part in the block sums with zeros
   const warp::Pixel<float> p = warp::make_pixel(depth, K, b, in_range ? pix : 0, sh, opt.normalize);
   float gK[warp::kIntrinsicsPartials] = {};
-  float gP[3] = {};
+  float gP[2] = {};
   float gd[2] = {};
   for (int64_t s = 0; s < sh.S; ++s) {
     float gT[warp::kPosePartials] = {};

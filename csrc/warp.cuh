@@ -230,8 +230,8 @@ FD_HD F depth_grad(const Pixel<F>& p, const F* gd) {
 
 // Chain rule from the sample position back to the pose, the projection intrinsics and the
 // destination point of pixel p. Adds the pose gradient (16 values) to gT, the projection's share of
-// the intrinsics gradient to gK (fx, fy, cx, cy), d/d(X, Y, Z) to gP and the depth gradient's shares
-// to gd[0..1] (depth_shares).
+// the intrinsics gradient to gK (fx, fy, cx, cy), d/d(X, Y) to gP (the ray's K share needs no more)
+// and the depth gradient's shares to gd[0..1] (depth_shares).
 template <typename F>
 FD_HD void geometry_backward(const Geometry<F>& g, const Pixel<F>& p, F g_iu, F g_iv, const F* T, F* gT, F* gK,
                              F* gP, F* gd) {
@@ -257,15 +257,14 @@ FD_HD void geometry_backward(const Geometry<F>& g, const Pixel<F>& p, F g_iu, F 
     for (int j = 0; j < 4; ++j) gT[4 * i + j] += gq[i] * point[j];
   }
   F gPs[3];
-  for (int j = 0; j < 3; ++j) {
-    gPs[j] = gq[0] * T[j] + gq[1] * T[4 + j] + gq[2] * T[8 + j] + gq[3] * T[12 + j];
-    gP[j] += gPs[j];
-  }
+  for (int j = 0; j < 3; ++j) gPs[j] = gq[0] * T[j] + gq[1] * T[4 + j] + gq[2] * T[8 + j] + gq[3] * T[12 + j];
+  gP[0] += gPs[0];
+  gP[1] += gPs[1];
   depth_shares(g, p, gq, gPs, T, gd);
 }
 
 // Through the ray (rx, ry, rz) = normalise?((col - cx) / fx, (row - cy) / fy, 1) of pixel p: the
-// ray's share of the intrinsics gradient added to gK, from d/d(X, Y, Z) (gP) and the depth gradient
+// ray's share of the intrinsics gradient added to gK, from d/d(X, Y) (gP) and the depth gradient
 // gd (depth_grad's).
 template <typename F>
 FD_HD void ray_backward(const Pixel<F>& p, const F* gP, F gd, bool normalize, F* gK) {
@@ -274,7 +273,7 @@ FD_HD void ray_backward(const Pixel<F>& p, const F* gP, F gd, bool normalize, F*
   const F gry = p.d * gP[1];
   F gtx = grx, gty = gry;
   if (normalize) {
-    const F radial = p.d * gd;  // ray . d gP
+    const F radial = p.d * gd;  // ray . d d/d(X, Y, Z)
     gtx = (grx - r.rx * radial) * r.rz;
     gty = (gry - r.ry * radial) * r.rz;
   }
@@ -344,7 +343,7 @@ FD_HD void sample_backward_at(const Img* grad_out, const Img* image, bool need_i
 }
 
 // Backward of one destination pixel and one source: the sampling's backward, then this source's
-// pose gradient added to gT, and gK, gP (d/d destination point) and gd (the depth gradient's
+// pose gradient added to gT, and gK, gP (d/d (X, Y) of the destination point) and gd (the depth gradient's
 // shares, depth_shares) accumulated across sources.
 template <typename F, typename Img, typename Scatter>
 FD_HD void backward_source(const Img* grad_out, const Img* image, const F* pose, bool need_image, const Pixel<F>& p,

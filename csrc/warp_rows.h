@@ -417,7 +417,7 @@ void block_geometry_backward(const PixelSpan<F>& pixels, const SpanGeometry<F>* 
   for (int64_t i0 = 0; i0 < n; i0 += kLanes) {
     F in_block[kLanes];  // 1 for the lanes of pixels < n (a float: 64-bit compares keep the loops scalar)
     for (int64_t l = 0; l < kLanes; ++l) in_block[l] = i0 + l < n ? F(1) : F(0);
-    F gP[3][kLanes] = {}, gD[2][kLanes] = {};
+    F gP[2][kLanes] = {}, gD[2][kLanes] = {};
     for (int64_t s = 0; s < S; ++s) {
       const SpanGeometry<F>& span = spans[s];
       const F* T = poses_b + s * 16;
@@ -428,15 +428,15 @@ void block_geometry_backward(const PixelSpan<F>& pixels, const SpanGeometry<F>* 
       for (int64_t l = 0; l < kLanes; ++l) {
         const int64_t i = i0 + l;
         const bool live = (in_block[l] != F(0)) & span.keep(i);
-        F gT[kPosePartials] = {}, gK[kIntrinsicsPartials] = {}, gPi[3] = {}, gDi[2] = {};
+        F gT[kPosePartials] = {}, gK[kIntrinsicsPartials] = {}, gPi[2] = {}, gDi[2] = {};
         const Pixel<F> p = pixels.pixel(i, k);
         geometry_backward(span.geometry(i, p), p, g_iu[i], g_iv[i], T, gT, gK, gPi, gDi);
 #pragma GCC unroll 16
         for (int q = 0; q < kPosePartials; ++q) pose_lanes[q * kLanes + l] += keep_if(live, gT[q]);
 #pragma GCC unroll 4
         for (int q = 0; q < kIntrinsicsPartials; ++q) grads.k_lanes[q][l] += keep_if(live, gK[q]);
-#pragma GCC unroll 3
-        for (int q = 0; q < 3; ++q) gP[q][l] += keep_if(live, gPi[q]);
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; ++q) gP[q][l] += keep_if(live, gPi[q]);
         gD[0][l] += keep_if(live, gDi[0]);
         gD[1][l] += keep_if(live, gDi[1]);
       }
@@ -445,7 +445,7 @@ void block_geometry_backward(const PixelSpan<F>& pixels, const SpanGeometry<F>* 
 #pragma GCC ivdep
     for (int64_t l = 0; l < kLanes; ++l) {
       const Pixel<F> p = pixels.pixel(i0 + l, k);
-      const F gPi[3] = {gP[0][l], gP[1][l], gP[2][l]}, gDi[2] = {gD[0][l], gD[1][l]};
+      const F gPi[2] = {gP[0][l], gP[1][l]}, gDi[2] = {gD[0][l], gD[1][l]};
       F gK[kIntrinsicsPartials] = {};
       gd[l] = depth_grad(p, gDi);
       ray_backward(p, gPi, gd[l], kNormalize, gK);

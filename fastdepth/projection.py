@@ -32,8 +32,8 @@ def _scaled(values, factor, keep=None):
 
 
 def _outer_sums(gq, point):
-    """d/dT[i, j] = gq[i] * point[j] summed over the pixels: (N, S, 4, 4)."""
-    return torch.stack([torch.stack([(g * c).sum((2, 3)) for c in point], -1) for g in gq], -2)
+    """d/dT[i, j] = gq[i] * (X, Y, Z, 1)[j] summed over the pixels: (N, S, 4, 4)."""
+    return torch.stack([torch.stack([(g * c).sum((2, 3)) for c in point] + [g.sum((2, 3))], -1) for g in gq], -2)
 
 
 def _point_grads(gq, T):
@@ -87,7 +87,7 @@ class _Projection(torch.autograd.Function):
         del p, w_ok
         gq = [*_scaled(gp, inv_w), gw]
         del gp, gw, inv_w
-        grad_poses = _outer_sums(gq, (*point, torch.ones_like(d)))
+        grad_poses = _outer_sums(gq, point)
         # the depth's shares (depth_shares): along the ray through d/d (X, Y, Z), or -gq . t
         t_max = torch.maximum(torch.maximum(T[0][3].abs(), T[1][3].abs()), T[2][3].abs())
         x_max = torch.maximum(torch.maximum(point[0].abs(), point[1].abs()), point[2].abs())

@@ -59,7 +59,7 @@ void warp_backward(const float* grad_out, const float* image, const float* depth
       for (int64_t pix = block * warp::kBlock; pix < (block + 1) * warp::kBlock && pix < HW; ++pix) {
         const warp::Pixel<float> p = warp::make_pixel(depth, K, b, pix, sh, opt.normalize);
         float gK[warp::kIntrinsicsPartials] = {};
-        float gP[3] = {}, gd[2] = {};
+        float gP[2] = {}, gd[2] = {};
         for (int64_t s = 0; s < S; ++s) {
           float gT[warp::kPosePartials] = {};
           warp::backward_source(grad_out, image, pose, true, p, b * S + s, pix, sh, opt, true, gT, gK, gP, gd,
@@ -191,7 +191,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
   const int64_t tiles = static_cast<int64_t>(tiles_w) * tiles_h;
   std::vector<float> x_s(kBlockPositions), sg_s(3 * kBlockPositions);
   std::vector<SourceState<float>> st(kBlockPositions);
-  std::vector<std::array<float, 3>> gP(kBlockPositions);
+  std::vector<std::array<float, 2>> gP(kBlockPositions);
   std::vector<std::array<float, 2>> gd(kBlockPositions);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -199,7 +199,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
       const int tile_col = static_cast<int>(tile % tiles_w) * (kBlockW - 4);
       float* k_part = k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials;
       std::fill(k_part, k_part + warp::kIntrinsicsPartials, 0.f);
-      std::fill(gP.begin(), gP.end(), std::array<float, 3>{});
+      std::fill(gP.begin(), gP.end(), std::array<float, 2>{});
       std::fill(gd.begin(), gd.end(), std::array<float, 2>{});
       const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W, 2); };
       const auto pixel = [&](const Position& pos) {
