@@ -109,6 +109,15 @@ def _behind_camera(scene: dict) -> None:
     scene["pose"][..., 2, 3] = 3.0
 
 
+def _z_undivided(scene: dict) -> None:
+    """z = 0 in the source under a projective last row, w divided: Kornia leaves z undivided and
+    projects qx / w, qy / w, which the x and y rows, scaled down, keep inside the image."""
+    pose = scene["pose"]
+    pose[..., :2, :] *= 0.05
+    pose[..., 2, :] = 0.0
+    pose[..., 3, :] = torch.tensor([0.01, -0.02, 0.03, 1.0], dtype=pose.dtype)
+
+
 def _nan_depth(scene: dict) -> None:
     scene["depth"][0, 0, 2, 3] = float("nan")
     scene["depth"][-1, 0, -1, -1] = float("inf")
@@ -127,5 +136,6 @@ WARP_EDGE_CASES = {
     "negative_depth": lambda s: s["depth"][:, :, 1::2].mul_(-1),
     # w of the homogeneous point at the divide threshold: Kornia leaves it undivided
     "w_near_zero": lambda s: s["pose"][..., 3, :].copy_(torch.tensor([0.0, 0.0, 0.0, 1e-9])),
+    "z_undivided": _z_undivided,
     "nan_depth": _nan_depth,
 }

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -23,6 +24,17 @@ def test_environment_variable_sets_the_default(monkeypatch):
     monkeypatch.setenv("FASTDEPTH_BACKEND", "torch")
     assert backends.requested(None) == "torch"
     assert backends.requested("auto") == "auto"
+
+
+def test_the_float64_fallback_warns_once_per_backend_and_process(monkeypatch):
+    monkeypatch.setattr(backends, "_warned_float64", set())
+    monkeypatch.setattr(backends, "triton_usable_on", lambda device: None)  # as on a GPU
+    f64 = (torch.float64, torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [backends.resolve("triton", torch.device("cpu"), f64) for _ in range(3)] == ["torch"] * 3
+        assert backends.resolve("triton", torch.device("cpu"), F32) == "triton"
+    assert [str(w.message).split(" computes")[0] for w in caught] == ["backend='triton'"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -4,11 +4,12 @@ asserts), the target logic and the README table generator."""
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
-from fastdepth.benchmarks import report, workloads
+from fastdepth.benchmarks import report, run, workloads
 from fastdepth.benchmarks.work import QUICK_SIZE
 from fastdepth.benchmarks.works import objective, warp
 from helpers import subprocess_env
@@ -133,6 +134,45 @@ def test_targets_met_and_not_met():
         assert fast[target] is True and slow[target] is False, target
     assert fast["cost_volume fwd+bwd speed-up over homo_warping"] is True
     assert fast["triton warp fwd: fraction of copy bandwidth at the largest size"] is None  # not measured
+
+
+def test_the_fused_objective_is_held_to_the_composed_ops_of_its_backend():
+    def result(fused_ms):
+        rows = [
+            {"work": "reprojection", "mode": "fwd+bwd", "size": workloads.MAIN_SIZE, "shape": "s", "dtype": "fp32",
+             "impl": impl, "median_ms": ms, "peak_mem_mb": ms, "floor_bytes": None, "bandwidth_fraction": None,
+             "error": None}
+            for impl, ms in (("triton", fused_ms), ("triton-composed", 10.0))
+        ]  # fmt: skip
+        return {"rows": rows}
+
+    name = "reprojection fwd+bwd speed-up over the composed fused ops"
+    fast, slow = ({t["target"]: t for t in report.targets(result(ms))}[name] for ms in (4.0, 6.0))
+    assert (fast["value"], fast["met"]) == (2.5, True)
+    assert (slow["value"], slow["met"]) == (pytest.approx(10 / 6), False)
+
+
+def test_cpu_timing_is_the_median_of_runs_in_turns(monkeypatch):
+    # a fake clock that each call moves on by its scripted time: a warm-up call, then 7 rounds
+    clock = [0.0]
+    scripts = {"cuda": iter([99, 5, 1, 9, 3, 7, 2, 8]), "torch": iter([99, 50, 10, 90, 30, 70, 20, 80])}
+    order = []
+
+    def build(job, device):
+        def call():
+            order.append(job[-1])
+            clock[0] += next(scripts[job[-1]], 0) * 1e-3
+
+        return call
+
+    monkeypatch.setattr(run, "_build", build)
+    monkeypatch.setattr(run, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    case = [("warp", "fwd", "quick", QUICK_SIZE, "fp32", impl) for impl in ("cuda", "torch")]
+    rows = run.measure_case(case, "cpu", quick=False, bandwidth=1e10)
+    assert order[: 2 * 8] == ["cuda", "torch"] * 8  # in turns
+    assert [row["median_ms"] for row in rows] == pytest.approx([5.0, 50.0])
+    for row in rows:
+        assert row["bandwidth_fraction"] == pytest.approx(row["floor_bytes"] / (row["median_ms"] * 1e-3) / 1e10)
 
 
 def test_cpu_results_are_held_to_the_cpu_twins_targets():

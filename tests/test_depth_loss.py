@@ -90,6 +90,21 @@ def test_an_affine_prediction_costs_nothing(backend, device, space, seed):
 
 
 @pytest.mark.parametrize("backend,device", ALL)
+def test_an_exactly_zero_residual_has_no_l1_slope(backend, device):
+    # |r| has slope 0 at r = 0 (torch.abs's), not 1. Small integers make the fit exact: the target is
+    # pred - e with e orthogonal to pred and to 1, so a = 1, b = 0 and r = e, 0 at the middle pixel.
+    # By hand (reduction "image", n = 5): d loss / d p_i = (sign(r_i) - 2 da/dp_i) / 5, with
+    # da/dp_i = (5 t_i - 10 p_i + 20) / 50
+    pred = torch.tensor([[2.0, 3.0, 4.0, 5.0, 6.0]], device=device, requires_grad=True)
+    target = torch.tensor([[1.0, 5.0, 4.0, 3.0, 7.0]], device=device)
+    loss = fastdepth.scale_shift_invariant_loss(pred, target, backend=backend)
+    assert loss.item() == pytest.approx(6.0 / 5.0, rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, pred)
+    expected = torch.tensor([[0.16, -0.32, 0.0, 0.32, -0.16]], device=device)
+    assert_close(grad, expected, abs_tol=1e-6, name="grad pred")
+
+
+@pytest.mark.parametrize("backend,device", ALL)
 @pytest.mark.parametrize("name,options", ALL_OPTIONS[::2], ids=OPTION_IDS[::2])
 def test_what_invalid_pixels_hold_is_ignored(backend, device, name, options, seed):
     pred, target, mask = inputs(2, 9, 13, seed, torch.float32, device)
@@ -100,6 +115,20 @@ def test_what_invalid_pixels_hold_is_ignored(backend, device, name, options, see
     assert torch.isfinite(losses[0]) and losses[0].item() == losses[1].item()
     g_garbage, g_clean = (torch.autograd.grad(loss, p)[0] for loss, p in zip(losses, (garbage, clean), strict=True))
     assert torch.equal(g_garbage, g_clean) and (g_garbage[invalid] == 0).all()
+
+
+@pytest.mark.parametrize("backend,device", ALL)
+@pytest.mark.parametrize("name,options", ALL_OPTIONS[::2], ids=OPTION_IDS[::2])
+def test_a_target_not_positive_and_finite_is_missing_ground_truth(backend, device, name, options, seed):
+    pred, target, mask = inputs(2, 9, 13, seed, torch.float32, device)
+    odd, missing = target.clone(), target.clone()
+    odd[0, 0, 0, :5] = torch.tensor([float("inf"), float("nan"), -2.0, -float("inf"), -0.0])
+    missing[0, 0, 0, :5] = 0.0
+    preds = leaves(pred, pred)
+    losses = [LOSSES[name](p, t, mask, **options, backend=backend) for p, t in zip(preds, (odd, missing), strict=True)]
+    assert torch.isfinite(losses[0]) and losses[0].item() == losses[1].item()
+    g_odd, g_missing = (torch.autograd.grad(loss, p)[0] for loss, p in zip(losses, preds, strict=True))
+    assert torch.equal(g_odd, g_missing)
 
 
 @pytest.mark.parametrize("backend,device", ALL)

@@ -20,6 +20,14 @@ def test_depth_errors_by_hand():
     assert m["a1"] == pytest.approx(0.5) and m["a2"] == pytest.approx(1.0) and m["a3"] == pytest.approx(1.0)
 
 
+def test_depth_error_thresholds_by_hand():
+    # max(gt / pred, pred / gt): 1, 1.3 (< 1.25²), 1.7 (< 1.25³), 2.5, and 2 from a prediction half the truth
+    gt = torch.ones(5)
+    pred = torch.tensor([1.0, 1.3, 1.7, 2.5, 0.5])
+    m = depth_errors(gt, pred)
+    assert (m["a1"], m["a2"], m["a3"]) == pytest.approx((0.2, 0.4, 0.6))
+
+
 def test_perfect_prediction():
     gt = torch.rand(100) * 50 + 1
     m = depth_errors(gt, gt.clone())

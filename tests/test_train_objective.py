@@ -84,6 +84,27 @@ def test_triton_interpreter_tiny_batch(monkeypatch):
     assert worst_relative(grads, [g.float() for g in kornia[1]]) <= 5e-4
 
 
+def test_smoothness_is_monodepth2s(seed):
+    # Monodepth2's trainer, written out: each scale's disparity divided by its mean, get_smooth_loss
+    # against the target resized to that scale, weighted 1e-3 / 2**scale; the loss averages the scales
+    def get_smooth_loss(disp, img):
+        grad_disp_x = torch.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:])
+        grad_disp_y = torch.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :])
+        grad_img_x = torch.mean(torch.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), 1, keepdim=True)
+        grad_img_y = torch.mean(torch.abs(img[:, :, :-1, :] - img[:, :, 1:, :]), 1, keepdim=True)
+        return (grad_disp_x * torch.exp(-grad_img_x)).mean() + (grad_disp_y * torch.exp(-grad_img_y)).mean()
+
+    frames, K = batch(64, 96, 2, torch.float64)
+    disps = [torch.rand(2, 1, 64 // 2**s, 96 // 2**s, dtype=torch.float64) for s in range(4)]
+    poses = torch.eye(4, dtype=torch.float64).repeat(2, 2, 1, 1)
+    _, parts = compute_loss(disps, poses, frames, K, "torch")
+    expected = 0.0
+    for scale, disp in enumerate(disps):
+        color = torch.nn.functional.interpolate(frames[:, 1], disp.shape[-2:], mode="bilinear", align_corners=False)
+        expected += 1e-3 * get_smooth_loss(disp / (disp.mean(2, True).mean(3, True) + 1e-7), color) / 2**scale
+    assert parts["smoothness"].item() == pytest.approx(expected.item() / 4, rel=1e-12)
+
+
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         loss_and_grads("jax", torch.float32, size=1)

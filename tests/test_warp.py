@@ -91,6 +91,20 @@ def test_edge_cases_match_reference(backend, device, case, padding_mode, seed):
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
+def test_border_padding_has_no_position_gradient_on_the_image_edge(backend, device, seed):
+    # grid_sample's border clip counts the edges as outside: a sample exactly on the first or last
+    # column or row has no gradient to its position. Exact positions (H - 1 and W - 1 powers of 2):
+    # the identity pose, depth 2, fx = fy = 1 and cx = cy = 0 sample every pixel at its own centre
+    scene = warp_scene(1, 2, 2, 5, 9, seed=seed)
+    scene["pose"].copy_(torch.eye(4))
+    scene["depth"].fill_(2.0)
+    scene["K"].copy_(torch.eye(3))
+    result = fused_vs_reference(scene, backend, device, padding_mode="border")
+    check_against_reference(result, tolerance("warp", torch.float32, backend, device))
+    assert result[3][2][..., 0, 3].abs().max() > 0  # the translation's gradient, from the inner pixels
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 def test_gradients_keep_their_precision_far_beyond_the_translation(backend, device, seed):
     # depth 1e4 to 1e5, translations of 0.3: the depth gradient along the ray cancels there (Kornia's
     # float32 error: 3e-3); where z is divided the projection ignores w, so the pose's last row is 0
