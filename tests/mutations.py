@@ -14,7 +14,8 @@ Not a pytest module (the name has no ``test_`` prefix): it edits the working tre
 clean checkout and nothing else at the same time. Mutations known to change nothing observable are
 left out: the clamp of the SSIM term at exactly 0 (its gradient is 0 there anyway), the parallax
 test at |t| = |X| exactly (both shares are equal there), the fixed-point rounding mode of the
-deterministic scatter (2**-62 of the bound), and the order of tiles that write the same pixel.
+deterministic scatter (2**-62 of the bound), the order of tiles that write the same pixel, and
+``fastdepth eval``'s own clamp of the aligned prediction (the metrics clamp it again).
 """
 
 from __future__ import annotations
@@ -145,6 +146,18 @@ MUTATIONS = [
      '"a2": (thresh < 1.25**3).double().mean().item(),', ("tests/test_train_metrics.py",), ""),
     ("T8", "fastdepth/train/metrics.py", "thresh = torch.maximum(gt / pred, pred / gt)", "thresh = pred / gt",
      ("tests/test_train_metrics.py",), ""),
+    # fastdepth eval: NumPy's median, the range of the ground truth, predictions that are no depths, PNG scale
+    ("EV2", "fastdepth/train/predictions.py", "        return pred * (median(gt) / median(pred))",
+     "        return pred * (gt.median() / pred.median())", ("tests/test_eval_predictions.py",), ""),
+    ("EV2b", "fastdepth/train/metrics.py", "        p = p * (median(g) / median(p))",
+     "        p = p * (g.median() / p.median())", ("tests/test_train_metrics.py",), ""),
+    ("EV3", "fastdepth/train/predictions.py",
+     "        valid = (gt > min_depth) & (gt < max_depth) & torch.isfinite(pred)",
+     "        valid = (gt > min_depth) & torch.isfinite(pred)", ("tests/test_eval_predictions.py",), ""),
+    ("EV5", "fastdepth/train/predictions.py", "                data = np.asarray(image, dtype=np.float64) / png_scale",
+     "                data = np.asarray(image, dtype=np.float64) / 256.0", ("tests/test_eval_predictions.py",), ""),
+    ("EV6", "fastdepth/train/predictions.py", 'if alignment in ("median", "none"):', 'if alignment in ("none",):',
+     ("tests/test_eval_predictions.py",), ""),
     # the benchmark runner and its report: the statistics every results file states
     ("B1", "benchmarks/report.py",
      'return other["median_ms"] / twin["median_ms"] if twin and other and twin["median_ms"] else None',

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from fastdepth.cli import main
-from fastdepth.train.predictions import read_depth, write_pfm
+from fastdepth.train.metrics import depth_errors
+from fastdepth.train.predictions import evaluate_folder, read_depth, write_pfm
 
 
 def ground_truth(seed):
@@ -87,3 +88,46 @@ def test_bad_prediction_folders(setup, pattern, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert re.search(pattern, err), err
+
+
+def _folder_metrics(tmp_path, pred, gt, **options):
+    """The mean metrics of one image (H x W lists), through the folders ``fastdepth eval`` reads."""
+    for name, depth in (("pred", pred), ("gt", gt)):
+        (tmp_path / name).mkdir(parents=True)
+        np.save(tmp_path / name / "frame.npy", np.asarray(depth, dtype=np.float32))
+    means, _ = evaluate_folder(tmp_path / "pred", tmp_path / "gt", **options)
+    return means
+
+
+def test_median_alignment_takes_numpys_median(tmp_path):
+    # an even count of valid pixels: np.median averages the middle two, a ratio of 5 / 3 (not 4 / 2)
+    means = _folder_metrics(tmp_path, [[1.0, 2.0], [4.0, 10.0]], [[2.0, 4.0], [6.0, 8.0]], alignment="median")
+    expected = depth_errors(torch.tensor([2.0, 4.0, 6.0, 8.0]), torch.tensor([1.0, 2.0, 4.0, 10.0]) * 5 / 3)
+    assert means["abs_rel"] == pytest.approx(expected["abs_rel"])
+
+
+def test_ground_truth_beyond_the_range_is_left_out_and_predictions_clamped(tmp_path):
+    # metric depth as it is: ground truth of 100 is beyond max_depth 80 (left out), the prediction of
+    # 1000 at a valid pixel counts as 80: abs_rel = |10 - 80| / 10 over the 3 valid pixels
+    gt = [[10.0, 10.0], [10.0, 100.0]]
+    means = _folder_metrics(tmp_path / "none", [[10.0, 10.0], [1000.0, 10.0]], gt, alignment="none")
+    assert means["abs_rel"] == pytest.approx(7.0 / 3)
+    # nor does it reach the alignment: the median ratio 10 / 1 of the valid pixels gives 10, 10, 30
+    # (with it, 10 / 2 would give 5, 5, 15: abs_rel 0.5)
+    means = _folder_metrics(tmp_path / "median", [[1.0, 1.0], [3.0, 50.0]], gt, alignment="median")
+    assert means["abs_rel"] == pytest.approx(2.0 / 3)
+
+
+@pytest.mark.parametrize("align", ["median", "none"])
+def test_predictions_that_are_no_depths_are_left_out(align, tmp_path):
+    # where depth is taken as it is (relative or metric), a prediction <= 0 is no depth: the pixel
+    # counts as the ground truth's invalid pixels do
+    gt, pred = [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]], [[2.0, -1.0, 6.0], [5.0, 9.0, 7.0]]
+    with_bad = _folder_metrics(tmp_path / "a", pred, gt, alignment=align)
+    gt[0][1], pred[0][1] = 0.0, 7.0
+    assert with_bad == pytest.approx(_folder_metrics(tmp_path / "b", pred, gt, alignment=align))
+
+
+def test_png_depth_takes_its_scale(tmp_path):
+    Image.fromarray(np.array([[1000, 2500], [0, 500]], dtype=np.uint16)).save(tmp_path / "d.png")
+    assert read_depth(tmp_path / "d.png", png_scale=1000.0).tolist() == [[1.0, 2.5], [0.0, 0.5]]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fastdepth.train.metrics import depth_errors, evaluate_image, scale_invariant_log_loss
+from fastdepth.train.metrics import depth_errors, evaluate_image, median, scale_invariant_log_loss
 
 
 def test_depth_errors_by_hand():
@@ -26,6 +26,16 @@ def test_depth_error_thresholds_by_hand():
     pred = torch.tensor([1.0, 1.3, 1.7, 2.5, 0.5])
     m = depth_errors(gt, pred)
     assert (m["a1"], m["a2"], m["a3"]) == pytest.approx((0.2, 0.4, 0.6))
+
+
+def test_median_scaling_takes_numpys_median():
+    # Monodepth2 scales by np.median, the mean of the two middle values of an even count: 5 / 3 here
+    # (torch.median's lower middle values would give 4 / 2)
+    gt, pred = torch.tensor([[2.0, 4.0, 6.0, 8.0]]), torch.tensor([[1.0, 2.0, 4.0, 10.0]])
+    scaled = pred * 5 / 3
+    expected = {**depth_errors(gt, scaled), "silog": scale_invariant_log_loss(gt, scaled)}
+    assert evaluate_image(gt, pred) == pytest.approx(expected)
+    assert median(torch.tensor([3.0, 1.0, 2.0])) == 2.0 and median(torch.tensor([4.0, 1.0, 3.0, 2.0])) == 2.5
 
 
 def test_perfect_prediction():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdepth.train.config import resolve_device
-from fastdepth.train.metrics import METRIC_NAMES, evaluate_image
+from fastdepth.train.metrics import METRIC_NAMES, evaluate_image, median
 from fastdepth.train.models import DepthNet
 from fastdepth.train.objective import disp_to_depth
 from fastdepth.train.synthetic import SyntheticWorld
@@ -59,7 +59,7 @@ def write_png(depth_net: DepthNet, samples: list[dict], device: torch.device, pa
     for row, sample in zip(axes, chosen, strict=True):
         gt = sample["depth"][0]
         pred = predict_depth(depth_net, sample["frames"][1][None].to(device))[0, 0].cpu()
-        pred = pred * gt.median() / pred.median()
+        pred = pred * median(gt) / median(pred)
         vmax = min(gt.max().item(), EVAL_MAX_DEPTH)
         for ax, picture, title in zip(
             row,

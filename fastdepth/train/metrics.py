@@ -8,6 +8,14 @@ import torch
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
+def median(values: torch.Tensor) -> torch.Tensor:
+    """NumPy's median, which Monodepth2's median scaling takes: the mean of the two middle values of
+    an even count (``torch.median`` takes the lower one)."""
+    ordered = values.flatten().sort().values
+    n = ordered.numel()
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+
+
 def depth_errors(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
     """Monodepth2's ``compute_errors`` on matching 1-D tensors of valid (positive) depths.
 
@@ -46,6 +54,6 @@ def evaluate_image(
     valid = (gt > min_depth) & (gt < max_depth)
     g, p = gt[valid].double(), pred[valid].double()
     if median_scaling:
-        p = p * (g.median() / p.median())
+        p = p * (median(g) / median(p))
     p = p.clamp(min_depth, max_depth)
     return {**depth_errors(g, p), "silog": scale_invariant_log_loss(g, p)}

@@ -7,7 +7,7 @@ Ground truth 0 (or outside ``(min_depth, max_depth)``) is invalid.
 
 Alignments, fitted per image on the valid pixels:
 
-* ``median``: ``pred * median(gt) / median(pred)`` (Monodepth2; relative depth);
+* ``median``: ``pred * median(gt) / median(pred)`` (Monodepth2, NumPy's median; relative depth);
 * ``scale-shift``: the least-squares ``a * pred + b`` to the ground-truth depth (affine-invariant depth);
 * ``scale-shift-inverse``: the least-squares ``a * pred + b`` to the ground-truth *inverse* depth,
   then inverted: for models that output relative inverse depth (disparity), as MiDaS and Depth
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdepth.train.metrics import METRIC_NAMES, evaluate_image
+from fastdepth.train.metrics import METRIC_NAMES, evaluate_image, median
 
 SUFFIXES = (".npy", ".pfm", ".png")
 ALIGNMENTS = ("median", "scale-shift", "scale-shift-inverse", "none")
@@ -89,7 +89,7 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def align(pred: torch.Tensor, gt: torch.Tensor, mode: str) -> torch.Tensor:
     """The prediction on the valid pixels (1-D, float64), aligned to the ground truth ``gt``."""
     if mode == "median":
-        return pred * (gt.median() / pred.median())
+        return pred * (median(gt) / median(pred))
     if mode == "scale-shift":
         a, b = fit_affine(pred, gt)
         return a * pred + b
