@@ -158,6 +158,13 @@ MUTATIONS = [
      "                data = np.asarray(image, dtype=np.float64) / 256.0", ("tests/test_eval_predictions.py",), ""),
     ("EV6", "fastdepth/train/predictions.py", 'if alignment in ("median", "none"):', 'if alignment in ("none",):',
      ("tests/test_eval_predictions.py",), ""),
+    # training data and runs: the intrinsics file's four-number form, K resized, --resume's refusal
+    ("F2", "fastdepth/train/folders.py", "        fx, fy, cx, cy = values", "        fx, cx, fy, cy = values",
+     ("tests/test_train_folders.py",), ""),
+    ("F1", "fastdepth/train/folders.py", "        scaled[1] *= self.height / h", "        scaled[1] *= self.width / w",
+     ("tests/test_train_folders.py",), ""),
+    ("L2", "fastdepth/train/loop.py", "    if changed:\n        raise ValueError(",
+     "    if False:\n        raise ValueError(", ("tests/test_cli_errors.py",), "resume"),
     # the benchmark runner and its report: the statistics every results file states
     ("B1", "benchmarks/report.py",
      'return other["median_ms"] / twin["median_ms"] if twin and other and twin["median_ms"] else None',

@@ -24,7 +24,9 @@ def test_generic_layout_loads_triplets_and_scales_intrinsics(tmp_path):
     assert item["frames"].shape == (3, 3, 64, 64) and 0 <= item["frames"].min() and item["frames"].max() <= 1
     expected = torch.tensor([[40 * 64 / 48, 0, 24 * 64 / 48], [0, 40 * 64 / 40, 20 * 64 / 40], [0, 0, 1]])
     assert torch.allclose(item["K"], expected)
-    assert torch.allclose(data[2]["K"][0, 0], torch.tensor(20 * 64 / 48))
+    # "fx fy cx cy"
+    expected = torch.tensor([[20 * 64 / 48, 0, 24 * 64 / 48], [0, 30 * 64 / 40, 20 * 64 / 40], [0, 0, 1]])
+    assert torch.allclose(data[2]["K"], expected)
 
 
 def test_kitti_raw_layout(tmp_path):
