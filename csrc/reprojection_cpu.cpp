@@ -71,9 +71,10 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
 // channel, (A) its samples, and their slopes d sample / d (iu, iv) from the same gather
 // (sample_and_slopes), into the thread's band buffers; (B) the stat gradients of the windows
 // centred on the band's rows and the rows next to it (stat_grads_row); (C) their adjoint at the
-// band's rows (adjoint_box_row, pixel_grads_row), times the slopes, summed over the channels into d loss / d (iu, iv). Then the geometry's backward
-// of the band, kBlock pixels at a time (block_geometry_backward), into grad_depth and the band's pose
-// and intrinsics partial sums. The same functions in the same order as photometric_backward_cpu
+// band's rows (adjoint_box_row, pixel_grads_row), times the slopes, summed over the channels into
+// d loss / d (iu, iv). Then the geometry's backward of the band, kBlock pixels at a time
+// (block_geometry_backward), into grad_depth and the band's pose and intrinsics partial sums. The
+// same functions in the same order as photometric_backward_cpu
 // followed by warp_backward_cpu, so the gradients are theirs bit for bit, except the pose and
 // intrinsics sums, taken over bands rather than blocks. The halo rows are warped by both bands that
 // need them. Bands of 24 to 32 rows measured fastest of 8 to 64 (2 threads, B=2 3x192x640; the

@@ -21,8 +21,8 @@ from fastdepth.reference import warp as reference_warp
 
 
 def _safe_inverse(den: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    ok = den.abs() > DIVIDE_EPS
-    return torch.where(ok, den, 1.0).reciprocal(), ok
+    """The reference's ``1 / den`` (1 where undivided) and where ``den`` is divided."""
+    return reference_warp.safe_inverse(den), den.abs() > DIVIDE_EPS
 
 
 # Helpers rather than comprehensions in the backward: a comprehension would make its locals closure
