@@ -1,8 +1,10 @@
 // The CUDA kernels' bodies run on the host: for every thread of a kernel's grid, in order, the same
 // per-pixel function of csrc/<op>.cuh that the kernel calls, with the atomics as plain additions
-// and a block's sums added thread by thread. The CPU twins reach the same math through their own
-// loops (rows, lanes, channels-last), so without this the per-pixel paths only a GPU runs would be
-// compiled but never executed before a GPU session. float32 throughout, as the kernels compute;
+// and a block's sums added thread by thread. The warp's backward can also run its blocks last
+// first, and the fused objective's block kernels their blocks and the threads of each phase
+// (set_reverse_order), as a GPU may: what they write must not depend on it. The CPU twins reach
+// the same math through their own loops (rows, lanes, channels-last), so without this the
+// per-pixel paths only a GPU runs would be compiled but never executed before a GPU session. float32 throughout, as the kernels compute;
 // built and called by tests/test_cuda_kernels_on_host.py. No torch, no CUDA.
 #include <algorithm>
 #include <array>
@@ -22,9 +24,21 @@ warp::Options warp_options(int H, int W, bool normalize, bool border, bool align
   return {warp::axis_map(W, align_corners), warp::axis_map(H, align_corners), normalize, border};
 }
 
+bool reverse_order = false;
+
+// 0 .. n - 1, or n - 1 .. 0 under set_reverse_order(true): the order of a grid's blocks or of the
+// threads of a block's phase.
+std::vector<int64_t> in_order(int64_t n) {
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = reverse_order ? n - 1 - i : i;
+  return order;
+}
+
 }  // namespace
 
 extern "C" {
+
+void set_reverse_order(bool reverse) { reverse_order = reverse; }
 
 // warp_fwd_kernel: one thread per destination pixel, every source.
 void warp_forward(const float* image, const float* depth, const float* pose, const float* K, float* out, int8_t* mask,
@@ -49,7 +63,7 @@ void warp_backward(const float* grad_out, const float* image, const float* depth
   const int64_t HW = static_cast<int64_t>(H) * W, blocks = warp::blocks_per_image(H, W);
   auto scatter = [=](int64_t at, float v) { grad_image[at] += v; };
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t block = 0; block < blocks; ++block) {
+    for (const int64_t block : in_order(blocks)) {
       float* k_part = k_partials + (b * blocks + block) * warp::kIntrinsicsPartials;
       for (int q = 0; q < warp::kIntrinsicsPartials; ++q) k_part[q] = 0.f;
       for (int64_t s = 0; s < S; ++s) {
@@ -134,13 +148,14 @@ void reprojection_forward_tile(const float* target, const float* sources, const 
   std::vector<float> x_s(kBlockPositions), best(kBlockPositions), ssim(kBlockPositions), l1(kBlockPositions);
   std::vector<int64_t> best_k(kBlockPositions);
   std::vector<warp::Taps<float>> taps(kBlockPositions);
+  const std::vector<int64_t> positions = in_order(kBlockPositions);
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t tile = 0; tile < static_cast<int64_t>(tiles_w) * tiles_h; ++tile) {
+    for (const int64_t tile : in_order(static_cast<int64_t>(tiles_w) * tiles_h)) {
       const int tile_row = static_cast<int>(tile / tiles_w) * (kBlockH - 2);
       const int tile_col = static_cast<int>(tile % tiles_w) * (kBlockW - 2);
       const auto position = [&](int t) { return block_position(t, tile_row, tile_col, H, W, 1); };
       const auto pix = [&](const Position& pos) { return static_cast<int64_t>(pos.r_in) * W + pos.c_in; };
-      for (int t = 0; t < kBlockPositions; ++t) {
+      for (const int64_t t : positions) {
         best[t] = INFINITY, best_k[t] = 0;
         for (int64_t k = 0; position(t).own && k < s_id; ++k) {
           photometric::take_if_lower(identity[(b * s_id + k) * HW + pix(position(t))], k, best[t], best_k[t]);
@@ -148,26 +163,26 @@ void reprojection_forward_tile(const float* target, const float* sources, const 
       }
       for (int64_t s = 0; s < S; ++s) {
         const int64_t bs = b * S + s;
-        for (int t = 0; t < kBlockPositions; ++t) {
+        for (const int64_t t : positions) {
           const Position pos = position(t);
           taps[t] = pixel_taps(warp::make_pixel_at(depth, K, b, pos.r_in, pos.c_in, sh, opt.normalize), pose + bs * 16,
                                sh, opt);
           ssim[t] = l1[t] = 0.f;
         }
         for (int64_t c = 0; c < C; ++c) {
-          for (int t = 0; t < kBlockPositions; ++t) {
+          for (const int64_t t : positions) {
             tile_sample_phase(taps[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
           }
-          for (int t = 0; t < kBlockPositions; ++t) {
+          for (const int64_t t : positions) {
             tile_loss_phase(x_s.data(), target + (b * C + c) * HW, H, W, position(t), ssim[t], l1[t]);
           }
         }
-        for (int t = 0; t < kBlockPositions; ++t) {
+        for (const int64_t t : positions) {
           if (!position(t).own) continue;
           photometric::take_if_lower(photometric::mix_channels(ssim[t], l1[t], alpha, C), s_id + s, best[t], best_k[t]);
         }
       }
-      for (int t = 0; t < kBlockPositions; ++t) {
+      for (const int64_t t : positions) {
         if (!position(t).own) continue;
         loss[b * HW + pix(position(t))] = best[t];
         index[b * HW + pix(position(t))] = best_k[t];
@@ -193,8 +208,9 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
   std::vector<SourceState<float>> st(kBlockPositions);
   std::vector<std::array<float, 2>> gP(kBlockPositions);
   std::vector<std::array<float, 2>> gd(kBlockPositions);
+  const std::vector<int64_t> positions = in_order(kBlockPositions);
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t tile = 0; tile < tiles; ++tile) {
+    for (const int64_t tile : in_order(tiles)) {
       const int tile_row = static_cast<int>(tile / tiles_w) * (kBlockH - 4);
       const int tile_col = static_cast<int>(tile % tiles_w) * (kBlockW - 4);
       float* k_part = k_partials + (b * tiles + tile) * warp::kIntrinsicsPartials;
@@ -208,24 +224,26 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
       for (int64_t s = 0; s < S; ++s) {
         const int64_t bs = b * S + s;
         const float* T = pose + bs * 16;
-        for (int t = 0; t < kBlockPositions; ++t) {
+        for (const int64_t t : positions) {
           const Position pos = position(t);
           const int64_t off = b * HW + static_cast<int64_t>(pos.r_in) * W + pos.c_in;
           st[t] = begin_source(pixel(pos), pos, T, grad[off], index[off], s_id + s, sh, opt);
         }
         for (int64_t c = 0; c < C; ++c) {
           const float* y = target + (b * C + c) * HW;
-          for (int t = 0; t < kBlockPositions; ++t) sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
-          for (int t = 0; t < kBlockPositions; ++t) {
+          for (const int64_t t : positions) {
+            sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
+          }
+          for (const int64_t t : positions) {
             stat_phase(st[t], x_s.data(), y, H, W, position(t), alpha / float(C), sg_s.data());
           }
-          for (int t = 0; t < kBlockPositions; ++t) {
+          for (const int64_t t : positions) {
             adjoint_phase(st[t], sg_s.data(), y, H, W, position(t), (1.f - alpha) / float(C));
           }
         }
         float* part = pose_partials + (bs * tiles + tile) * warp::kPosePartials;
         std::fill(part, part + warp::kPosePartials, 0.f);
-        for (int t = 0; t < kBlockPositions; ++t) {
+        for (const int64_t t : positions) {
           if (!st[t].live) continue;
           const warp::Pixel<float> p = pixel(position(t));
           const warp::Geometry<float> g =
@@ -235,7 +253,7 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
           for (int q = 0; q < warp::kPosePartials; ++q) part[q] += gT[q];
         }
       }
-      for (int t = 0; t < kBlockPositions; ++t) {
+      for (const int64_t t : positions) {
         const Position pos = position(t);
         if (!pos.own) continue;
         const warp::Pixel<float> p = pixel(pos);

@@ -14,8 +14,8 @@ Not a pytest module (the name has no ``test_`` prefix): it edits the working tre
 clean checkout and nothing else at the same time. Mutations known to change nothing observable are
 left out: the clamp of the SSIM term at exactly 0 (its gradient is 0 there anyway), the parallax
 test at |t| = |X| exactly (both shares are equal there), the fixed-point rounding mode of the
-deterministic scatter (2**-62 of the bound), the order of tiles that write the same pixel, and
-``fastdepth eval``'s own clamp of the aligned prediction (the metrics clamp it again).
+deterministic scatter (2**-62 of the bound) and ``fastdepth eval``'s own clamp of the aligned
+prediction (the metrics clamp it again).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ("tests/test_cpu_twin.py", "tests/test_cuda_kernels_on_host.py")  # the twin and the CUDA kernels' bodies
 NOT_TRITON = "not triton"
+SCHEDULES = ("tests/test_triton_schedules.py",)  # the Triton kernels as a GPU may schedule them
 
 # (id, file, original line or lines, mutated, test files, pytest -k expression)
 MUTATIONS = [
@@ -84,6 +85,20 @@ MUTATIONS = [
     ("R6b", "kernels/reprojection.py", "windows = in_image & (bi >= 1) & (bi < PB_H - 1)",
      "windows = in_image & (bi >= 2) & (bi < PB_H - 1)", ("tests/test_reprojection.py",), "triton and one_pass"),
     ("P6", "csrc/reprojection.cuh", "if (o == 4) centre = xv;", "if (o == 3) centre = xv;", HOST, NOT_TRITON),
+    # the Triton tiles on a GPU's schedules: a halo row written over the next tile's, missing barriers
+    ("S1", "kernels/reprojection.py", "own = in_image & (bi >= 1) & (bi < PB_H - 1) &",
+     "own = in_image & (bi >= 1) & (bi < PB_H) &", SCHEDULES, "tile"),
+    ("S2", "kernels/reprojection.py", "own = in_image & (bi >= 2) & (bi < PB_H - 2) &",
+     "own = in_image & (bi >= 2) & (bi < PB_H - 1) &", SCHEDULES, "window"),
+    ("S3", "kernels/reprojection.py", "tl.store(x_scr + pos, xv)\n            tl.debug_barrier()\n            s_x",
+     "tl.store(x_scr + pos, xv)\n            s_x", SCHEDULES, "tile"),
+    ("S4", "kernels/reprojection.py", "- xv)\n            tl.debug_barrier()  # before the next channel",
+     "- xv)\n            # before the next channel", SCHEDULES, "tile"),
+    ("S6", "csrc/reprojection.cuh", "p.own = in_image && bi >= halo && bi < kBlockH - halo &&",
+     "p.own = in_image && bi >= halo && bi < kBlockH - halo + (halo == 1) &&", ("tests/test_cuda_kernels_on_host.py",),
+     "block_kernels"),
+    ("S5", "kernels/reprojection.py", "tl.store(sg_scr + 2 * PB_H * PB_W + pos, g_cov)\n            tl.debug_barrier()",
+     "tl.store(sg_scr + 2 * PB_H * PB_W + pos, g_cov)", SCHEDULES, "window"),
     ("E8", "fastdepth/reprojection.py", "return loss, index, index >= n_identity",
      "return loss, index, index > n_identity", ("tests/test_reprojection.py",), NOT_TRITON),
     ("I6", "fastdepth/reprojection.py",

@@ -3,6 +3,7 @@ against the CPU twin's ops on the same float32 inputs: the warp, the photometric
 objective's forward and the cost volume, forward and backward. The twin reaches the same math
 through loops of its own and is checked against the reference elsewhere."""
 
+import contextlib
 import ctypes
 import shutil
 import subprocess
@@ -83,13 +84,7 @@ def test_warp(kernels, shape, sampling, seed):
     assert torch.equal(mask.bool(), twin_mask.reshape(mask.shape).bool())
 
     grad = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
-    blocks = -(-H * W // 128)
-    g_image, g_depth = torch.zeros_like(image), torch.empty_like(depth)
-    pose_part, k_part = torch.empty(B, S, blocks, 16), torch.empty(B, blocks, 4)
-    kernels.warp_backward(
-        ptr(grad), ptr(image), ptr(depth), ptr(pose), ptr(K), ptr(g_image), ptr(g_depth), ptr(pose_part), ptr(k_part),
-        *dims,
-    )  # fmt: skip
+    g_image, g_depth, pose_part, k_part = warp_backward(kernels, x, grad, o)
     # the bindings' reduction of the partial sums (csrc/warp_bindings.cpp: reduce_partials)
     g_pose = pose_part.sum(2).reshape(B, S, 4, 4)
     g_k = torch.zeros(B, 3, 3)
@@ -97,6 +92,19 @@ def test_warp(kernels, shape, sampling, seed):
     twin = _cuda.library().warp_backward(grad, image, depth, pose, K, *options, [True] * 4, False)
     for name, a, b in zip(("image", "depth", "pose", "K"), (g_image, g_depth, g_pose, g_k), twin, strict=True):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+def warp_backward(kernels, x, grad, o):
+    """warp_bwd_kernel on the host: d/d image, d/d depth and the pose and intrinsics partial sums."""
+    B, S, C, H, W = x["image"].shape
+    blocks = -(-H * W // 128)
+    g_image, g_depth = torch.zeros_like(x["image"]), torch.empty_like(x["depth"])
+    pose_part, k_part = torch.empty(B, S, blocks, 16), torch.empty(B, blocks, 4)
+    kernels.warp_backward(
+        ptr(grad), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(g_image), ptr(g_depth),
+        ptr(pose_part), ptr(k_part), *ints(B, S, C), *hw(H, W), *flags(o["normalize"], o["border"], o["align_corners"]),
+    )  # fmt: skip
+    return g_image, g_depth, pose_part, k_part
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 2, 2), (1, 2, 3, 40)], ids=str)
@@ -136,25 +144,27 @@ def test_reprojection_forward(kernels, sampling, size, seed):
     identity = torch.rand(B, 2, H, W, generator=torch.Generator().manual_seed(seed))
     o = SAMPLINGS[sampling]
     options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
-
-    def forward(kernel):
-        loss, index = torch.full((B, 1, H, W), -1.0), torch.full((B, 1, H, W), -1, dtype=torch.int64)
-        kernel(
-            ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(identity),
-            ctypes.c_int64(2), ptr(loss), ptr(index), *ints(B, S, C), *hw(H, W),
-            *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
-        )  # fmt: skip
-        return loss, index
-
-    loss, index = forward(kernels.reprojection_forward)
+    loss, index = reprojection_forward(kernels.reprojection_forward, x, target, identity, o)
     twin_loss, twin_index = _cuda.library().reprojection_forward(
         target, x["image"], x["depth"], x["pose"], x["K"], identity, 0.85, *options
     )
     assert_close(loss, twin_loss, abs_tol=tolerance("reprojection", torch.float32, "cuda", "cpu").forward, name="loss")
     assert torch.equal(index, twin_index)
     # the same samples, sums and comparisons in the same order: bit for bit
-    tile_loss, tile_index = forward(kernels.reprojection_forward_tile)
+    tile_loss, tile_index = reprojection_forward(kernels.reprojection_forward_tile, x, target, identity, o)
     assert torch.equal(tile_loss, loss) and torch.equal(tile_index, index)
+
+
+def reprojection_forward(kernel, x, target, identity, o):
+    """A forward kernel of the fused objective on the host (identity: 2 maps): the loss and the index."""
+    B, S, C, H, W = x["image"].shape
+    loss, index = torch.full((B, 1, H, W), -1.0), torch.full((B, 1, H, W), -1, dtype=torch.int64)
+    kernel(
+        ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]), ptr(identity), ctypes.c_int64(2),
+        ptr(loss), ptr(index), *ints(B, S, C), *hw(H, W), *flags(o["normalize"], o["border"], o["align_corners"]),
+        ctypes.c_float(0.85),
+    )  # fmt: skip
+    return loss, index
 
 
 @pytest.mark.parametrize(
@@ -184,13 +194,7 @@ def test_reprojection_backward(kernels, sampling, size, seed):
     index = torch.randint(0, S + 2, (B, 1, H, W), generator=gen)  # 2 identity maps, then the sources
     grad = torch.rand(B, 1, H, W, generator=gen)
     o = SAMPLINGS[sampling]
-    tiles = -(-H // 12) * -(-W // 28)
-    g_depth, pose_part, k_part = torch.empty(B, 1, H, W), torch.empty(B, S, tiles, 16), torch.empty(B, tiles, 4)
-    kernels.reprojection_backward(
-        ptr(grad), ptr(index), ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]),
-        ptr(g_depth), ptr(pose_part), ptr(k_part), ctypes.c_int64(2), *ints(B, S, C), *hw(H, W),
-        *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
-    )  # fmt: skip
+    g_depth, pose_part, k_part = reprojection_backward(kernels, x, target, index, grad, o)
     options = (o["normalize"], "border" if o["border"] else "zeros", o["align_corners"])
     # the twin's backward: the same phases over bands of rows, its partial sums per band
     twin = _cuda.library().reprojection_backward(
@@ -202,6 +206,65 @@ def test_reprojection_backward(kernels, sampling, size, seed):
     ours = (g_depth, pose_part.sum(2).reshape(B, S, 4, 4), g_k)
     for name, a, b in zip(("depth", "poses", "K"), ours, twin, strict=True):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+def reprojection_backward(kernels, x, target, index, grad, o):
+    """reprojection_bwd_kernel on the host (2 identity maps before the sources in index): d/d depth
+    and the pose and intrinsics partial sums per tile."""
+    B, S, C, H, W = x["image"].shape
+    tiles = -(-H // 12) * -(-W // 28)
+    g_depth, pose_part, k_part = torch.empty(B, 1, H, W), torch.empty(B, S, tiles, 16), torch.empty(B, tiles, 4)
+    kernels.reprojection_backward(
+        ptr(grad), ptr(index), ptr(target), ptr(x["image"]), ptr(x["depth"]), ptr(x["pose"]), ptr(x["K"]),
+        ptr(g_depth), ptr(pose_part), ptr(k_part), ctypes.c_int64(2), *ints(B, S, C), *hw(H, W),
+        *flags(o["normalize"], o["border"], o["align_corners"]), ctypes.c_float(0.85),
+    )  # fmt: skip
+    return g_depth, pose_part, k_part
+
+
+@contextlib.contextmanager
+def reverse_order(kernels):
+    """The host kernels run their blocks, and the threads of a block's phase, last first."""
+    kernels.set_reverse_order(ctypes.c_bool(True))
+    try:
+        yield
+    finally:
+        kernels.set_reverse_order(ctypes.c_bool(False))
+
+
+def test_block_kernels_write_the_same_in_any_order_of_blocks_and_threads(kernels, seed):
+    # 30 x 61: 3 x 3 tiles of the tile forward (14 x 30) and of the backward (12 x 28), 15 warp blocks;
+    # tiles write their own pixels only (their halos overlap), phases read only what the phase
+    # before them wrote (a barrier apart): as a GPU may schedule them, last first
+    B, S, C, H, W = 2, 2, 3, 30, 61
+    x = scene(B, S, C, H, W, seed)
+    target = natural_images(B, C, H, W, seed=seed + 1)
+    gen = torch.Generator().manual_seed(seed)
+    identity = torch.rand(B, 2, H, W, generator=gen)
+    o = SAMPLINGS["kornia"]
+    _, index = reprojection_forward(kernels.reprojection_forward_tile, x, target, identity, o)
+    grad_map, grad_image = torch.rand(B, 1, H, W, generator=gen), torch.randn(x["image"].shape, generator=gen)
+
+    def run():
+        """The tile forward's loss and index, the one-pass backward's and the warp backward's outputs."""
+        return (
+            *reprojection_forward(kernels.reprojection_forward_tile, x, target, identity, o),
+            *reprojection_backward(kernels, x, target, index, grad_map, o),
+            *warp_backward(kernels, x, grad_image, o),
+        )
+
+    usual = run()
+    with reverse_order(kernels):
+        reverse = run()
+    names = ["loss", "index", "grad depth", "pose partials", "K partials", "grad image", "warp: grad depth",
+             "warp: pose partials", "warp: K partials"]  # fmt: skip
+    # sums in another order: a tile's partial sums over its threads, the image gradient's scatter
+    summed = {"pose partials", "K partials", "grad image"}
+    for name, a, b in zip(names, reverse, usual, strict=True):
+        if name in summed:
+            assert_close(a, b, rel_tol=1e-5, name=name)  # of the max-norm: the sums may cancel
+        else:
+            assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)), name
 
 
 @pytest.mark.parametrize("case", VOLUME_OPTIONS)

@@ -1,0 +1,165 @@
+"""Every Triton kernel of every op, forward and backward, under the schedules a GPU may run and
+Triton's interpreter by itself does not (tests/triton_schedules.py): no two lanes of a program
+reach an element between barriers with a store, and the programs of every grid run in the reverse
+order give the same outputs and gradients bit for bit (those summed with float atomics: to float32
+rounding). Sizes span several programs along every grid axis the kernels use; on a GPU the
+interpreter does not run, and neither do these tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import INTERPRETED, TRITON_DEVICES
+from helpers import leaves
+
+import fastdepth
+from fastdepth.compare import assert_close
+from fastdepth.reprojection import backward_passes, forward_kernel
+from fastdepth.scenes import natural_images, warp_scene
+
+pytestmark = pytest.mark.skipif(
+    not (INTERPRETED and "cpu" in TRITON_DEVICES), reason="needs Triton's interpreter on the CPU"
+)
+triton = pytest.importorskip("triton")
+tl = pytest.importorskip("triton.language")
+
+from triton_schedules import BarrierRaces, programs_in_reverse  # noqa: E402 (needs Triton)
+
+
+def _outputs(out, inputs, names, seed):
+    """The op's outputs and the gradients of a random weighting of its first output."""
+    outs = out if isinstance(out, tuple) else (out,)
+    g = torch.randn(outs[0].shape, generator=torch.Generator().manual_seed(seed), dtype=outs[0].dtype)
+    grads = torch.autograd.grad(outs[0], inputs, g)
+    outputs = {f"out{i}": o.detach() for i, o in enumerate(outs)}
+    return outputs | {f"grad {n}": t for n, t in zip(names, grads, strict=True)}
+
+
+def _warp(deterministic, padding_mode, align_corners):
+    scene = warp_scene(2, 2, 3, 13, 45, seed=1)  # 585 pixels: 5 programs of 128 per image and source
+    x = leaves(scene["image"], scene["depth"], scene["pose"], scene["K"])
+    out = fastdepth.warp(
+        *x, padding_mode=padding_mode, align_corners=align_corners, deterministic=deterministic, backend="triton"
+    )
+    return _outputs(out, x, ["image", "depth", "pose", "K"], 2)
+
+
+def _min_reprojection():
+    """9 x 33: 2 x 2 programs of 8 x 32 pixels per image (photometric_loss: the same kernels)."""
+    target = natural_images(2, 1, 9, 33, seed=6)
+    warped, identity = natural_images(2, 1, 9, 33, seed=7)[:, None], natural_images(2, 1, 9, 33, seed=8)[:, None]
+    x = leaves(target, warped, identity)
+    out = fastdepth.min_reprojection_loss(*x, backend="triton")
+    return _outputs(out, x, ["target", "warped", "identity"], 9)
+
+
+def _reprojection(forward: str, passes: str):
+    """20 x 40: 3 x 2 programs of the window forward (8 x 32 pixels), 2 x 2 of the tile forward (14 x
+    30) and of the backward (12 x 28), whose halos reach pixels inside the image, not only its edge."""
+    scene = warp_scene(2, 2, 2, 20, 40, seed=10)
+    target = natural_images(2, 2, 20, 40, seed=11)
+    sources = torch.stack([natural_images(2, 2, 20, 40, seed=12 + s) for s in range(2)], 1)
+    identity = fastdepth.identity_loss(target, sources, backend="triton")
+    geometry = leaves(scene["depth"], scene["pose"], scene["K"])
+    images = leaves(target, sources) if passes == "three_pass" else [target, sources]
+    with forward_kernel(forward), backward_passes(passes):
+        out = fastdepth.reprojection_loss(*images, *geometry, identity=identity, deterministic=True, backend="triton")
+        names = ["depth", "pose", "K"] + (["target", "sources"] if passes == "three_pass" else [])
+        return _outputs(out, geometry + (images if passes == "three_pass" else []), names, 14)
+
+
+def _cost_volume(reduction, per_pixel):
+    B, S, C, h, w, D = 1, 2, 4, 9, 30, 3
+    scene = warp_scene(B, S, C, h, w, seed=15, translation=0.3)
+    gen = torch.Generator().manual_seed(16)
+    target = torch.rand(B, C, h, w, generator=gen)
+    hyp = 0.5 + 7.5 * torch.rand(B, D, h, w, generator=gen) if per_pixel else torch.linspace(0.5, 8.0, D).repeat(B, 1)
+    x = leaves(target, scene["image"], hyp, scene["pose"], scene["K"])
+    groups = 2 if reduction == "group_dot" else None
+    out = fastdepth.cost_volume(*x, reduction=reduction, groups=groups, backend="triton")
+    return _outputs(out, x, ["target", "source", "hypotheses", "pose", "K"], 17)
+
+
+def _depth_losses():
+    gen = torch.Generator().manual_seed(18)
+    pred = 0.5 + torch.rand(3, 1, 30, 50, generator=gen)
+    target = 0.5 + torch.rand(3, 1, 30, 50, generator=gen)
+    target[:, :, ::7] = 0  # missing ground truth
+    (p,) = leaves(pred)
+    losses = fastdepth.scale_invariant_loss(p, target, backend="triton") + fastdepth.scale_shift_invariant_loss(
+        p, target, space="disparity", backend="triton"
+    )
+    return _outputs(losses, [p], ["pred"], 19)
+
+
+CASES = {
+    "warp deterministic zeros": (lambda: _warp(True, "zeros", True), ()),
+    "warp atomics border": (lambda: _warp(False, "border", False), ("grad image",)),
+    "min_reprojection_loss": (_min_reprojection, ()),
+    "reprojection window one_pass": (lambda: _reprojection("window", "one_pass"), ()),
+    "reprojection tile one_pass": (lambda: _reprojection("tile", "one_pass"), ()),
+    "cost_volume l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),
+    "cost_volume variance per_pixel": (lambda: _cost_volume("variance", True), ("grad target", "grad source")),
+    "cost_volume group_dot planes": (lambda: _cost_volume("group_dot", False), ("grad target", "grad source")),
+    "depth losses": (_depth_losses, ()),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_barrier_races_and_the_same_results_in_reverse_program_order(case):
+    run, atomic = CASES[case]
+    with BarrierRaces() as recorded:
+        usual = run()
+    assert not recorded.races, "\n".join(map(str, recorded.races))
+    with programs_in_reverse():
+        reverse = run()
+    for name, value in usual.items():
+        if name in atomic:
+            assert_close(reverse[name], value, rel_tol=1e-5, name=name)  # of the max-norm: sums may cancel
+        else:
+            assert torch.equal(reverse[name].nan_to_num(7.0), value.nan_to_num(7.0)), name
+
+
+# ---- the schedules themselves: each finds what it is for in a kernel made to have it ----
+
+
+@triton.jit
+def _shift_kernel(x_ptr, scratch_ptr, out_ptr, BARRIER: tl.constexpr, N: tl.constexpr):
+    """Each program stores its block in its scratch and reads it back shifted by one lane."""
+    pid = tl.program_id(0)
+    lanes = tl.arange(0, N)
+    tl.store(scratch_ptr + pid * N + lanes, tl.load(x_ptr + pid * N + lanes))
+    if BARRIER:
+        tl.debug_barrier()
+    tl.store(out_ptr + pid * N + lanes, tl.load(scratch_ptr + pid * N + (lanes + 1) % N))
+
+
+@triton.jit
+def _overlap_kernel(out_ptr, N: tl.constexpr):
+    """Each program writes its id into its block and the first element of the next block."""
+    pid = tl.program_id(0)
+    offsets = tl.arange(0, 2 * N)
+    tl.store(out_ptr + pid * N + offsets, tl.zeros([2 * N], tl.float32) + pid, mask=offsets <= N)
+
+
+@pytest.mark.parametrize("barrier", [False, True])
+def test_a_read_of_another_lanes_store_before_a_barrier_is_a_race(barrier):
+    x = torch.arange(12.0)
+    scratch, out = torch.zeros(12), torch.zeros(12)
+    with BarrierRaces() as recorded:
+        _shift_kernel[(3,)](x, scratch, out, BARRIER=barrier, N=4)
+    assert torch.equal(out, x.view(3, 4).roll(-1, 1).flatten())  # the interpreter alone cannot tell
+    if barrier:
+        assert recorded.races == []
+    else:
+        assert [r.program for r in recorded.races] == [(0, 0, 0), (1, 0, 0), (2, 0, 0)]
+        assert all("_shift_kernel" in r.first and r.elements == 4 for r in recorded.races)
+
+
+def test_programs_in_reverse_runs_the_last_program_first():
+    usual, reverse = torch.zeros(13), torch.zeros(13)
+    _overlap_kernel[(3,)](usual, N=4)
+    with programs_in_reverse():
+        _overlap_kernel[(3,)](reverse, N=4)
+    assert usual[4].item() == 1 and reverse[4].item() == 0  # element 4: program 0 and program 1 write it
+    assert torch.equal(usual[[0, 5, 9, 12]], reverse[[0, 5, 9, 12]])
