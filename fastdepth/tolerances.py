@@ -27,7 +27,12 @@ class Tolerance:
 
 _HALF = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}  # machine epsilon of each image dtype
 
-_NOT_ON_GPU_YET = "not yet measured on a GPU: the CPU bound x2.5 (forward) and x5 (gradients)"
+_NOT_ON_GPU_YET = (
+    "not yet measured on a GPU: the CPU bound x2.5 (forward) and x5 (gradients); with a GPU's rounding"
+    " emulated on the CPU (the twin built with contracted multiply-adds, 10 seeds of the checks; the"
+    " interpreter with tests/triton_gpu.py's gpu_rounding, 3 seeds of the quick checks) every op stayed"
+    " within its CPU bound"
+)
 
 TABLE: dict[tuple[str, str, str], Tolerance] = {
     ("warp", "float32", "reference"): Tolerance(

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ("tests/test_cpu_twin.py", "tests/test_cuda_kernels_on_host.py")  # the twin and the CUDA kernels' bodies
 NOT_TRITON = "not triton"
-SCHEDULES = ("tests/test_triton_schedules.py",)  # the Triton kernels as a GPU may schedule them
+SCHEDULES = ("tests/test_triton_gpu.py",)  # the Triton kernels as a GPU may schedule them
 
 # (id, file, original line or lines, mutated, test files, pytest -k expression)
 MUTATIONS = [

@@ -1,9 +1,10 @@
-"""Every Triton kernel of every op, forward and backward, under the schedules a GPU may run and
-Triton's interpreter by itself does not (tests/triton_schedules.py): no two lanes of a program
-reach an element between barriers with a store, and the programs of every grid run in the reverse
-order give the same outputs and gradients bit for bit (those summed with float atomics: to float32
-rounding). Sizes span several programs along every grid axis the kernels use; on a GPU the
-interpreter does not run, and neither do these tests."""
+"""Every Triton kernel of every op, forward and backward, as a GPU may run it and Triton's
+interpreter by itself does not (tests/triton_gpu.py): no two lanes of a program reach an element
+between barriers with a store; the programs of every grid run in the reverse order give the same
+outputs and gradients bit for bit (those summed with float atomics: to float32 rounding); with a
+GPU's rounding the correctness cases that cover every kernel stay within the GPU's bounds. Sizes
+span several programs along every grid axis the kernels use; on a GPU the interpreter does not
+run, and neither do these tests."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from conftest import INTERPRETED, TRITON_DEVICES
 from helpers import leaves
 
 import fastdepth
+from fastdepth import registry
+from fastdepth.checks import op_cases
 from fastdepth.compare import assert_close
 from fastdepth.reprojection import backward_passes, forward_kernel
 from fastdepth.scenes import natural_images, warp_scene
+from fastdepth.tolerances import TABLE
 
 pytestmark = pytest.mark.skipif(
     not (INTERPRETED and "cpu" in TRITON_DEVICES), reason="needs Triton's interpreter on the CPU"
@@ -23,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 triton = pytest.importorskip("triton")
 tl = pytest.importorskip("triton.language")
 
-from triton_schedules import BarrierRaces, programs_in_reverse  # noqa: E402 (needs Triton)
+from triton_gpu import BarrierRaces, gpu_rounding, programs_in_reverse  # noqa: E402 (needs Triton)
 
 
 def _outputs(out, inputs, names, seed):
@@ -120,7 +124,20 @@ def test_no_barrier_races_and_the_same_results_in_reverse_program_order(case):
             assert torch.equal(reverse[name].nan_to_num(7.0), value.nan_to_num(7.0)), name
 
 
-# ---- the schedules themselves: each finds what it is for in a kernel made to have it ----
+@pytest.mark.parametrize("op", registry.OPS)
+def test_the_cases_of_every_kernel_stay_within_the_gpu_bounds_with_a_gpus_rounding(op):
+    # the compute-sanitizer cases: together they launch every kernel of the op
+    module = op_cases(op)
+    bound = TABLE[(op, "float32", "gpu")]
+    for name in module.SANITIZER_CASES:
+        with gpu_rounding():
+            r = module.run_case(name, "triton", "cpu", torch.float32, quick=True)
+        assert r.error is None, r.error
+        assert r.forward_error <= bound.forward and r.gradient_error <= bound.gradient, (name, r.where)
+        assert r.mismatches == 0 and r.deterministic is not False, (name, r.where)
+
+
+# ---- the emulations themselves: each finds what it is for in a kernel made to have it ----
 
 
 @triton.jit
@@ -163,3 +180,21 @@ def test_programs_in_reverse_runs_the_last_program_first():
         _overlap_kernel[(3,)](reverse, N=4)
     assert usual[4].item() == 1 and reverse[4].item() == 0  # element 4: program 0 and program 1 write it
     assert torch.equal(usual[[0, 5, 9, 12]], reverse[[0, 5, 9, 12]])
+
+
+@triton.jit
+def _divide_kernel(a_ptr, b_ptr, out_ptr, N: tl.constexpr):
+    offsets = tl.arange(0, N)
+    tl.store(out_ptr + offsets, tl.load(a_ptr + offsets) / tl.load(b_ptr + offsets))
+
+
+def test_gpu_rounding_moves_quotients_by_at_most_2_ulp_the_same_for_the_same_operands():
+    a, b = torch.rand(2, 256, generator=torch.Generator().manual_seed(0)) + 0.5
+    a[128:], b[128:] = a[:128], b[:128]
+    exact, rounded = torch.empty(256), torch.empty(256)
+    _divide_kernel[(1,)](a, b, exact, N=256)
+    with gpu_rounding():
+        _divide_kernel[(1,)](a, b, rounded, N=256)
+    ulps = (rounded.view(torch.int32) - exact.view(torch.int32)).abs()
+    assert ulps.max() == 2 and (ulps == 0).any() and (ulps == 1).any()
+    assert torch.equal(rounded[:128], rounded[128:])

@@ -1,8 +1,8 @@
-"""Two schedules a GPU may run a Triton kernel in and Triton's interpreter by itself never does.
+"""What a GPU does with a Triton kernel that Triton's interpreter by itself never does.
 
-The interpreter runs a grid's programs one after another in order, and each operation of a program
-on the whole block before the next: a kernel that only works in that order passes every test on a
-CPU and races on a GPU. Two kinds of race are invisible there:
+The interpreter runs a grid's programs one after another in order, each operation of a program on
+the whole block before the next, in IEEE float32: a kernel that only works in that order, or only
+with exact rounding, passes every test on a CPU and fails on a GPU. Three ways it can:
 
 * between programs: two programs writing the same element with different values (the last one in
   grid order wins in the interpreter, any one on a GPU), or one reading what another writes.
@@ -11,12 +11,16 @@ CPU and races on a GPU. Two kinds of race are invisible there:
 * within a program: one thread reading or overwriting, before a barrier, an element of global
   memory (a per-program scratch) that another thread wrote or read since the last barrier
   (``tl.debug_barrier``). :class:`BarrierRaces` records every load and store of each program and
-  reports the elements that two lanes reach between two barriers with at least one store.
+  reports the elements that two lanes reach between two barriers with at least one store;
+* rounding: compiled Triton divides (``div.full.f32``: within 2 ulp), takes square roots and logs
+  approximately and contracts multiply-adds. :func:`gpu_rounding` moves every float32 quotient
+  and log by up to 2 ulp and every square root and product by up to 1 (more than a contraction
+  changes), by an amount that depends only on the operands, as the GPU's rounding does.
 
 compute-sanitizer's racecheck, which the GPU campaign runs, sees shared memory only: the Triton
-kernels' scratch is global memory, so these checks are theirs alone. A lane is an element of the
-block an access works on (its shape and flat index): the thread that holds it on a GPU, where both
-accesses have the same layout. Atomics are not recorded (they do not race).
+kernels' scratch is global memory, so the race checks here are theirs alone. A lane is an element
+of the block an access works on (its shape and flat index): the thread that holds it on a GPU,
+where both accesses have the same layout. Atomics are not recorded (they do not race).
 """
 
 from __future__ import annotations
@@ -158,3 +162,43 @@ class BarrierRaces:
             key = (accesses[site[writer]][3] + " (store)", second)
             pairs[key] = pairs.get(key, 0) + 1
         self.races += [Race(self._program, a, b, n) for (a, b), n in pairs.items()]
+
+
+def _nudged(result, operands, ulps: int):
+    """A float32 result moved by -ulps .. ulps steps of 1 ulp, the step a hash of the operands' bits."""
+    values = result.data
+    if values.dtype != np.float32:
+        return result
+    mix = np.uint64(0)
+    for k, operand in enumerate(operands):
+        bits = np.asarray(operand.data, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        mix = mix * np.uint64(0x100000001B3) + bits * np.uint64(2 * k + 0x9E3779B97F4A7C15)
+    steps = (np.broadcast_to(mix, values.shape) >> np.uint64(40)) % np.uint64(2 * ulps + 1)
+    steps = steps.astype(np.int64) - ulps
+    out = values
+    for k in range(ulps):
+        out = np.where(steps > k, np.nextafter(out, np.float32(np.inf)), out)
+        out = np.where(steps < -k, np.nextafter(out, np.float32(-np.inf)), out)
+    return interpreter.TensorHandle(out.astype(np.float32), result.dtype)
+
+
+#: the interpreter's float operations that a GPU rounds differently, and by how many ulp at most here
+GPU_ROUNDING = {"create_fdiv": 2, "create_log": 2, "create_sqrt": 1, "create_fmul": 1}
+
+
+@contextlib.contextmanager
+def gpu_rounding():
+    """Round the float32 quotients, logs, square roots and products of the Triton kernels launched
+    inside the ``with`` block as a GPU may (:data:`GPU_ROUNDING`)."""
+    builder = interpreter.interpreter_builder
+    with contextlib.ExitStack() as stack:
+        for name, ulps in GPU_ROUNDING.items():
+            stack.enter_context(_patched(builder, name, _rounding(getattr(builder, name), ulps)))
+        yield
+
+
+def _rounding(exact, ulps: int):
+    def rounded(*operands):
+        return _nudged(exact(*operands), operands, ulps)
+
+    return rounded
