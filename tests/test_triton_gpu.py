@@ -96,17 +96,22 @@ def _depth_losses():
     return _outputs(losses, [p], ["pred"], 19)
 
 
+#: "<op>: <variant>" -> (the run, the outputs summed with float atomics); every op of the registry
 CASES = {
-    "warp deterministic zeros": (lambda: _warp(True, "zeros", True), ()),
-    "warp atomics border": (lambda: _warp(False, "border", False), ("grad image",)),
-    "min_reprojection_loss": (_min_reprojection, ()),
-    "reprojection window one_pass": (lambda: _reprojection("window", "one_pass"), ()),
-    "reprojection tile one_pass": (lambda: _reprojection("tile", "one_pass"), ()),
-    "cost_volume l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),
-    "cost_volume variance per_pixel": (lambda: _cost_volume("variance", True), ("grad target", "grad source")),
-    "cost_volume group_dot planes": (lambda: _cost_volume("group_dot", False), ("grad target", "grad source")),
-    "depth losses": (_depth_losses, ()),
+    "warp: deterministic zeros": (lambda: _warp(True, "zeros", True), ()),
+    "warp: atomics border": (lambda: _warp(False, "border", False), ("grad image",)),
+    "photometric: min_reprojection_loss": (_min_reprojection, ()),
+    "reprojection: window one_pass": (lambda: _reprojection("window", "one_pass"), ()),
+    "reprojection: tile one_pass": (lambda: _reprojection("tile", "one_pass"), ()),
+    "cost_volume: l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),
+    "cost_volume: variance per_pixel": (lambda: _cost_volume("variance", True), ("grad target", "grad source")),
+    "cost_volume: group_dot planes": (lambda: _cost_volume("group_dot", False), ("grad target", "grad source")),
+    "depth_loss: both losses": (_depth_losses, ()),
 }
+
+
+def test_every_op_has_a_case():
+    assert {name.split(":")[0] for name in CASES} == set(registry.OPS)
 
 
 @pytest.mark.parametrize("case", CASES)
