@@ -4,8 +4,9 @@
 // first, and the fused objective's block kernels their blocks and the threads of each phase
 // (set_reverse_order), as a GPU may: what they write must not depend on it. The CPU twins reach
 // the same math through their own loops (rows, lanes, channels-last), so without this the
-// per-pixel paths only a GPU runs would be compiled but never executed before a GPU session. float32 throughout, as the kernels compute;
-// built and called by tests/test_cuda_kernels_on_host.py. No torch, no CUDA.
+// per-pixel paths only a GPU runs would be compiled but never executed before a GPU session.
+// float32 throughout, as the kernels compute; built and called by
+// tests/test_cuda_kernels_on_host.py. No torch, no CUDA.
 #include <algorithm>
 #include <array>
 #include <cstdint>

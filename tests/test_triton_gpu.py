@@ -57,19 +57,18 @@ def _min_reprojection():
     return _outputs(out, x, ["target", "warped", "identity"], 9)
 
 
-def _reprojection(forward: str, passes: str):
+def _reprojection(forward: str):
     """20 x 40: 3 x 2 programs of the window forward (8 x 32 pixels), 2 x 2 of the tile forward (14 x
-    30) and of the backward (12 x 28), whose halos reach pixels inside the image, not only its edge."""
+    30) and of the one-pass backward (12 x 28), whose halos reach pixels inside the image, not only
+    its edge."""
     scene = warp_scene(2, 2, 2, 20, 40, seed=10)
     target = natural_images(2, 2, 20, 40, seed=11)
     sources = torch.stack([natural_images(2, 2, 20, 40, seed=12 + s) for s in range(2)], 1)
     identity = fastdepth.identity_loss(target, sources, backend="triton")
     geometry = leaves(scene["depth"], scene["pose"], scene["K"])
-    images = leaves(target, sources) if passes == "three_pass" else [target, sources]
-    with forward_kernel(forward), backward_passes(passes):
-        out = fastdepth.reprojection_loss(*images, *geometry, identity=identity, deterministic=True, backend="triton")
-        names = ["depth", "pose", "K"] + (["target", "sources"] if passes == "three_pass" else [])
-        return _outputs(out, geometry + (images if passes == "three_pass" else []), names, 14)
+    with forward_kernel(forward), backward_passes("one_pass"):
+        out = fastdepth.reprojection_loss(target, sources, *geometry, identity=identity, backend="triton")
+        return _outputs(out, geometry, ["depth", "pose", "K"], 14)
 
 
 def _cost_volume(reduction, per_pixel):
@@ -101,8 +100,8 @@ CASES = {
     "warp: deterministic zeros": (lambda: _warp(True, "zeros", True), ()),
     "warp: atomics border": (lambda: _warp(False, "border", False), ("grad image",)),
     "photometric: min_reprojection_loss": (_min_reprojection, ()),
-    "reprojection: window one_pass": (lambda: _reprojection("window", "one_pass"), ()),
-    "reprojection: tile one_pass": (lambda: _reprojection("tile", "one_pass"), ()),
+    "reprojection: window one_pass": (lambda: _reprojection("window"), ()),
+    "reprojection: tile one_pass": (lambda: _reprojection("tile"), ()),
     "cost_volume: l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),
     "cost_volume: variance per_pixel": (lambda: _cost_volume("variance", True), ("grad target", "grad source")),
     "cost_volume: group_dot planes": (lambda: _cost_volume("group_dot", False), ("grad target", "grad source")),
