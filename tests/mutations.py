@@ -97,6 +97,8 @@ MUTATIONS = [
     ("S6", "csrc/reprojection.cuh", "p.own = in_image && bi >= halo && bi < kBlockH - halo &&",
      "p.own = in_image && bi >= halo && bi < kBlockH - halo + (halo == 1) &&", ("tests/test_cuda_kernels_on_host.py",),
      "block_kernels"),
+    ("S7", "csrc/reprojection.cu", "sh.W, pos, x_s);\n      __syncthreads();\n      stat_phase",
+     "sh.W, pos, x_s);\n      stat_phase", ("tests/test_cuda_kernels_on_host.py",), "barrier"),
     ("S5", "kernels/reprojection.py", "tl.store(sg_scr + 2 * PB_H * PB_W + pos, g_cov)\n            tl.debug_barrier()",
      "tl.store(sg_scr + 2 * PB_H * PB_W + pos, g_cov)", SCHEDULES, "window"),
     ("E8", "fastdepth/reprojection.py", "return loss, index, index >= n_identity",

@@ -5,6 +5,7 @@ through loops of its own and is checked against the reference elsewhere."""
 
 import contextlib
 import ctypes
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -265,6 +266,25 @@ def test_block_kernels_write_the_same_in_any_order_of_blocks_and_threads(kernels
             assert_close(a, b, rel_tol=1e-5, name=name)  # of the max-norm: the sums may cancel
         else:
             assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)), name
+
+
+def test_the_cuda_block_kernels_have_a_barrier_wherever_the_host_run_separates_phases():
+    # the host run completes each phase for every thread before the next; the .cu kernels must
+    # put __syncthreads between the phases that share the block's plane, and after the tile
+    # forward's last one before the next channel's first overwrites the plane (the backward's next
+    # phase A writes x_s, which no phase C reads: csrc/reprojection.cu says why no barrier is needed)
+    source = (ROOT / "csrc" / "reprojection.cu").read_text()
+    steps = r"\b(tile_sample_phase|tile_loss_phase|sample_phase|stat_phase|adjoint_phase|__syncthreads)\("
+    kernels = {}
+    for body in source.split("__global__")[1:]:
+        body = body.split("void launch_")[0]  # the last kernel: up to the launchers
+        kernels[re.search(r"\b(reprojection_\w+_kernel)\(", body).group(1)] = re.findall(steps, body)
+    assert kernels["reprojection_tile_fwd_kernel"] == [
+        "tile_sample_phase", "__syncthreads", "tile_loss_phase", "__syncthreads"
+    ]  # fmt: skip
+    assert kernels["reprojection_bwd_kernel"] == [
+        "sample_phase", "__syncthreads", "stat_phase", "__syncthreads", "adjoint_phase"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", VOLUME_OPTIONS)
