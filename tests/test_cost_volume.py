@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import ALL, BACKEND_NAMES, FUSED, INTERPRETED, TWIN
+from conftest import ALL, BACKEND_NAMES, FUSED, TWIN
 from helpers import grads, leaves
 
 import fastdepth
@@ -116,8 +116,6 @@ def test_only_the_features_need_a_gradient(backend, device, seed):
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_half_precision_features(backend, device, dtype):
-    if dtype == torch.bfloat16 and INTERPRETED and backend == "triton":
-        pytest.skip("Triton's interpreter has no bfloat16 (3.8); bf16 is covered by the AOT compile and GPU runs")
     for case in ("l1", "variance"):
         result = run_one("cost_volume", case, backend, device, dtype, quick=True)
         assert result.passed, result

@@ -71,8 +71,6 @@ HALF_AGAINST_KORNIA = {torch.float16: 0.0088, torch.bfloat16: 0.116}
 @pytest.mark.parametrize("backend,device", FUSED_AND_REFERENCE)
 @pytest.mark.parametrize("dtype", list(HALF_AGAINST_KORNIA))
 def test_half_precision_kornia_calls(backend, device, dtype, seed):
-    if dtype == torch.bfloat16 and backend == "triton" and device == "cpu":
-        pytest.skip("Triton's interpreter has no bfloat16")
     scene = warp_scene(2, 1, 3, 12, 16, seed=seed, rotation=0.1, translation=0.3)
     args = [t.to(dtype) for t in (scene["image"][:, 0], scene["depth"], scene["pose"][:, 0], scene["K"])]
     theirs = kornia.geometry.depth.warp_frame_depth(*args)

@@ -3,7 +3,7 @@ opcheck and torch.compile. Triton runs under TRITON_INTERPRET=1 on CPU tensors w
 
 import pytest
 import torch
-from conftest import ALL, FUSED, INTERPRETED
+from conftest import ALL, FUSED
 from helpers import grads, leaves, max_abs, max_rel, non_contiguous
 
 import fastdepth
@@ -62,8 +62,6 @@ def test_float32_matches_reference(backend, device, shape, options, seed):
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("image_dtype", [torch.float16, torch.bfloat16])
 def test_half_images_match_reference(backend, device, image_dtype, seed):
-    if image_dtype == torch.bfloat16 and INTERPRETED and backend == "triton":
-        pytest.skip("Triton's interpreter has no bfloat16 (3.8); bf16 is covered by the AOT compile and GPU runs")
     scene = warp_scene(2, 2, 3, 10, 12, seed=seed, image_dtype=image_dtype, translation=0.5)
     result = fused_vs_reference(scene, backend, device, padding_mode="border", align_corners=False)
     out, ref = result[0], result[1]

@@ -73,8 +73,6 @@ def run_cases(
             module = op_cases(op)
             for name in module.SANITIZER_CASES if sanitizer else module.CASES:
                 for backend in backends:
-                    if dtype == torch.bfloat16 and backend == "triton" and torch.device(device).type == "cpu":
-                        continue  # Triton's interpreter has no bfloat16
                     results.append(run_one(op, name, backend, device, dtype, quick))
                     print(_line(results[-1]), flush=True)
                     if out is not None:
