@@ -232,14 +232,19 @@ void reprojection_backward(const float* grad, const int64_t* index, const float*
         }
         for (int64_t c = 0; c < C; ++c) {
           const float* y = target + (b * C + c) * HW;
-          for (const int64_t t : positions) {
-            sample_phase(st[t], sources + (bs * C + c) * HW, W, position(t), x_s.data());
+          if (c == 0) {
+            for (const int64_t t : positions) {
+              sample_phase(st[t], sources + bs * C * HW, W, position(t), x_s.data());
+            }
           }
           for (const int64_t t : positions) {
             stat_phase(st[t], x_s.data(), y, H, W, position(t), alpha / float(C), sg_s.data());
           }
+          // no barrier between a thread's phase C and its next channel's phase A in the kernel: each
+          // thread runs both before the next thread starts, which a GPU may do
           for (const int64_t t : positions) {
             adjoint_phase(st[t], sg_s.data(), y, H, W, position(t), (1.f - alpha) / float(C));
+            if (c + 1 < C) sample_phase(st[t], sources + (bs * C + c + 1) * HW, W, position(t), x_s.data());
           }
         }
         float* part = pose_partials + (bs * tiles + tile) * warp::kPosePartials;
