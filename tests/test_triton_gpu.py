@@ -11,10 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import INTERPRETED, TRITON_DEVICES
-from helpers import leaves
+from helpers import grads, leaves
 
 import fastdepth
 from fastdepth import registry
+from fastdepth.checks import cost_volume as volume_checks
+from fastdepth.checks import depth_loss as depth_loss_checks
 from fastdepth.checks import op_cases
 from fastdepth.compare import assert_close
 from fastdepth.reprojection import backward_passes, forward_kernel
@@ -34,9 +36,8 @@ def _outputs(out, inputs, names, seed):
     """The op's outputs and the gradients of a random weighting of its first output."""
     outs = out if isinstance(out, tuple) else (out,)
     g = torch.randn(outs[0].shape, generator=torch.Generator().manual_seed(seed), dtype=outs[0].dtype)
-    grads = torch.autograd.grad(outs[0], inputs, g)
     outputs = {f"out{i}": o.detach() for i, o in enumerate(outs)}
-    return outputs | {f"grad {n}": t for n, t in zip(names, grads, strict=True)}
+    return outputs | {f"grad {n}": t for n, t in zip(names, grads(outs[0], inputs, g), strict=True)}
 
 
 def _warp(deterministic, padding_mode, align_corners):
@@ -72,25 +73,17 @@ def _reprojection(forward: str):
 
 
 def _cost_volume(reduction, per_pixel):
-    B, S, C, h, w, D = 1, 2, 4, 9, 30, 3
-    scene = warp_scene(B, S, C, h, w, seed=15, translation=0.3)
-    gen = torch.Generator().manual_seed(16)
-    target = torch.rand(B, C, h, w, generator=gen)
-    hyp = 0.5 + 7.5 * torch.rand(B, D, h, w, generator=gen) if per_pixel else torch.linspace(0.5, 8.0, D).repeat(B, 1)
-    x = leaves(target, scene["image"], hyp, scene["pose"], scene["K"])
+    x = leaves(*volume_checks.inputs(1, 2, 4, 9, 30, 3, 15, torch.float32, "cpu", per_pixel))
     groups = 2 if reduction == "group_dot" else None
     out = fastdepth.cost_volume(*x, reduction=reduction, groups=groups, backend="triton")
     return _outputs(out, x, ["target", "source", "hypotheses", "pose", "K"], 17)
 
 
 def _depth_losses():
-    gen = torch.Generator().manual_seed(18)
-    pred = 0.5 + torch.rand(3, 1, 30, 50, generator=gen)
-    target = 0.5 + torch.rand(3, 1, 30, 50, generator=gen)
-    target[:, :, ::7] = 0  # missing ground truth
+    pred, target, mask = depth_loss_checks.inputs(3, 30, 50, 18, torch.float32, "cpu")
     (p,) = leaves(pred)
-    losses = fastdepth.scale_invariant_loss(p, target, backend="triton") + fastdepth.scale_shift_invariant_loss(
-        p, target, space="disparity", backend="triton"
+    losses = fastdepth.scale_invariant_loss(p, target, mask, backend="triton") + fastdepth.scale_shift_invariant_loss(
+        p, target, mask, space="disparity", backend="triton"
     )
     return _outputs(losses, [p], ["pred"], 19)
 
