@@ -12,8 +12,12 @@ from pathlib import Path
 
 from fastdepth.benchmarks import workloads
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parent.parent / "README.md"
+CHECKOUT = Path(__file__).resolve().parent.parent
+#: Whether this is a source checkout (an editable install) rather than an installed wheel.
+IN_CHECKOUT = (CHECKOUT / "pyproject.toml").exists()
+#: The checkout's benchmarks/results; installed, benchmarks/results under the working directory.
+RESULTS_DIR = CHECKOUT / "benchmarks" / "results" if IN_CHECKOUT else Path("benchmarks", "results")
+README = CHECKOUT / "README.md"
 BEGIN, END = "<!-- benchmark-table:begin -->", "<!-- benchmark-table:end -->"
 FUSED = ("triton", "cuda")
 
@@ -371,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", nargs="?", type=Path, help="a result JSON to render as Markdown")
     args = parser.parse_args(argv)
     if args.readme:
+        if not IN_CHECKOUT:
+            parser.error("--readme rewrites the README of a source checkout; fastdepth is installed here")
         return 0 if update_readme() else 1
     if args.result:
         print(markdown(json.loads(args.result.read_text())))

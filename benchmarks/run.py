@@ -35,16 +35,20 @@ from pathlib import Path
 import torch
 from fastdepth.benchmarks import workloads
 from fastdepth.benchmarks.breakdown import kernel_breakdown
-from fastdepth.benchmarks.report import markdown, targets, write_charts
+from fastdepth.benchmarks.report import IN_CHECKOUT, RESULTS_DIR, markdown, targets, write_charts
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+import fastdepth
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def git_revision() -> str:
-    """``$FASTDEPTH_GIT_REVISION`` (set where .git did not travel, e.g. by the GPU staging), else git's."""
+    """``$FASTDEPTH_GIT_REVISION`` (set where .git did not travel, e.g. by the GPU staging), else git's;
+    an installed fastdepth's version (a git repository around site-packages is not fastdepth's)."""
     if os.environ.get("FASTDEPTH_GIT_REVISION"):
         return os.environ["FASTDEPTH_GIT_REVISION"]
+    if not IN_CHECKOUT:
+        return f"installed fastdepth {fastdepth.__version__}"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
