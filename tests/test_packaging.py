@@ -17,8 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ("pyproject.toml", "README.md", "LICENSE", "fastdepth", "kernels", "csrc", "benchmarks")
 # where each source folder lands in the wheel (pyproject.toml's package-dir)
-INSTALLED_AS = {"fastdepth": "fastdepth", "kernels": "fastdepth/kernels", "csrc": "fastdepth/csrc"}
-INSTALLED_AS["benchmarks"] = "fastdepth/benchmarks"
+INSTALLED_AS = {
+    "fastdepth": "fastdepth",
+    "kernels": "fastdepth/kernels",
+    "csrc": "fastdepth/csrc",
+    "benchmarks": "fastdepth/benchmarks",
+}
 CSRC_SUFFIXES = {".cu", ".cuh", ".cpp", ".h"}
 
 
