@@ -12,6 +12,7 @@ Run as ``python -m fastdepth.compile_report [--json]``; it must run without ``TR
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -56,6 +57,14 @@ def ptxas_arch(arch: int) -> str:
     return f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
 
 
+def _ast_source(ast_source: type, kernel, signature: dict, constexprs: dict):
+    """The kernel's source for ``triton.compile``: Triton 3.2 (PyTorch 2.6's) names the constexpr
+    values ``constants``, later releases ``constexprs``."""
+    if "constexprs" in inspect.signature(ast_source).parameters:
+        return ast_source(fn=kernel, signature=signature, constexprs=constexprs)
+    return ast_source(fn=kernel, signature=signature, constants=constexprs)
+
+
 def compile_triton(arch: int) -> list[dict]:
     """Compile every Triton kernel variant for ``sm_<arch>`` and read its resources."""
     import importlib
@@ -77,7 +86,7 @@ def compile_triton(arch: int) -> list[dict]:
             for label, kernel, signature, constexprs, num_warps in module.aot_variants():
                 for name in constexprs:
                     signature = {**signature, name: "constexpr"}
-                src = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+                src = _ast_source(ASTSource, kernel, signature, constexprs)
                 compiled = triton.compile(src, target=target, options={"num_warps": num_warps})
                 ptx_file = Path(tmp) / f"{kernel.__name__}.ptx"
                 ptx_file.write_text(compiled.asm["ptx"])

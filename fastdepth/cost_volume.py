@@ -36,6 +36,8 @@ features' dtype. Poses, K and the hypotheses must be finite.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from fastdepth import backends, dispatch, projection, validation
@@ -86,7 +88,7 @@ def _backward_op(
     groups: int,
     padding_mode: str,
     align_corners: bool,
-    needs: list[bool],
+    needs: Sequence[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.launcher("cost_volume", backend, "backward")(

@@ -61,7 +61,7 @@ def _backward_op(
     warped: torch.Tensor,
     identity: torch.Tensor | None,
     alpha: float,
-    needs: list[bool],
+    needs: Sequence[bool],
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.launcher("photometric", backend, "backward")(

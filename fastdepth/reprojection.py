@@ -35,6 +35,7 @@ float32, and every gradient is that float32 computation's, rounded to its input'
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 
@@ -121,7 +122,7 @@ def _backward_op(
     normalize_points: bool,
     padding_mode: str,
     align_corners: bool,
-    needs: list[bool],
+    needs: Sequence[bool],
     deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -31,6 +31,8 @@ deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from fastdepth import backends, dispatch, validation
@@ -76,7 +78,7 @@ def _backward_op(
     normalize_points: bool,
     padding_mode: str,
     align_corners: bool,
-    needs: list[bool],
+    needs: Sequence[bool],
     deterministic: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -252,6 +252,10 @@ def photometric_bwd_kernel(
     # gradient and the target's
     first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
     last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
+    # the candidates whose own gradient is stored (a range, not a select of NEED_*: Triton 3.2's
+    # interpreter cannot make a tensor of a constexpr bool)
+    own_first = 0 if NEED_IDENTITY else S_ID
+    own_last = S_ID + S_W if NEED_WARPED else S_ID
     for c in range(C):
         y_ptr = target_ptr + (b * C + c) * HW
         g_target = tl.zeros([BH, BW], tl.float32)
@@ -263,7 +267,7 @@ def photometric_bwd_kernel(
             else:
                 x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
                 gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
-            needed = tl.where(is_identity, NEED_IDENTITY, NEED_WARPED)
+            needed = (k >= own_first) & (k < own_last)
             g_mx, g_my, g_var, g_cov, xv, yv = _candidate_grads(
                 x_ptr, y_ptr, g_map, i_map, k, rows, cols, off, H, W, alpha_c, USE_INDEX
             )

@@ -364,7 +364,7 @@ def warp_bwd_kernel(
     DETERMINISTIC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    NEED_GEOMETRY: tl.constexpr = NEED_DEPTH or NEED_POSE or NEED_K
+    NEED_GEOMETRY: tl.constexpr = (NEED_DEPTH or NEED_POSE) or NEED_K  # Triton 3.2 refuses a chain of or
     pid, b, n_blocks = _block(H, W, BLOCK)
     HW = H * W
     pix, in_range, fx, fy, cx, cy, tx, ty, rx, ry, rz, d, d_ok = _pixels(
