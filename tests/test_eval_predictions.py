@@ -12,7 +12,7 @@ from PIL import Image
 
 from fastdepth.cli import main
 from fastdepth.train.metrics import depth_errors
-from fastdepth.train.predictions import evaluate_folder, read_depth, write_pfm
+from fastdepth.train.predictions import crop_mask, evaluate_folder, read_depth, write_pfm
 
 
 def ground_truth(seed):
@@ -131,3 +131,63 @@ def test_predictions_that_are_no_depths_are_left_out(align, tmp_path):
 def test_png_depth_takes_its_scale(tmp_path):
     Image.fromarray(np.array([[1000, 2500], [0, 500]], dtype=np.uint16)).save(tmp_path / "d.png")
     assert read_depth(tmp_path / "d.png", png_scale=1000.0).tolist() == [[1.0, 2.5], [0.0, 0.5]]
+
+
+def test_garg_and_eigen_crops_are_kittis_fractions_truncated():
+    # KITTI's 375 x 1242 ground truth: Garg's crop keeps rows [153, 371) and columns [44, 1197),
+    # Eigen's rows [124, 342) and the same columns (the fractions times the size, truncated)
+    for crop, rows, cols in (("garg", (153, 371), (44, 1197)), ("eigen", (124, 342), (44, 1197))):
+        mask = crop_mask(375, 1242, crop)
+        kept_rows, kept_cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        assert (kept_rows[0].item(), kept_rows[-1].item() + 1) == rows
+        assert (kept_cols[0].item(), kept_cols[-1].item() + 1) == cols
+        assert mask.sum() == (rows[1] - rows[0]) * (cols[1] - cols[0])
+    assert crop_mask(375, 1242, "none").all()
+    with pytest.raises(ValueError, match="--crop must be one of"):
+        crop_mask(375, 1242, "kitti")
+
+
+@pytest.mark.parametrize("crop", ["garg", "eigen"])
+def test_a_crop_leaves_out_what_lies_outside_it(crop, tmp_path):
+    gt = 2.0 + 30.0 * np.random.default_rng(0).random((75, 120))
+    pred = gt.copy()
+    outside = ~crop_mask(75, 120, crop).numpy()
+    pred[outside] *= 3.0  # wrong only outside the crop
+    assert _folder_metrics(tmp_path / crop, pred, gt, alignment="none", crop=crop)["abs_rel"] < 1e-6
+    assert _folder_metrics(tmp_path / "none", pred, gt, alignment="none")["abs_rel"] > 0.1
+
+
+def test_resize_is_bilinear_with_pixel_centres_as_cv2_and_pil(tmp_path):
+    # Monodepth2 resizes its predictions to the ground truth with cv2.resize (bilinear, pixel centres
+    # at half-integers); upsampling, PIL's bilinear filter computes the same values
+    gen = np.random.default_rng(1)
+    pred = (1.0 + gen.random((12, 20))).astype(np.float32)
+    gt = (1.0 + gen.random((30, 48))).astype(np.float32)
+    expected = np.asarray(Image.fromarray(pred).resize((48, 30), Image.BILINEAR), dtype=np.float64)
+    means = _folder_metrics(tmp_path / "resized", pred, gt, alignment="none", resize=True)
+    direct = _folder_metrics(tmp_path / "direct", expected, gt, alignment="none")
+    assert means == pytest.approx(direct, rel=1e-5)
+
+
+def test_a_prediction_of_another_size_needs_resize(tmp_path):
+    with pytest.raises(ValueError, match=r"is \(12, 20\) but .* is \(30, 48\).*--resize"):
+        _folder_metrics(tmp_path, np.ones((12, 20)), np.ones((30, 48)), alignment="none")
+
+
+def test_the_command_line_crops_and_resizes(tmp_path, capsys):
+    # a prediction at half KITTI's size, right inside Garg's crop and wrong outside it
+    gt = np.full((376, 1242), 10.0, dtype=np.float32)
+    gt[crop_mask(376, 1242, "garg").numpy()] = 20.0
+    pred = np.full((188, 621), 40.0, dtype=np.float32)
+    pred[crop_mask(188, 621, "garg").numpy()] = 20.0
+    for name, depth in (("pred", pred), ("gt", gt)):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "0000000005.npy", depth)
+    code = main(["eval", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt"),
+                 "--align", "none", "--crop", "garg", "--resize", "--json"])  # fmt: skip
+    assert code == 0
+    (line,) = [text for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    metrics = json.loads(line)
+    assert metrics["crop"] == "garg" and metrics["a1"] > 0.99
+    assert main(["eval", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")]) == 2
+    assert "--resize resizes it" in capsys.readouterr().err

@@ -3,7 +3,12 @@ file stem, after the alignment the model needs.
 
 Formats (by suffix): ``.npy`` (a 2-D array, or 1 x H x W / H x W x 1), ``.pfm`` (a one-channel
 Portable Float Map) and 16-bit ``.png`` (value / ``png_scale``: 256 is KITTI's convention).
-Ground truth 0 (or outside ``(min_depth, max_depth)``) is invalid.
+Ground truth 0 (or outside ``(min_depth, max_depth)``) is invalid, and so is every pixel outside
+the crop: ``garg`` (Garg et al., ECCV 2016: the crop of Monodepth2's KITTI Eigen-split evaluation)
+or ``eigen`` (Eigen et al., NIPS 2014), each a fraction of the ground truth's rows and columns,
+truncated to whole pixels. A prediction of another size than its ground truth is an error, or with
+``resize`` resized to it bilinearly with pixel centres at half-integers (as Monodepth2's
+``cv2.resize`` of its disparities; no antialiasing), before anything else.
 
 Alignments, fitted per image on the valid pixels:
 
@@ -30,6 +35,12 @@ from fastdepth.train.metrics import METRIC_NAMES, evaluate_image, median
 
 SUFFIXES = (".npy", ".pfm", ".png")
 ALIGNMENTS = ("median", "scale-shift", "scale-shift-inverse", "none")
+#: (top, bottom, left, right) of each crop, as fractions of the ground truth's height and width
+CROPS = {
+    "none": (0.0, 1.0, 0.0, 1.0),
+    "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+}
 
 
 def read_pfm(path: Path) -> np.ndarray:
@@ -86,6 +97,21 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return a, (sy - a * sx) / n
 
 
+def crop_mask(height: int, width: int, crop: str) -> torch.Tensor:
+    """(height, width) bool: true inside the crop (CROPS), its bounds truncated to whole pixels."""
+    if crop not in CROPS:
+        raise ValueError(f"--crop must be one of {tuple(CROPS)}, got {crop!r}")
+    top, bottom, left, right = CROPS[crop]
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[int(top * height) : int(bottom * height), int(left * width) : int(right * width)] = True
+    return mask
+
+
+def resized(pred: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``pred`` (H, W) resized bilinearly to ``shape``, pixel centres at half-integers (cv2.resize)."""
+    return torch.nn.functional.interpolate(pred[None, None], tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+
+
 def align(pred: torch.Tensor, gt: torch.Tensor, mode: str) -> torch.Tensor:
     """The prediction on the valid pixels (1-D, float64), aligned to the ground truth ``gt``."""
     if mode == "median":
@@ -124,6 +150,8 @@ def evaluate_folder(
     png_scale: float = 256.0,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
+    crop: str = "none",
+    resize: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """The mean metrics and each image's (name, metrics, and the maps for the PNG)."""
     if alignment not in ALIGNMENTS:
@@ -131,9 +159,13 @@ def evaluate_folder(
     per_image = []
     for pred_path, gt_path in pairs(Path(predictions), Path(ground_truth)):
         pred, gt = read_depth(pred_path, png_scale), read_depth(gt_path, png_scale)
-        if pred.shape != gt.shape:
-            raise ValueError(f"{pred_path} is {tuple(pred.shape)} but {gt_path} is {tuple(gt.shape)}")
-        valid = (gt > min_depth) & (gt < max_depth) & torch.isfinite(pred)
+        if pred.shape != gt.shape and resize:
+            pred = resized(pred, gt.shape)
+        elif pred.shape != gt.shape:
+            raise ValueError(
+                f"{pred_path} is {tuple(pred.shape)} but {gt_path} is {tuple(gt.shape)} (--resize resizes it)"
+            )
+        valid = (gt > min_depth) & (gt < max_depth) & torch.isfinite(pred) & crop_mask(*gt.shape, crop)
         if alignment in ("median", "none"):  # depth as it is: only positive values are depths
             valid &= pred > 0
         if not valid.any():
@@ -175,14 +207,15 @@ def write_worst_png(per_image: list[dict], path: Path, rows: int = 3) -> Path:
 def run(args) -> int:
     """The CLI: metrics (a table, or one JSON line) and the PNG of the worst images."""
     means, per_image = evaluate_folder(
-        args.predictions, args.ground_truth, args.align, args.png_scale, args.min_depth, args.max_depth
-    )
+        args.predictions, args.ground_truth, args.align, args.png_scale, args.min_depth, args.max_depth,
+        crop=args.crop, resize=args.resize,
+    )  # fmt: skip
     folder = Path(args.predictions)
     png = write_worst_png(per_image, args.png or folder.parent / f"{folder.name}-worst.png")
     if args.json:
-        print(json.dumps({"images": len(per_image), "align": args.align, **means, "png": str(png)}))
+        print(json.dumps({"images": len(per_image), "align": args.align, "crop": args.crop, **means, "png": str(png)}))
     else:
-        print(f"{len(per_image)} images, alignment {args.align}")
+        print(f"{len(per_image)} images, alignment {args.align}, crop {args.crop}")
         print("  ".join(f"{name} {value:.4f}" for name, value in means.items()))
         print(f"PNG: {png}")
     return 0
