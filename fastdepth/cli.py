@@ -139,11 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="depth metrics of a checkpoint on held-out synthetic images, or of saved predictions, and a PNG"
     )
     ev.add_argument("--checkpoint", default=None, help="a run directory or a checkpoint file")
-    ev.add_argument("--predictions", type=Path, default=None, help="a folder of depth maps (.npy, .pfm, 16-bit .png)")
-    ev.add_argument("--ground-truth", type=Path, default=None, help="ground-truth depth maps of the same file stems")
+    ev.add_argument(
+        "--predictions", type=Path, default=None, help="a folder of depth maps (.npy, .pfm, 16-bit .png) or a stack"
+    )
+    ev.add_argument("--ground-truth", type=Path, default=None, help="ground truth of the same file stems, or a stack")
     ev.add_argument("--align", default="median", choices=["median", "scale-shift", "scale-shift-inverse", "none"])
     ev.add_argument("--crop", default="none", choices=["none", "garg", "eigen"], help="KITTI's evaluation crops")
     ev.add_argument("--resize", action="store_true", help="resize predictions bilinearly to their ground truth")
+    ev.add_argument("--disparity", action="store_true", help="the predictions are inverse depth")
     ev.add_argument("--png-scale", type=float, default=256.0, help="16-bit PNG value per metre (KITTI: 256)")
     ev.add_argument("--min-depth", type=float, default=1e-3)
     ev.add_argument("--max-depth", type=float, default=80.0)

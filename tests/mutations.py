@@ -163,7 +163,8 @@ MUTATIONS = [
      '"a2": (thresh < 1.25**3).double().mean().item(),', ("tests/test_train_metrics.py",), ""),
     ("T8", "fastdepth/train/metrics.py", "thresh = torch.maximum(gt / pred, pred / gt)", "thresh = pred / gt",
      ("tests/test_train_metrics.py",), ""),
-    # fastdepth eval: NumPy's median, the range of the ground truth, predictions that are no depths, PNG scale
+    # fastdepth eval: NumPy's median, the range of the ground truth, predictions that are no depths, PNG scale,
+    # Garg's crop, the resize's pixel centres
     ("EV2", "fastdepth/train/predictions.py", "        return pred * (median(gt) / median(pred))",
      "        return pred * (gt.median() / pred.median())", ("tests/test_eval_predictions.py",), ""),
     ("EV2b", "fastdepth/train/metrics.py", "        p = p * (median(g) / median(p))",
@@ -175,6 +176,10 @@ MUTATIONS = [
      "                data = np.asarray(image, dtype=np.float64) / 256.0", ("tests/test_eval_predictions.py",), ""),
     ("EV6", "fastdepth/train/predictions.py", 'if alignment in ("median", "none"):', 'if alignment in ("none",):',
      ("tests/test_eval_predictions.py",), ""),
+    ("EV7", "fastdepth/train/predictions.py", '"garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),',
+     '"garg": (0.40810811, 0.99189189, 0.03594771, 0.97405229),', ("tests/test_eval_predictions.py",), ""),
+    ("EV8", "fastdepth/train/predictions.py", 'mode="bilinear", align_corners=False)',
+     'mode="bilinear", align_corners=True)', ("tests/test_eval_predictions.py",), ""),
     # training data and runs: the intrinsics file's four-number form, K resized, --resume's refusal
     ("F2", "fastdepth/train/folders.py", "        fx, fy, cx, cy = values", "        fx, cx, fy, cy = values",
      ("tests/test_train_folders.py",), ""),

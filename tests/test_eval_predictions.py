@@ -12,7 +12,7 @@ from PIL import Image
 
 from fastdepth.cli import main
 from fastdepth.train.metrics import depth_errors
-from fastdepth.train.predictions import crop_mask, evaluate_folder, read_depth, write_pfm
+from fastdepth.train.predictions import crop_mask, evaluate_predictions, read_depth, write_pfm
 
 
 def ground_truth(seed):
@@ -95,7 +95,7 @@ def _folder_metrics(tmp_path, pred, gt, **options):
     for name, depth in (("pred", pred), ("gt", gt)):
         (tmp_path / name).mkdir(parents=True)
         np.save(tmp_path / name / "frame.npy", np.asarray(depth, dtype=np.float32))
-    means, _ = evaluate_folder(tmp_path / "pred", tmp_path / "gt", **options)
+    means, _ = evaluate_predictions(tmp_path / "pred", tmp_path / "gt", **options)
     return means
 
 
@@ -191,3 +191,93 @@ def test_the_command_line_crops_and_resizes(tmp_path, capsys):
     assert metrics["crop"] == "garg" and metrics["a1"] > 0.99
     assert main(["eval", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")]) == 2
     assert "--resize resizes it" in capsys.readouterr().err
+
+
+def monodepth2_eval(disps, gt_depths, min_depth=1e-3, max_depth=80.0):
+    """Monodepth2's evaluate_depth.py for its Eigen split, transcribed with NumPy: each disparity
+    resized to its ground truth (PIL's bilinear filter computes cv2.resize's values when it enlarges),
+    inverted, Garg's crop, median scaling, the clamp, compute_errors averaged over images."""
+    errors = []
+    for disp, gt in zip(disps, gt_depths, strict=True):
+        h, w = gt.shape
+        depth = 1 / np.asarray(Image.fromarray(disp).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        crop = np.array([0.40810811 * h, 0.99189189 * h, 0.03594771 * w, 0.96405229 * w]).astype(np.int32)
+        crop_mask = np.zeros(gt.shape)
+        crop_mask[crop[0] : crop[1], crop[2] : crop[3]] = 1
+        mask = np.logical_and(np.logical_and(gt > min_depth, gt < max_depth), crop_mask)
+        p, g = depth[mask], gt[mask]
+        p = np.clip(p * np.median(g) / np.median(p), min_depth, max_depth)
+        thresh = np.maximum(g / p, p / g)
+        errors.append([
+            np.mean(np.abs(g - p) / g), np.mean((g - p) ** 2 / g), np.sqrt(np.mean((g - p) ** 2)),
+            np.sqrt(np.mean((np.log(g) - np.log(p)) ** 2)),
+            (thresh < 1.25).mean(), (thresh < 1.25**2).mean(), (thresh < 1.25**3).mean(),
+        ])  # fmt: skip
+    return dict(zip(["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"], np.mean(errors, 0), strict=True))
+
+
+def scene_depth(h, w):
+    """A smooth scene's depth at the pixel centres of an h x w image: far at the top, near below."""
+    v, u = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+    return (4.0 + 50.0 * (1.0 - v) ** 2 + 3.0 * np.sin(12.0 * u)).astype(np.float32)
+
+
+def test_monodepth2s_files_give_monodepth2s_numbers(tmp_path, capsys):
+    # its saved disparities (N x 1 x h x w, of a scale its own) and gt_depths.npz (KITTI's sizes
+    # differ from drive to drive: an object array), sparse as lidar
+    gen = np.random.default_rng(3)
+    gt_depths, disps = [], []
+    for h, w in ((75, 248), (74, 245), (75, 248)):
+        gt = scene_depth(h, w)
+        gt[gen.random((h, w)) < 0.7] = 0.0
+        gt_depths.append(gt)
+        disps.append(((1.0 + 0.1 * gen.random((1, 24, 80))) / (3.0 * scene_depth(24, 80))).astype(np.float32))
+    np.save(tmp_path / "disps.npy", np.stack(disps))
+    np.savez_compressed(tmp_path / "gt_depths.npz", data=np.array(gt_depths, dtype=object))
+    code = main(["eval", "--predictions", str(tmp_path / "disps.npy"),
+                 "--ground-truth", str(tmp_path / "gt_depths.npz"),
+                 "--disparity", "--resize", "--crop", "garg", "--json"])  # fmt: skip
+    assert code == 0
+    (line,) = [text for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    ours = json.loads(line)
+    assert ours["images"] == 3 and (tmp_path / "disps-worst.png").is_file()
+    expected = monodepth2_eval([d[0] for d in disps], gt_depths)
+    assert {name: ours[name] for name in expected} == pytest.approx(expected, rel=1e-5)
+    assert ours["abs_rel"] < 0.05
+    # the same disparities taken as depth score badly
+    depth_taken = evaluate_predictions(tmp_path / "disps.npy", tmp_path / "gt_depths.npz", crop="garg", resize=True)
+    assert depth_taken[0]["abs_rel"] > 0.3
+
+
+def save_npz_as(path):
+    with open(path, "wb") as f:
+        np.savez(f, np.ones((3, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    "setup,options,pattern",
+    [
+        (lambda p: np.save(p / "pred.npy", np.ones((2, 4, 4))), {}, r"holds 2 maps but .* holds 3"),
+        (lambda p: np.savez(p / "gt.npz", np.ones((0, 4, 4))) or np.save(p / "pred.npy", np.ones((0, 4, 4))), {},
+         r"holds 0 maps but .* holds 0"),
+        (lambda p: np.save(p / "pred.npy", np.ones((4, 4))), {}, r"pred\.npy: a stack of maps is N x H x W"),
+        (lambda p: (p / "pred.npy").mkdir(), {}, r"both folders, or both stacks"),
+        (lambda p: save_npz_as(p / "pred.npy"), {}, r"pred\.npy: not a .npy array"),
+        (lambda p: np.save(p / "pred.npy", np.ones((3, 4, 4))), {"alignment": "scale-shift-inverse", "disparity": True},
+         r"--disparity: --align scale-shift-inverse takes the predictions as disparities already"),
+    ],
+)  # fmt: skip
+def test_bad_stacks(setup, options, pattern, tmp_path):
+    np.savez(tmp_path / "gt.npz", np.ones((3, 4, 4)))
+    setup(tmp_path)
+    with pytest.raises(ValueError, match=pattern):
+        evaluate_predictions(tmp_path / "pred.npy", tmp_path / "gt.npz", **options)
+
+
+def test_an_npz_of_several_arrays_names_the_one_it_reads(tmp_path):
+    np.save(tmp_path / "pred.npy", np.full((1, 4, 4), 5.0))
+    np.savez(tmp_path / "gt.npz", data=np.full((1, 4, 4), 5.0), other=np.ones((1, 4, 4)))
+    assert evaluate_predictions(tmp_path / "pred.npy", tmp_path / "gt.npz", alignment="none")[0]["abs_rel"] == 0
+    np.savez(tmp_path / "gt.npz", a=np.ones((1, 4, 4)), b=np.ones((1, 4, 4)))
+    with pytest.raises(ValueError, match=r"an array 'data' or only one array, got \['a', 'b'\]"):
+        evaluate_predictions(tmp_path / "pred.npy", tmp_path / "gt.npz")

@@ -3,12 +3,19 @@ file stem, after the alignment the model needs.
 
 Formats (by suffix): ``.npy`` (a 2-D array, or 1 x H x W / H x W x 1), ``.pfm`` (a one-channel
 Portable Float Map) and 16-bit ``.png`` (value / ``png_scale``: 256 is KITTI's convention).
-Ground truth 0 (or outside ``(min_depth, max_depth)``) is invalid, and so is every pixel outside
-the crop: ``garg`` (Garg et al., ECCV 2016: the crop of Monodepth2's KITTI Eigen-split evaluation)
-or ``eigen`` (Eigen et al., NIPS 2014), each a fraction of the ground truth's rows and columns,
-truncated to whole pixels. A prediction of another size than its ground truth is an error, or with
-``resize`` resized to it bilinearly with pixel centres at half-integers (as Monodepth2's
-``cv2.resize`` of its disparities; no antialiasing), before anything else.
+Instead of two folders, two stacks of maps matched by their order: ``.npy`` (N x H x W or
+N x 1 x H x W, or an object array of 2-D maps) or ``.npz`` (its array ``data``, or its only one),
+such as Monodepth2's saved disparities (``--save_pred_disps``) and its ``gt_depths.npz``, whose
+object arrays are read with pickle (only files you trust).
+
+A prediction of another size than its ground truth is an error, or with ``resize`` resized to it
+bilinearly with pixel centres at half-integers (as Monodepth2's ``cv2.resize`` of its disparities;
+no antialiasing). With ``disparity`` the predictions are inverse depth: each value becomes
+1 / value after the resize (as Monodepth2 inverts its resized disparities; a value <= 0 is no
+depth). Ground truth 0 (or outside ``(min_depth, max_depth)``) is invalid, and so is every pixel
+outside the crop: ``garg`` (Garg et al., ECCV 2016: the crop of Monodepth2's KITTI Eigen-split
+evaluation) or ``eigen`` (Eigen et al., NIPS 2014), each a fraction of the ground truth's rows and
+columns, truncated to whole pixels.
 
 Alignments, fitted per image on the valid pixels:
 
@@ -26,6 +33,8 @@ scale-invariant log loss are averaged over images.
 from __future__ import annotations
 
 import json
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +138,6 @@ def pairs(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]]:
     """(prediction, ground truth) files of the same stem; ValueError listing what does not match."""
     found = {}
     for folder, label in ((predictions, "--predictions"), (ground_truth, "--ground-truth")):
-        if not Path(folder).is_dir():
-            raise ValueError(f"{label} {folder} is not a folder")
         found[label] = {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix in SUFFIXES}
     preds, gts = found["--predictions"], found["--ground-truth"]
     missing = sorted(set(preds) - set(gts))
@@ -143,7 +150,57 @@ def pairs(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]]:
     return [(preds[stem], gts[stem]) for stem in sorted(preds)]
 
 
-def evaluate_folder(
+def read_stack(path: Path) -> list[torch.Tensor]:
+    """The (H, W) float32 maps of a ``.npy`` or ``.npz`` stack, in order; ValueError naming the file.
+    Pickles written by Python 2 are read as Monodepth2 reads its ground truth (latin-1 strings)."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=True, encoding="latin1") as arrays:
+                names = list(arrays.keys())
+                if "data" not in names and len(names) != 1:
+                    raise ValueError(f"a .npz stack holds an array 'data' or only one array, got {names}")
+                stack = arrays["data" if "data" in names else names[0]]
+        elif path.suffix == ".npy":
+            stack = np.load(path, allow_pickle=True, encoding="latin1")
+            if not isinstance(stack, np.ndarray):
+                raise ValueError("not a .npy array")
+        else:
+            raise ValueError(f"a stack of maps is a .npy or .npz file, got {path.suffix!r}")
+        if stack.dtype != object and stack.ndim < 3:
+            raise ValueError(f"a stack of maps is N x H x W, got shape {stack.shape}")
+        maps = [np.squeeze(np.asarray(m, dtype=np.float32)) for m in stack]
+    except (OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    for i, m in enumerate(maps):
+        if m.ndim != 2:
+            raise ValueError(f"{path}[{i}]: a depth map must be 2-D, got shape {m.shape}")
+    return [torch.from_numpy(m.copy()) for m in maps]
+
+
+def samples(
+    predictions: Path, ground_truth: Path, png_scale: float
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, prediction, ground truth) of every image: the files of the same stem in two folders
+    (named by it), or the maps of two stacks (read_stack) in order (named by their index)."""
+    folders = [Path(p).is_dir() for p in (predictions, ground_truth)]
+    if all(folders):
+        for pred_path, gt_path in pairs(predictions, ground_truth):
+            yield pred_path.stem, read_depth(pred_path, png_scale), read_depth(gt_path, png_scale)
+        return
+    for path, label in ((predictions, "--predictions"), (ground_truth, "--ground-truth")):
+        if not Path(path).exists():
+            raise ValueError(f"{label} {path} does not exist")
+    if any(folders):
+        raise ValueError("--predictions and --ground-truth are both folders, or both stacks (.npy or .npz files)")
+    preds, gts = read_stack(predictions), read_stack(ground_truth)
+    if len(preds) != len(gts) or not preds:
+        raise ValueError(f"{predictions} holds {len(preds)} maps but {ground_truth} holds {len(gts)}")
+    width = len(str(len(preds) - 1))
+    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
+        yield f"{i:0{width}d}", pred, gt
+
+
+def evaluate_predictions(
     predictions: Path,
     ground_truth: Path,
     alignment: str = "median",
@@ -152,29 +209,34 @@ def evaluate_folder(
     max_depth: float = 80.0,
     crop: str = "none",
     resize: bool = False,
+    disparity: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """The mean metrics and each image's (name, metrics, and the maps for the PNG)."""
     if alignment not in ALIGNMENTS:
         raise ValueError(f"--align must be one of {ALIGNMENTS}, got {alignment!r}")
+    if disparity and alignment == "scale-shift-inverse":
+        raise ValueError("--disparity: --align scale-shift-inverse takes the predictions as disparities already")
     per_image = []
-    for pred_path, gt_path in pairs(Path(predictions), Path(ground_truth)):
-        pred, gt = read_depth(pred_path, png_scale), read_depth(gt_path, png_scale)
+    for name, pred, gt in samples(Path(predictions), Path(ground_truth), png_scale):
         if pred.shape != gt.shape and resize:
             pred = resized(pred, gt.shape)
         elif pred.shape != gt.shape:
             raise ValueError(
-                f"{pred_path} is {tuple(pred.shape)} but {gt_path} is {tuple(gt.shape)} (--resize resizes it)"
+                f"prediction {name} is {tuple(pred.shape)} but its ground truth is {tuple(gt.shape)}"
+                " (--resize resizes it)"
             )
+        if disparity:
+            pred = torch.where(pred > 0, 1.0 / pred, torch.nan)
         valid = (gt > min_depth) & (gt < max_depth) & torch.isfinite(pred) & crop_mask(*gt.shape, crop)
         if alignment in ("median", "none"):  # depth as it is: only positive values are depths
             valid &= pred > 0
         if not valid.any():
-            raise ValueError(f"{gt_path}: no valid pixel (ground truth in ({min_depth}, {max_depth}))")
+            raise ValueError(f"{name}: no valid pixel (ground truth in ({min_depth}, {max_depth}))")
         aligned = align(pred[valid].double(), gt[valid].double(), alignment).clamp(min_depth, max_depth)
         metrics = evaluate_image(gt[valid], aligned, min_depth, max_depth, median_scaling=False)
         full = torch.zeros_like(gt, dtype=torch.float64)
         full[valid] = aligned
-        per_image.append({"name": pred_path.stem, "metrics": metrics, "pred": full, "gt": gt})
+        per_image.append({"name": name, "metrics": metrics, "pred": full, "gt": gt})
     names = [*METRIC_NAMES, "silog"]
     means = {n: sum(item["metrics"][n] for item in per_image) / len(per_image) for n in names}
     return means, per_image
@@ -206,12 +268,14 @@ def write_worst_png(per_image: list[dict], path: Path, rows: int = 3) -> Path:
 
 def run(args) -> int:
     """The CLI: metrics (a table, or one JSON line) and the PNG of the worst images."""
-    means, per_image = evaluate_folder(
+    means, per_image = evaluate_predictions(
         args.predictions, args.ground_truth, args.align, args.png_scale, args.min_depth, args.max_depth,
-        crop=args.crop, resize=args.resize,
+        crop=args.crop, resize=args.resize, disparity=args.disparity,
     )  # fmt: skip
-    folder = Path(args.predictions)
-    png = write_worst_png(per_image, args.png or folder.parent / f"{folder.name}-worst.png")
+    source = Path(args.predictions)
+    png = write_worst_png(
+        per_image, args.png or source.parent / f"{source.stem if source.is_file() else source.name}-worst.png"
+    )
     if args.json:
         print(json.dumps({"images": len(per_image), "align": args.align, "crop": args.crop, **means, "png": str(png)}))
     else:
