@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=d.lr)
     train.add_argument("--amp", default=d.amp, choices=["auto", "none", "bf16", "fp16"])
     train.add_argument("--data", default=d.data, help="image-sequence folder (default: the synthetic world)")
+    train.add_argument("--split", default=d.split, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
     train.add_argument("--scenes", type=int, default=d.scenes, help="synthetic scenes")
     train.add_argument("--frames", type=int, default=d.frames, help="frames per synthetic scene")
     train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (downloaded)")

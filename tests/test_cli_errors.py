@@ -76,6 +76,10 @@ BAD_COMMAND_LINES = [
      r"cannot read checkpoint .*checkpoint\.pt"),
     ("truncated_png", lambda t: ["train", "--data", str(t / "seq"), *ONE_SAMPLE], 2, r"cannot read image .*0001\.png"),
     ("corrupt_png", lambda t: ["train", "--data", str(t / "seq"), *ONE_SAMPLE], 2, r"cannot read image .*0001\.png"),
+    ("split_without_data", lambda t: ["train", "--split", str(t / "file.txt"), "--steps", "0", *TINY], 2,
+     r"--split names KITTI raw frames: give the KITTI raw folder as --data"),
+    ("missing_split", lambda t: ["train", "--data", str(t), "--split", str(t / "none.txt"), *ONE_SAMPLE], 2,
+     r"split file .*none\.txt does not exist"),
     ("triton_without_interpreter", lambda t: ["train", "--backend", "triton", "--steps", "0", *TINY], 2,
      r"--backend triton: backend='triton' on CPU tensors needs TRITON_INTERPRET=1"),
 ]  # fmt: skip

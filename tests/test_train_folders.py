@@ -4,13 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdepth.train.folders import ImageFolderSequences, find_sequences
+from fastdepth.train.folders import ImageFolderSequences, find_sequences, kitti_split_triplets
 
 
-def write_frames(folder, count=4, size=(48, 40)):
+def write_frames(folder, count=4, size=(48, 40), digits=4, suffix=".png", blue=200):
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        Image.new("RGB", size, color=(10 * i, 100, 200)).save(folder / f"{i:04d}.png")
+        Image.new("RGB", size, color=(10 * i, 100, blue)).save(folder / f"{i:0{digits}d}{suffix}")
 
 
 def test_generic_layout_loads_triplets_and_scales_intrinsics(tmp_path):
@@ -77,3 +77,72 @@ def test_missing_folder_and_no_sequences(tmp_path):
 def test_size_must_be_a_multiple_of_32(tmp_path):
     with pytest.raises(ValueError, match="multiples of 32 and at least 64"):
         ImageFolderSequences(tmp_path, 30, 64)
+
+
+KITTI_CALIBRATION = (
+    "calib_time: x\n"
+    "P_rect_02: 7.2e+02 0 6.0e+02 4.4e+01 0 7.2e+02 1.7e+02 0 0 0 1 0\n"
+    "P_rect_03: 7.0e+02 0 6.1e+02 -3.3e+02 0 7.0e+02 1.8e+02 0 0 0 1 0\n"
+)
+
+
+def kitti_raw(root, drive="2011_09_26_drive_0001_sync"):
+    """Two cameras of one drive: left frames .png (blue 200), right frames .jpg (blue 50)."""
+    date = root / "2011_09_26"
+    write_frames(date / drive / "image_02" / "data", count=5, size=(64, 48), digits=10)
+    write_frames(date / drive / "image_03" / "data", count=5, size=(64, 48), digits=10, suffix=".jpg", blue=50)
+    (date / "calib_cam_to_cam.txt").write_text(KITTI_CALIBRATION)
+    return f"2011_09_26/{drive}"
+
+
+def test_a_split_file_names_kitti_frames_of_either_camera(tmp_path):
+    # Monodepth2's split lines: the target frame, the frames before and after it, the side's K
+    drive = kitti_raw(tmp_path / "kitti")
+    (tmp_path / "train_files.txt").write_text(f"{drive} 1 l\n\n{drive} 3 r\n")
+    data = ImageFolderSequences(tmp_path / "kitti", height=64, width=64, split=tmp_path / "train_files.txt")
+    assert len(data) == 2
+    left, right = data[0], data[1]
+    # the frames' red channel is 10 * index / 255; blue: 200 left, 50 right (JPEG: within a few levels)
+    assert torch.allclose(left["frames"][:, 0, 32, 32], torch.tensor([0.0, 10.0, 20.0]) / 255, atol=1e-6)
+    assert torch.allclose(right["frames"][:, 0, 32, 32], torch.tensor([20.0, 30.0, 40.0]) / 255, atol=3 / 255)
+    assert torch.allclose(left["frames"][:, 2, 32, 32], torch.full((3,), 200 / 255))
+    assert torch.allclose(right["frames"][:, 2, 32, 32], torch.full((3,), 50 / 255), atol=3 / 255)
+    assert left["K"][0, 0] == pytest.approx(720 * 64 / 64) and left["K"][1, 2] == pytest.approx(170 * 64 / 48)
+    assert right["K"][0, 0] == pytest.approx(700) and right["K"][0, 2] == pytest.approx(610)
+
+
+@pytest.mark.parametrize(
+    "line,pattern",
+    [
+        ("{drive} 0 l", r"train_files\.txt:1: frame 0 has no frame before it"),
+        ("{drive} 4 r", r"train_files\.txt:1: no frame 0000000005\.png or \.jpg in .*image_03"),
+        ("{drive} 2 x", r"train_files\.txt:1: expected '<date>/<drive> <frame> <l\|r>', got"),
+        ("{drive} two l", r"expected '<date>/<drive> <frame> <l\|r>'"),
+        ("{drive} 2", r"expected '<date>/<drive> <frame> <l\|r>'"),
+        ("", r"split file .*train_files\.txt names no frame"),
+    ],
+)
+def test_bad_split_lines(line, pattern, tmp_path):
+    drive = kitti_raw(tmp_path)
+    (tmp_path / "train_files.txt").write_text(line.format(drive=drive) + "\n")
+    with pytest.raises(ValueError, match=pattern):
+        kitti_split_triplets(tmp_path, tmp_path / "train_files.txt")
+
+
+def test_a_split_needs_the_calibration_of_its_camera(tmp_path):
+    drive = kitti_raw(tmp_path)
+    (tmp_path / "2011_09_26" / "calib_cam_to_cam.txt").write_text(KITTI_CALIBRATION.split("P_rect_03")[0])
+    (tmp_path / "train_files.txt").write_text(f"{drive} 1 l\n{drive} 1 r\n")
+    with pytest.raises(ValueError, match=r"calib_cam_to_cam\.txt: no P_rect_03 line"):
+        kitti_split_triplets(tmp_path, tmp_path / "train_files.txt")
+
+
+def test_training_takes_the_frames_of_a_split(tmp_path):
+    from fastdepth.train.loop import TrainConfig, train
+
+    drive = kitti_raw(tmp_path / "kitti")
+    (tmp_path / "train_files.txt").write_text(f"{drive} 1 l\n{drive} 2 r\n{drive} 3 l\n")
+    cfg = TrainConfig(steps=2, height=64, width=64, batch_size=2, eval_images=1, checkpoint_every=1000, device="cpu")
+    cfg.data, cfg.split, cfg.out = str(tmp_path / "kitti"), str(tmp_path / "train_files.txt"), str(tmp_path / "run")
+    losses = train(cfg, progress=False)["losses"]
+    assert len(losses) == 2 and all(0 < loss < 1 for loss in losses)

@@ -45,3 +45,13 @@ def test_depth_to_disp_inverts_disp_to_depth():
     disp = torch.linspace(0, 1, 11, dtype=torch.float64)
     torch.testing.assert_close(depth_to_disp(disp_to_depth(disp)), disp)
     assert depth_to_disp(torch.tensor([100.0, 0.1], dtype=torch.float64)).tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_the_eval_split_holds_as_many_images_as_asked():
+    # odd counts included: 1 image once gave none (and the eval PNG of 0 rows failed)
+    from fastdepth.train.evaluate import eval_split
+
+    for images in (1, 2, 3, 5, 8):
+        samples = eval_split(0, 64, 64, images)
+        assert len(samples) == images and all("depth" in s for s in samples)
+    assert eval_split(0, 64, 64, 4)[1]["frames"].equal(eval_split(0, 64, 64, 4)[1]["frames"])  # deterministic

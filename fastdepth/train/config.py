@@ -21,6 +21,7 @@ class TrainConfig:
     lr: float = 3e-4
     amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on a GPU, none on the CPU)
     data: str | None = None  # an image-sequence folder; None: the synthetic world
+    split: str | None = None  # with data: a split file of KITTI raw frames (Monodepth2's train_files.txt)
     scenes: int = 8
     frames: int = 24
     pretrained: bool = False

@@ -20,8 +20,10 @@ EVAL_MAX_DEPTH = 80.0
 
 
 def eval_split(seed: int, height: int, width: int, images: int) -> list[dict]:
-    world = SyntheticWorld(seed=seed + EVAL_SEED_OFFSET, scenes=2, frames=images // 2 + 2, height=height, width=width)
-    return [world[i] for i in range(min(images, len(world)))]
+    """``images`` held-out samples from two synthetic scenes (a scene of n frames holds n - 2 triplets)."""
+    frames = (images + 1) // 2 + 2
+    world = SyntheticWorld(seed=seed + EVAL_SEED_OFFSET, scenes=2, frames=frames, height=height, width=width)
+    return [world[i] for i in range(images)]
 
 
 @torch.no_grad()

@@ -8,6 +8,11 @@ Two layouts are recognised under ``root``:
 * KITTI raw: ``root/<date>/<drive>/image_02/data/*.png`` with ``root/<date>/calib_cam_to_cam.txt``
   (its ``P_rect_02`` gives K).
 
+Or, with a split file (Monodepth2's ``splits/<split>/train_files.txt``), the KITTI raw frames it
+names: a line ``<date>/<drive> <frame> <l|r>`` is the target frame ``<frame>`` of the left
+(``image_02``, K from ``P_rect_02``) or right (``image_03``, ``P_rect_03``) colour camera, with the
+frames before and after it (``.png`` or ``.jpg``, as Monodepth2 converts them).
+
 Frames are resized to (height, width) and K is scaled with them. A sample is a triplet of
 consecutive frames, like :class:`fastdepth.train.synthetic.SyntheticWorld` (without ground truth).
 """
@@ -57,20 +62,22 @@ def check_intrinsics(K: torch.Tensor, source: Path) -> torch.Tensor:
     return K
 
 
-def parse_kitti_calibration(path: Path) -> torch.Tensor:
-    """K (3, 3) of the left colour camera from KITTI's ``calib_cam_to_cam.txt`` (``P_rect_02``)."""
+def parse_kitti_calibration(path: Path, camera: str = "02") -> torch.Tensor:
+    """K (3, 3) of a colour camera (02: left, 03: right) from KITTI's ``calib_cam_to_cam.txt``
+    (``P_rect_<camera>``)."""
     if not path.is_file():
         raise FileNotFoundError(f"missing KITTI calibration {path}")
+    key = f"P_rect_{camera}"
     for line in path.read_text().splitlines():
-        if line.startswith("P_rect_02:"):
+        if line.startswith(f"{key}:"):
             try:
                 values = [float(v) for v in line.split(":", 1)[1].split()]
             except ValueError as error:
-                raise ValueError(f"bad P_rect_02 in {path}: {error}") from None
+                raise ValueError(f"bad {key} in {path}: {error}") from None
             if len(values) != 12:
-                raise ValueError(f"bad P_rect_02 in {path}: expected 12 numbers, got {len(values)}")
+                raise ValueError(f"bad {key} in {path}: expected 12 numbers, got {len(values)}")
             return check_intrinsics(torch.tensor(values).reshape(3, 4)[:, :3].contiguous(), path)
-    raise ValueError(f"bad KITTI calibration {path}: no P_rect_02 line")
+    raise ValueError(f"bad KITTI calibration {path}: no {key} line")
 
 
 def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
@@ -97,6 +104,46 @@ def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
     return sequences
 
 
+KITTI_CAMERAS = {"l": "02", "r": "03"}  # a split file's side: the colour camera
+
+
+def kitti_split_triplets(root: Path, split: Path) -> list[tuple[list[Path], torch.Tensor]]:
+    """([previous, target, next] frame, K in original pixels) of every line of a split file (see the
+    module's docstring); ValueError naming the line where a frame or the calibration is missing."""
+    root, split = Path(root), Path(split)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    if not split.is_file():
+        raise FileNotFoundError(f"split file {split} does not exist")
+    calibrations: dict[tuple[str, str], torch.Tensor] = {}
+    triplets = []
+    for number, line in enumerate(split.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{split}:{number}"
+        if len(fields) != 3 or not fields[1].isdigit() or fields[2] not in KITTI_CAMERAS:
+            raise ValueError(f"{where}: expected '<date>/<drive> <frame> <l|r>', got {line.strip()!r}")
+        drive, frame, camera = fields[0], int(fields[1]), KITTI_CAMERAS[fields[2]]
+        folder = root / drive / f"image_{camera}" / "data"
+        if frame == 0:
+            raise ValueError(f"{where}: frame 0 has no frame before it")
+        frames = []
+        for index in (frame - 1, frame, frame + 1):
+            found = [folder / f"{index:010d}{suffix}" for suffix in (".png", ".jpg")]
+            found = [path for path in found if path.is_file()]
+            if not found:
+                raise ValueError(f"{where}: no frame {index:010d}.png or .jpg in {folder}")
+            frames.append(found[0])
+        date = Path(drive).parts[0]
+        if (date, camera) not in calibrations:
+            calibrations[(date, camera)] = parse_kitti_calibration(root / date / KITTI_CALIB, camera)
+        triplets.append((frames, calibrations[(date, camera)]))
+    if not triplets:
+        raise ValueError(f"split file {split} names no frame")
+    return triplets
+
+
 def load_image(path: Path) -> torch.Tensor:
     """(H, W, 3) uint8; ValueError naming the file if it is not a readable image."""
     from PIL import Image
@@ -111,11 +158,12 @@ def load_image(path: Path) -> torch.Tensor:
 
 
 class ImageFolderSequences(torch.utils.data.Dataset):
-    """Frame triplets from image sequences in folders; items like SyntheticWorld's, without ground truth."""
+    """Frame triplets from image sequences in folders, or those of a split file; items like
+    SyntheticWorld's, without ground truth."""
 
-    def __init__(self, root: str | Path, height: int = 192, width: int = 640):
+    def __init__(self, root: str | Path, height: int = 192, width: int = 640, split: str | Path | None = None):
         check_size(height, width)
-        self.sequences = find_sequences(Path(root))
+        self.sequences = find_sequences(Path(root)) if split is None else kitti_split_triplets(Path(root), Path(split))
         self.height, self.width = height, width
         self.index = [(s, i) for s, (frames, _) in enumerate(self.sequences) for i in range(1, len(frames) - 1)]
 

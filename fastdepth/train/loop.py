@@ -58,7 +58,7 @@ class Distributed:
 
 def build_dataset(cfg: TrainConfig):
     if cfg.data:
-        return ImageFolderSequences(cfg.data, cfg.height, cfg.width)
+        return ImageFolderSequences(cfg.data, cfg.height, cfg.width, cfg.split)
     return SyntheticWorld(cfg.seed, cfg.scenes, cfg.frames, cfg.height, cfg.width)
 
 
@@ -139,8 +139,8 @@ class TensorBoard:
 
 #: what must not change for ``--resume`` to continue the same run, batch for batch
 RUN_IDENTITY = (
-    "seed", "batch_size", "height", "width", "data", "scenes", "frames", "backend", "monodepth2_sampling", "supervised",
-    "loss",
+    "seed", "batch_size", "height", "width", "data", "split", "scenes", "frames", "backend", "monodepth2_sampling",
+    "supervised", "loss",
 )  # fmt: skip
 
 
@@ -168,6 +168,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"--loss must be one of {SUPERVISED_LOSSES}, got {cfg.loss!r}")
     if cfg.supervised and cfg.data:
         raise ValueError("--supervised trains on the synthetic world's ground-truth depth; --data folders have none")
+    if cfg.split and not cfg.data:
+        raise ValueError("--split names KITTI raw frames: give the KITTI raw folder as --data")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
                       ("eval_images", 1), ("scenes", 1), ("frames", 3)):  # fmt: skip
         if getattr(cfg, name) < low:
