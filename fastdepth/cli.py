@@ -78,6 +78,13 @@ def _eval(args: argparse.Namespace) -> int:
     return run_eval(args.checkpoint, args.device, args.images, args.json, args.png)
 
 
+def _predict(args: argparse.Namespace) -> int:
+    _needs_torchvision("predict")
+    from fastdepth.train import predict
+
+    return predict.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastdepth", description="Fused GPU kernels for self-supervised depth.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
@@ -157,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON line of metrics")
     ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     ev.set_defaults(func=_eval)
+
+    pr = sub.add_parser("predict", help="a checkpoint's disparities for images on disk, for fastdepth eval")
+    pr.add_argument("--checkpoint", required=True, help="a run directory or a checkpoint file")
+    pr.add_argument("--data", type=Path, required=True, help="a folder of images, or KITTI raw with --split")
+    pr.add_argument("--split", type=Path, default=None, help="a split file of KITTI raw frames (Monodepth2's)")
+    pr.add_argument("--out", type=Path, required=True, help="a .npy stack for a split, else a folder")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
+    pr.set_defaults(func=_predict)
     return parser
 
 

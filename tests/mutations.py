@@ -180,9 +180,11 @@ MUTATIONS = [
      '"garg": (0.40810811, 0.99189189, 0.03594771, 0.97405229),', ("tests/test_eval_predictions.py",), ""),
     ("EV8", "fastdepth/train/predictions.py", 'mode="bilinear", align_corners=False)',
      'mode="bilinear", align_corners=True)', ("tests/test_eval_predictions.py",), ""),
-    # training data and runs: the intrinsics file's four-number form, K resized, --resume's refusal
+    # training data and runs: the intrinsics file's four-number form, a split's cameras, K resized, --resume's refusal
     ("F2", "fastdepth/train/folders.py", "        fx, fy, cx, cy = values", "        fx, cx, fy, cy = values",
      ("tests/test_train_folders.py",), ""),
+    ("F3", "fastdepth/train/folders.py", 'KITTI_CAMERAS = {"l": "02", "r": "03"}',
+     'KITTI_CAMERAS = {"l": "02", "r": "02"}', ("tests/test_train_folders.py",), ""),
     ("F1", "fastdepth/train/folders.py", "        scaled[1] *= self.height / h", "        scaled[1] *= self.width / w",
      ("tests/test_train_folders.py",), ""),
     ("L2", "fastdepth/train/loop.py", "    if changed:\n        raise ValueError(",

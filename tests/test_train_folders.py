@@ -2,15 +2,9 @@
 
 import pytest
 import torch
-from PIL import Image
+from helpers import KITTI_CALIBRATION, kitti_raw, write_frames
 
 from fastdepth.train.folders import ImageFolderSequences, find_sequences, kitti_split_triplets
-
-
-def write_frames(folder, count=4, size=(48, 40), digits=4, suffix=".png", blue=200):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        Image.new("RGB", size, color=(10 * i, 100, blue)).save(folder / f"{i:0{digits}d}{suffix}")
 
 
 def test_generic_layout_loads_triplets_and_scales_intrinsics(tmp_path):
@@ -77,22 +71,6 @@ def test_missing_folder_and_no_sequences(tmp_path):
 def test_size_must_be_a_multiple_of_32(tmp_path):
     with pytest.raises(ValueError, match="multiples of 32 and at least 64"):
         ImageFolderSequences(tmp_path, 30, 64)
-
-
-KITTI_CALIBRATION = (
-    "calib_time: x\n"
-    "P_rect_02: 7.2e+02 0 6.0e+02 4.4e+01 0 7.2e+02 1.7e+02 0 0 0 1 0\n"
-    "P_rect_03: 7.0e+02 0 6.1e+02 -3.3e+02 0 7.0e+02 1.8e+02 0 0 0 1 0\n"
-)
-
-
-def kitti_raw(root, drive="2011_09_26_drive_0001_sync"):
-    """Two cameras of one drive: left frames .png (blue 200), right frames .jpg (blue 50)."""
-    date = root / "2011_09_26"
-    write_frames(date / drive / "image_02" / "data", count=5, size=(64, 48), digits=10)
-    write_frames(date / drive / "image_03" / "data", count=5, size=(64, 48), digits=10, suffix=".jpg", blue=50)
-    (date / "calib_cam_to_cam.txt").write_text(KITTI_CALIBRATION)
-    return f"2011_09_26/{drive}"
 
 
 def test_a_split_file_names_kitti_frames_of_either_camera(tmp_path):

@@ -80,11 +80,16 @@ def parse_kitti_calibration(path: Path, camera: str = "02") -> torch.Tensor:
     raise ValueError(f"bad KITTI calibration {path}: no {key} line")
 
 
-def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
-    """(frames, K in original pixels) of every sequence of at least 3 frames under ``root``."""
+def _dataset_folder(root: Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
+    return root
+
+
+def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
+    """(frames, K in original pixels) of every sequence of at least 3 frames under ``root``."""
+    root = _dataset_folder(root)
     sequences = []
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         frames = _images(folder)
@@ -107,16 +112,13 @@ def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
 KITTI_CAMERAS = {"l": "02", "r": "03"}  # a split file's side: the colour camera
 
 
-def kitti_split_triplets(root: Path, split: Path) -> list[tuple[list[Path], torch.Tensor]]:
-    """([previous, target, next] frame, K in original pixels) of every line of a split file (see the
-    module's docstring); ValueError naming the line where a frame or the calibration is missing."""
-    root, split = Path(root), Path(split)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {root} does not exist")
+def read_split(split: Path) -> list[tuple[str, str, int, str]]:
+    """(where: file and line, drive, frame, camera) of every line of a split file (see the module's
+    docstring); ValueError naming the line that is not ``<date>/<drive> <frame> <l|r>``."""
+    split = Path(split)
     if not split.is_file():
         raise FileNotFoundError(f"split file {split} does not exist")
-    calibrations: dict[tuple[str, str], torch.Tensor] = {}
-    triplets = []
+    lines = []
     for number, line in enumerate(split.read_text().splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -124,23 +126,41 @@ def kitti_split_triplets(root: Path, split: Path) -> list[tuple[list[Path], torc
         where = f"{split}:{number}"
         if len(fields) != 3 or not fields[1].isdigit() or fields[2] not in KITTI_CAMERAS:
             raise ValueError(f"{where}: expected '<date>/<drive> <frame> <l|r>', got {line.strip()!r}")
-        drive, frame, camera = fields[0], int(fields[1]), KITTI_CAMERAS[fields[2]]
-        folder = root / drive / f"image_{camera}" / "data"
+        lines.append((where, fields[0], int(fields[1]), KITTI_CAMERAS[fields[2]]))
+    if not lines:
+        raise ValueError(f"split file {split} names no frame")
+    return lines
+
+
+def kitti_frame(root: Path, drive: str, camera: str, index: int, where: str) -> Path:
+    """KITTI raw's frame ``index`` of a drive's colour camera (.png, or .jpg as Monodepth2 converts them)."""
+    folder = root / drive / f"image_{camera}" / "data"
+    for suffix in (".png", ".jpg"):
+        if (folder / f"{index:010d}{suffix}").is_file():
+            return folder / f"{index:010d}{suffix}"
+    raise ValueError(f"{where}: no frame {index:010d}.png or .jpg in {folder}")
+
+
+def kitti_split_frames(root: Path, split: Path) -> list[Path]:
+    """The target frame of every line of a split file (Monodepth2's test files, for prediction)."""
+    root = _dataset_folder(root)
+    return [kitti_frame(root, drive, camera, frame, where) for where, drive, frame, camera in read_split(split)]
+
+
+def kitti_split_triplets(root: Path, split: Path) -> list[tuple[list[Path], torch.Tensor]]:
+    """([previous, target, next] frame, K in original pixels) of every line of a split file;
+    ValueError naming the line where a frame or the calibration is missing."""
+    root = _dataset_folder(root)
+    calibrations: dict[tuple[str, str], torch.Tensor] = {}
+    triplets = []
+    for where, drive, frame, camera in read_split(split):
         if frame == 0:
             raise ValueError(f"{where}: frame 0 has no frame before it")
-        frames = []
-        for index in (frame - 1, frame, frame + 1):
-            found = [folder / f"{index:010d}{suffix}" for suffix in (".png", ".jpg")]
-            found = [path for path in found if path.is_file()]
-            if not found:
-                raise ValueError(f"{where}: no frame {index:010d}.png or .jpg in {folder}")
-            frames.append(found[0])
+        frames = [kitti_frame(root, drive, camera, index, where) for index in (frame - 1, frame, frame + 1)]
         date = Path(drive).parts[0]
         if (date, camera) not in calibrations:
             calibrations[(date, camera)] = parse_kitti_calibration(root / date / KITTI_CALIB, camera)
         triplets.append((frames, calibrations[(date, camera)]))
-    if not triplets:
-        raise ValueError(f"split file {split} names no frame")
     return triplets
 
 
@@ -157,6 +177,14 @@ def load_image(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3)
 
 
+def load_frame(path: Path, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(3, height, width) float in [0, 1] (bilinear, antialiased) and the image's own (H, W)."""
+    raw = load_image(path).permute(2, 0, 1).float() / 255.0
+    size = raw.shape[-2:]
+    resized = F.interpolate(raw[None], (height, width), mode="bilinear", align_corners=False, antialias=True)
+    return resized[0], (int(size[0]), int(size[1]))
+
+
 class ImageFolderSequences(torch.utils.data.Dataset):
     """Frame triplets from image sequences in folders, or those of a split file; items like
     SyntheticWorld's, without ground truth."""
@@ -171,12 +199,7 @@ class ImageFolderSequences(torch.utils.data.Dataset):
         return len(self.index)
 
     def _frame(self, path: Path) -> tuple[torch.Tensor, tuple[int, int]]:
-        raw = load_image(path).permute(2, 0, 1).float() / 255.0
-        size = raw.shape[-2:]
-        resized = F.interpolate(
-            raw[None], (self.height, self.width), mode="bilinear", align_corners=False, antialias=True
-        )
-        return resized[0], (int(size[0]), int(size[1]))
+        return load_frame(path, self.height, self.width)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         s, i = self.index[item]
