@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--amp", default=d.amp, choices=["auto", "none", "bf16", "fp16"])
     train.add_argument("--data", default=d.data, help="image-sequence folder (default: the synthetic world)")
     train.add_argument("--split", default=d.split, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="data-loading processes (default: 0 on the CPU, up to 8 on a GPU)",
+    )
     train.add_argument("--scenes", type=int, default=d.scenes, help="synthetic scenes")
     train.add_argument("--frames", type=int, default=d.frames, help="frames per synthetic scene")
     train.add_argument("--pretrained", action="store_true", help="ImageNet encoder weights (downloaded)")
@@ -176,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_line(error: Exception) -> str:
+    """The error's message in one line: a data-loading worker's error is re-raised with its
+    traceback as the message, whose last line is the worker's own message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    prefix = f"{type(error).__name__}: "
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0] and lines[-1].startswith(prefix):
+        return lines[-1][len(prefix) :]
+    return lines[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Every failure is one line naming the option or file, with a non-zero exit code: 2 for bad
     input (options, paths, data), 1 for anything else; ``--debug`` shows the traceback instead."""
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         bad_input = isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError, TypeError))
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        detail = _first_line(error)
         kind = "" if bad_input else f"{type(error).__name__}: "
         print(f"fastdepth {args.command}: error: {kind}{detail} (--debug shows the traceback)", file=sys.stderr)
         return 2 if bad_input else 1

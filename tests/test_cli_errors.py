@@ -57,6 +57,7 @@ BAD_COMMAND_LINES = [
     ("zero_checkpoint_every", lambda t: ["train", "--checkpoint-every", "0"], 2, r"--checkpoint-every must be at"),
     ("zero_log_every", lambda t: ["train", "--log-every", "0"], 2, r"--log-every must be at least 1"),
     ("zero_eval_images", lambda t: ["train", "--eval-images", "0"], 2, r"--eval-images must be at least 1"),
+    ("negative_workers", lambda t: ["train", "--workers", "-1"], 2, r"--workers must be at least 0, got -1"),
     ("eval_zero_images", lambda t: ["eval", "--checkpoint", str(t), "--images", "0"], 2, r"--images must be at"),
     ("no_gpu", lambda t: ["train", "--device", "cuda", "--steps", "0"], 2, r"--device cuda: no GPU is visible"),
     ("unknown_device", lambda t: ["train", "--device", "tpu9", "--steps", "0"], 2, r"--device must be auto, cpu"),
@@ -76,6 +77,8 @@ BAD_COMMAND_LINES = [
      r"cannot read checkpoint .*checkpoint\.pt"),
     ("truncated_png", lambda t: ["train", "--data", str(t / "seq"), *ONE_SAMPLE], 2, r"cannot read image .*0001\.png"),
     ("corrupt_png", lambda t: ["train", "--data", str(t / "seq"), *ONE_SAMPLE], 2, r"cannot read image .*0001\.png"),
+    ("corrupt_png_in_a_worker", lambda t: ["train", "--data", str(t / "seq"), "--workers", "1", *ONE_SAMPLE], 2,
+     r"error: cannot read image .*0001\.png"),
     ("split_without_data", lambda t: ["train", "--split", str(t / "file.txt"), "--steps", "0", *TINY], 2,
      r"--split names KITTI raw frames: give the KITTI raw folder as --data"),
     ("missing_split", lambda t: ["train", "--data", str(t), "--split", str(t / "none.txt"), *ONE_SAMPLE], 2,
@@ -88,7 +91,7 @@ BAD_COMMAND_LINES = [
 @pytest.mark.parametrize("name,argv,code,pattern", BAD_COMMAND_LINES, ids=[case[0] for case in BAD_COMMAND_LINES])
 def test_bad_command_line(name, argv, code, pattern, tmp_path, capsys, monkeypatch):
     (tmp_path / "file.txt").write_text("x")
-    if name in ("truncated_png", "corrupt_png"):
+    if name.startswith(("truncated_png", "corrupt_png")):
         write_sequence(tmp_path / "seq" / "a", broken=name.split("_")[0])
     if name == "resume_garbage":
         (tmp_path / "run").mkdir()

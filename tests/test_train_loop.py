@@ -1,7 +1,9 @@
-"""The training loop on the CPU: learning, exact resume, DDP with gloo, the CLI (--steps 0, eval --json)."""
+"""The training loop on the CPU: learning, exact resume, background data loading, DDP with gloo, the CLI
+(--steps 0, eval --json)."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -96,3 +98,26 @@ def test_supervised_training_learns(tmp_path, loss):
     summary = train(cfg, progress=False)
     before, after = summary["metrics_before"]["abs_rel"], summary["metrics_after"]["abs_rel"]
     assert after < 0.9 * before, (before, after)
+
+
+def test_data_workers_load_the_same_batches(tmp_path):
+    # background loading changes where the batches are made, not which: the same losses
+    from fastdepth.train.loop import StepBatches, batch_indices
+
+    cfg = TrainConfig(steps=3, out=str(tmp_path / "main"), workers=0, **TINY)
+    assert list(StepBatches(cfg, 40, range(1, 3), 1, 0)) == [batch_indices(cfg, 40, s, 1, 0) for s in (1, 2)]
+    in_main = train(cfg, progress=False)["losses"]
+    cfg = TrainConfig(steps=3, out=str(tmp_path / "workers"), workers=2, **TINY)
+    assert train(cfg, progress=False)["losses"] == in_main
+
+
+def test_data_workers_by_default():
+    from fastdepth.train.loop import data_workers
+
+    cfg = TrainConfig()
+    assert data_workers(cfg, torch.device("cpu"), 1) == 0
+    cores = os.cpu_count() or 1
+    assert data_workers(cfg, torch.device("cuda"), 1) == max(0, min(8, cores - 1))
+    assert data_workers(cfg, torch.device("cuda"), cores) == 0
+    cfg.workers = 3
+    assert data_workers(cfg, torch.device("cpu"), 1) == 3

@@ -78,6 +78,42 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
 
 
+class StepBatches(torch.utils.data.Sampler):
+    """The dataset indices of this rank's batch at every step of ``steps`` (batch_indices)."""
+
+    def __init__(self, cfg: TrainConfig, length: int, steps: range, world: int, rank: int):
+        self.cfg, self.length, self.steps, self.world, self.rank = cfg, length, steps, world, rank
+
+    def __iter__(self):
+        return (batch_indices(self.cfg, self.length, step, self.world, self.rank) for step in self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def data_workers(cfg: TrainConfig, device: torch.device, world: int) -> int:
+    """--workers, or by default none on the CPU (the step needs every core) and on a GPU up to 8
+    processes, leaving each training process a core of its own."""
+    if cfg.workers is not None:
+        return cfg.workers
+    return 0 if device.type == "cpu" else max(0, min(8, (os.cpu_count() or 1) // world - 1))
+
+
+def batches(dataset, cfg: TrainConfig, steps: range, env: Distributed) -> torch.utils.data.DataLoader:
+    """This rank's batches at ``steps``, loaded by data_workers background processes (the same
+    batches as in the main process: each is a function of the seed and its step)."""
+    workers = data_workers(cfg, env.device, env.world) if len(steps) else 0
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=StepBatches(cfg, len(dataset), steps, env.world, env.rank),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=env.device.type == "cuda",
+        generator=torch.Generator(),  # the loader's seed draw leaves the global generator alone
+        prefetch_factor=2 if workers else None,
+    )
+
+
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     choice = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
@@ -171,8 +207,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.split and not cfg.data:
         raise ValueError("--split names KITTI raw frames: give the KITTI raw folder as --data")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
-                      ("eval_images", 1), ("scenes", 1), ("frames", 3)):  # fmt: skip
-        if getattr(cfg, name) < low:
+                      ("eval_images", 1), ("scenes", 1), ("frames", 3), ("workers", 0)):  # fmt: skip
+        if getattr(cfg, name) is not None and getattr(cfg, name) < low:
             raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
     if not cfg.lr > 0:
         raise ValueError(f"--lr must be positive, got {cfg.lr}")
@@ -242,10 +278,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
         bar = tqdm(steps, desc=f"train ({cfg.backend} on {device})", unit="step")
     timed_images, timed_seconds = 0, 0.0
+    loaded = iter(batches(dataset, cfg, steps, env))
     for step in steps:
-        batch = collate([dataset[i] for i in batch_indices(cfg, len(dataset), step, env.world, env.rank)])
+        started = time.perf_counter()  # a step's time includes waiting for its batch
+        batch = next(loaded)
         frames, K = batch["frames"].to(device), batch["K"].to(device)
-        started = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             disps = depth_net(frames[:, 1])
             poses = None if cfg.supervised else predict_poses(pose_net, frames)
