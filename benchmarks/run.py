@@ -437,12 +437,14 @@ def run(
     return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="fastdepth benchmark runner")
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description="fastdepth benchmark runner")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", default=None, help=f"comma-separated, from {','.join(workloads.SIZES)}")
     parser.add_argument("--dtypes", default=None, help="comma-separated, from fp32,bf16,fp16")
-    parser.add_argument("--works", default=",".join(workloads.WORKS))
+    parser.add_argument(
+        "--works", default=",".join(workloads.WORKS), help=f"comma-separated, from {','.join(workloads.WORKS)}"
+    )
     parser.add_argument("--modes", default=",".join(workloads.MODES), help="comma-separated, from fwd,fwd+bwd")
     parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
     parser.add_argument("--tag", default="", help="a suffix for the result files (several runs on one day)")
@@ -476,8 +478,8 @@ def _log_progress(case_list):
         yield case
 
 
-def main(argv: list[str] | None = None, progress: Callable | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, progress: Callable | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     if args.device == "cpu":
         print("no GPU: benchmarking the CPU implementations (the reference, the CPU twin and the peers)")
     path = run(

@@ -26,7 +26,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     from fastdepth.benchmarks import run as runner
 
-    return runner.main(args.runner_args, progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"))
+    return runner.main(
+        args.runner_args, progress=lambda jobs: tqdm(jobs, desc="benchmarks", unit="case"), prog="fastdepth bench"
+    )
 
 
 def _needs_torchvision(command: str) -> None:

@@ -64,6 +64,8 @@ BAD_COMMAND_LINES = [
     ("eval_unknown_device", lambda t: ["eval", "--checkpoint", str(t), "--device", "tpu9"], 2, r"--device must"),
     ("out_is_a_file", lambda t: ["train", "--out", str(t / "file.txt"), "--steps", "0"], 2, r"--out .* is a file"),
     ("unknown_backend", lambda t: ["train", "--backend", "fast"], 2, r"invalid choice: 'fast'"),
+    ("bench_unknown_size", lambda t: ["bench", "--sizes", "huge"], 2,
+     r"fastdepth bench: error: unknown sizes: huge \(choose from kitti, "),
     ("missing_checkpoint", lambda t: ["eval", "--checkpoint", str(t / "none")], 2, r"no checkpoint at"),
     ("garbage_checkpoint", lambda t: ["eval", "--checkpoint", str(checkpoint_file(t, "garbage"))], 2,
      r"cannot read checkpoint .*garbage\.pt"),
