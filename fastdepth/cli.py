@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--amp", default=d.amp, choices=["auto", "none", "bf16", "fp16"])
     train.add_argument("--data", default=d.data, help="image-sequence folder (default: the synthetic world)")
     train.add_argument("--split", default=d.split, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
+    train.add_argument("--augment", action="store_true", help="Monodepth2's flips and colour jitter")
     train.add_argument(
         "--workers",
         type=int,

@@ -183,6 +183,8 @@ MUTATIONS = [
     # training data and runs: the intrinsics file's four-number form, a split's cameras, K resized, --resume's refusal
     ("F2", "fastdepth/train/folders.py", "        fx, fy, cx, cy = values", "        fx, cx, fy, cy = values",
      ("tests/test_train_folders.py",), ""),
+    ("AU1", "fastdepth/train/augment.py", 'K[0, 2] = (sample["frames"].shape[-1] - 1) - K[0, 2]',
+     'K[0, 2] = sample["frames"].shape[-1] - K[0, 2]', ("tests/test_train_augment.py",), ""),
     ("F3", "fastdepth/train/folders.py", 'KITTI_CAMERAS = {"l": "02", "r": "03"}',
      'KITTI_CAMERAS = {"l": "02", "r": "02"}', ("tests/test_train_folders.py",), ""),
     ("F1", "fastdepth/train/folders.py", "        scaled[1] *= self.height / h", "        scaled[1] *= self.width / w",

@@ -105,7 +105,9 @@ def test_data_workers_load_the_same_batches(tmp_path):
     from fastdepth.train.loop import StepBatches, batch_indices
 
     cfg = TrainConfig(steps=3, out=str(tmp_path / "main"), workers=0, **TINY)
-    assert list(StepBatches(cfg, 40, range(1, 3), 1, 0)) == [batch_indices(cfg, 40, s, 1, 0) for s in (1, 2)]
+    batches = list(StepBatches(cfg, 40, range(1, 3), 1, 0))
+    assert [[i for i, _ in batch] for batch in batches] == [batch_indices(cfg, 40, s, 1, 0) for s in (1, 2)]
+    assert len({seed for batch in batches for _, seed in batch}) == 2 * cfg.batch_size  # a seed per sample
     in_main = train(cfg, progress=False)["losses"]
     cfg = TrainConfig(steps=3, out=str(tmp_path / "workers"), workers=2, **TINY)
     assert train(cfg, progress=False)["losses"] == in_main

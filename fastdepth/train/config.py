@@ -22,6 +22,7 @@ class TrainConfig:
     amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on a GPU, none on the CPU)
     data: str | None = None  # an image-sequence folder; None: the synthetic world
     split: str | None = None  # with data: a split file of KITTI raw frames (Monodepth2's train_files.txt)
+    augment: bool = False  # Monodepth2's flips and colour jitter (fastdepth.train.augment)
     workers: int | None = None  # data-loading processes; None: 0 on the CPU, up to 8 on a GPU (loop.data_workers)
     scenes: int = 8
     frames: int = 24

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from fastdepth import backends
-from fastdepth.train import evaluate
+from fastdepth.train import augment, evaluate
 from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import DepthNet, PoseNet
@@ -79,16 +79,37 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 
 
 class StepBatches(torch.utils.data.Sampler):
-    """The dataset indices of this rank's batch at every step of ``steps`` (batch_indices)."""
+    """This rank's batch at every step of ``steps``: (dataset index (batch_indices), augmentation
+    seed (augment.sample_seed)) of each sample."""
 
     def __init__(self, cfg: TrainConfig, length: int, steps: range, world: int, rank: int):
         self.cfg, self.length, self.steps, self.world, self.rank = cfg, length, steps, world, rank
 
+    def _batch(self, step: int) -> list[tuple[int, int]]:
+        first_slot = self.rank * self.cfg.batch_size
+        indices = batch_indices(self.cfg, self.length, step, self.world, self.rank)
+        return [(i, augment.sample_seed(self.cfg.seed, step, first_slot + j)) for j, i in enumerate(indices)]
+
     def __iter__(self):
-        return (batch_indices(self.cfg, self.length, step, self.world, self.rank) for step in self.steps)
+        return (self._batch(step) for step in self.steps)
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """A dataset's samples by (index, augmentation seed), augmented (augment.augmented) or not."""
+
+    def __init__(self, dataset, augment: bool):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        sample = self.dataset[index]
+        return augment.augmented(sample, seed) if self.augment else sample
 
 
 def data_workers(cfg: TrainConfig, device: torch.device, world: int) -> int:
@@ -104,7 +125,7 @@ def batches(dataset, cfg: TrainConfig, steps: range, env: Distributed) -> torch.
     batches as in the main process: each is a function of the seed and its step)."""
     workers = data_workers(cfg, env.device, env.world) if len(steps) else 0
     return torch.utils.data.DataLoader(
-        dataset,
+        TrainingSamples(dataset, cfg.augment),
         batch_sampler=StepBatches(cfg, len(dataset), steps, env.world, env.rank),
         num_workers=workers,
         collate_fn=collate,
@@ -176,7 +197,7 @@ class TensorBoard:
 #: what must not change for ``--resume`` to continue the same run, batch for batch
 RUN_IDENTITY = (
     "seed", "batch_size", "height", "width", "data", "split", "scenes", "frames", "backend", "monodepth2_sampling",
-    "supervised", "loss",
+    "supervised", "loss", "augment",
 )  # fmt: skip
 
 
@@ -283,9 +304,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         started = time.perf_counter()  # a step's time includes waiting for its batch
         batch = next(loaded)
         frames, K = batch["frames"].to(device), batch["K"].to(device)
+        inputs = batch["frames_aug"].to(device) if "frames_aug" in batch else frames  # the networks'
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            disps = depth_net(frames[:, 1])
-            poses = None if cfg.supervised else predict_poses(pose_net, frames)
+            disps = depth_net(inputs[:, 1])
+            poses = None if cfg.supervised else predict_poses(pose_net, inputs)
         if cfg.supervised:
             loss = supervised_loss([d.float() for d in disps], batch["depth"].to(device), cfg.loss, cfg.backend)
             parts = {"supervised": loss.detach()}
