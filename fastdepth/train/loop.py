@@ -100,8 +100,8 @@ class StepBatches(torch.utils.data.Sampler):
 class TrainingSamples(torch.utils.data.Dataset):
     """A dataset's samples by (index, augmentation seed), augmented (augment.augmented) or not."""
 
-    def __init__(self, dataset, augment: bool):
-        self.dataset, self.augment = dataset, augment
+    def __init__(self, dataset, augmenting: bool):
+        self.dataset, self.augmenting = dataset, augmenting
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -109,7 +109,7 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = item
         sample = self.dataset[index]
-        return augment.augmented(sample, seed) if self.augment else sample
+        return augment.augmented(sample, seed) if self.augmenting else sample
 
 
 def data_workers(cfg: TrainConfig, device: torch.device, world: int) -> int:
