@@ -178,6 +178,8 @@ MUTATIONS = [
      ("tests/test_eval_predictions.py",), ""),
     ("EV7", "fastdepth/train/predictions.py", '"garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),',
      '"garg": (0.40810811, 0.99189189, 0.03594771, 0.97405229),', ("tests/test_eval_predictions.py",), ""),
+    ("EV9", "fastdepth/train/predictions.py", "pred = torch.where(pred > 0, 1.0 / pred, torch.nan)",
+     "pred = torch.where(pred > 0, 1.0 / pred, 1.0 / pred)", ("tests/test_eval_predictions.py",), ""),
     ("EV8", "fastdepth/train/predictions.py", 'mode="bilinear", align_corners=False)',
      'mode="bilinear", align_corners=True)', ("tests/test_eval_predictions.py",), ""),
     # training data and runs: the intrinsics file's four-number form, a split's cameras, K resized, --resume's refusal

@@ -281,3 +281,12 @@ def test_an_npz_of_several_arrays_names_the_one_it_reads(tmp_path):
     np.savez(tmp_path / "gt.npz", a=np.ones((1, 4, 4)), b=np.ones((1, 4, 4)))
     with pytest.raises(ValueError, match=r"an array 'data' or only one array, got \['a', 'b'\]"):
         evaluate_predictions(tmp_path / "pred.npy", tmp_path / "gt.npz")
+
+
+@pytest.mark.parametrize("align", ["median", "scale-shift", "none"])
+def test_disparities_that_are_no_depths_are_left_out(align, tmp_path):
+    # with --disparity a value <= 0 is no depth, whatever the alignment (scale-shift would fit it)
+    gt, disp = [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]], [[0.5, -1.0, 0.25], [0.2, 0.1, 0.15]]
+    with_bad = _folder_metrics(tmp_path / "a", disp, gt, alignment=align, disparity=True)
+    gt[0][1], disp[0][1] = 0.0, 0.3
+    assert with_bad == pytest.approx(_folder_metrics(tmp_path / "b", disp, gt, alignment=align, disparity=True))
