@@ -62,3 +62,11 @@ def test_an_augmented_run_resumes_batch_for_batch(tmp_path):
     assert resumed == pytest.approx(whole, rel=1e-5)
     plain = train(TrainConfig(steps=2, out=str(tmp_path / "plain"), **{**tiny, "augment": False}), progress=False)
     assert plain["losses"] != pytest.approx(whole[:2], rel=1e-5)
+
+
+def test_each_rank_draws_its_own_samples_augmentations():
+    from fastdepth.train.loop import StepBatches
+
+    cfg = TrainConfig(batch_size=3, seed=1)
+    seeds = [{seed for batch in StepBatches(cfg, 60, range(4), 2, rank) for _, seed in batch} for rank in (0, 1)]
+    assert len(seeds[0]) == len(seeds[1]) == 4 * 3 and not seeds[0] & seeds[1]
