@@ -32,7 +32,8 @@ INTRINSICS_FILE = "intrinsics.txt"
 KITTI_CALIB = "calib_cam_to_cam.txt"
 
 
-def _images(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The images of a folder (IMAGE_SUFFIXES, any case), in name order."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -80,7 +81,8 @@ def parse_kitti_calibration(path: Path, camera: str = "02") -> torch.Tensor:
     raise ValueError(f"bad KITTI calibration {path}: no {key} line")
 
 
-def _dataset_folder(root: Path) -> Path:
+def dataset_folder(root: Path) -> Path:
+    """``root`` as a Path; FileNotFoundError unless it is a folder."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
@@ -89,10 +91,10 @@ def _dataset_folder(root: Path) -> Path:
 
 def find_sequences(root: Path) -> list[tuple[list[Path], torch.Tensor]]:
     """(frames, K in original pixels) of every sequence of at least 3 frames under ``root``."""
-    root = _dataset_folder(root)
+    root = dataset_folder(root)
     sequences = []
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
-        frames = _images(folder)
+        frames = image_files(folder)
         if len(frames) < 3:
             continue
         if folder.name == "data" and folder.parent.name == "image_02":  # KITTI raw
@@ -143,14 +145,14 @@ def kitti_frame(root: Path, drive: str, camera: str, index: int, where: str) -> 
 
 def kitti_split_frames(root: Path, split: Path) -> list[Path]:
     """The target frame of every line of a split file (Monodepth2's test files, for prediction)."""
-    root = _dataset_folder(root)
+    root = dataset_folder(root)
     return [kitti_frame(root, drive, camera, frame, where) for where, drive, frame, camera in read_split(split)]
 
 
 def kitti_split_triplets(root: Path, split: Path) -> list[tuple[list[Path], torch.Tensor]]:
     """([previous, target, next] frame, K in original pixels) of every line of a split file;
     ValueError naming the line where a frame or the calibration is missing."""
-    root = _dataset_folder(root)
+    root = dataset_folder(root)
     calibrations: dict[tuple[str, str], torch.Tensor] = {}
     triplets = []
     for where, drive, frame, camera in read_split(split):

@@ -13,6 +13,7 @@ KITTI's Eigen split, as Monodepth2).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 
 from fastdepth.train.config import resolve_device
 from fastdepth.train.evaluate import load_checkpoint, predict_depth
-from fastdepth.train.folders import IMAGE_SUFFIXES, kitti_split_frames, load_frame
+from fastdepth.train.folders import IMAGE_SUFFIXES, dataset_folder, image_files, kitti_split_frames, load_frame
 from fastdepth.train.models import DepthNet
 
 
@@ -30,13 +31,10 @@ def images_to_predict(data: Path, split: Path | None) -> list[Path]:
     share a stem, whose predictions would overwrite each other)."""
     if split is not None:
         return kitti_split_frames(data, split)
-    if not Path(data).is_dir():
-        raise FileNotFoundError(f"--data {data} is not a folder")
-    images = sorted(p for p in Path(data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = image_files(dataset_folder(data))
     if not images:
         raise ValueError(f"--data {data} holds no {', '.join(IMAGE_SUFFIXES)} image")
-    stems = [p.stem for p in images]
-    shared = sorted({stem for stem in stems if stems.count(stem) > 1})
+    shared = sorted(stem for stem, count in Counter(p.stem for p in images).items() if count > 1)
     if shared:
         raise ValueError(f"--data {data}: images of the same stem would share a prediction file: {', '.join(shared)}")
     return images
