@@ -59,6 +59,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"replicas equal: {summary['replicas_equal']}")
     print(f"depth metrics on {args.eval_images} held-out synthetic images (median-scaled):")
     print(evaluate.format_metrics(rows))
+    if "val_after" in summary:
+        from fastdepth.train import validate
+
+        held_out = f"{args.val_data or args.data}" + (f" ({args.val_split})" if args.val_split else "")
+        print(f"validation on {summary['val_images']} held-out triplets of {held_out}: the objective, no gradient")
+        val_rows = {"before": summary["val_before"]} if "val_before" in summary else {}
+        print(validate.format_losses({**val_rows, "after": summary["val_after"]}))
     print(f"PNG: {summary['png']}\ncheckpoint: {args.out}/checkpoint.pt")
     return 0
 
@@ -117,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--amp", default=d.amp, choices=["auto", "none", "bf16", "fp16"])
     train.add_argument("--data", default=d.data, help="image-sequence folder (default: the synthetic world)")
     train.add_argument("--split", default=d.split, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
+    train.add_argument("--val-data", default=d.val_data, help="held-out image sequences: validation loss before/after")
+    train.add_argument("--val-split", default=d.val_split, help="KITTI raw frames of --val-data (or --data)")
     train.add_argument("--augment", action="store_true", help="Monodepth2's flips and colour jitter")
     train.add_argument(
         "--workers",
@@ -147,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--log-every", type=int, default=d.log_every)
     train.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    train.add_argument("--eval-images", type=int, default=d.eval_images)
+    train.add_argument(
+        "--eval-images", type=int, default=d.eval_images, help="held-out images before/after (synthetic, --val-data)"
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a failure's traceback")
     train.set_defaults(func=_train)

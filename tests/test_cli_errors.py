@@ -85,6 +85,12 @@ BAD_COMMAND_LINES = [
      r"--split names KITTI raw frames: give the KITTI raw folder as --data"),
     ("missing_split", lambda t: ["train", "--data", str(t), "--split", str(t / "none.txt"), *ONE_SAMPLE], 2,
      r"split file .*none\.txt does not exist"),
+    ("val_split_without_data", lambda t: ["train", "--val-split", str(t / "file.txt"), "--steps", "0", *TINY], 2,
+     r"--val-split names KITTI raw frames: give the KITTI raw folder as --val-data or --data"),
+    ("val_data_missing", lambda t: ["train", "--val-data", str(t / "none"), "--steps", "0", *TINY], 2,
+     r"dataset folder .*none does not exist"),
+    ("val_data_supervised", lambda t: ["train", "--val-data", str(t), "--supervised", "--steps", "0", *TINY], 2,
+     r"--supervised trains no pose network"),
     ("triton_without_interpreter", lambda t: ["train", "--backend", "triton", "--steps", "0", *TINY], 2,
      r"--backend triton: backend='triton' on CPU tensors needs TRITON_INTERPRET=1"),
 ]  # fmt: skip

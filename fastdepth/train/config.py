@@ -22,6 +22,8 @@ class TrainConfig:
     amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on a GPU, none on the CPU)
     data: str | None = None  # an image-sequence folder; None: the synthetic world
     split: str | None = None  # with data: a split file of KITTI raw frames (Monodepth2's train_files.txt)
+    val_data: str | None = None  # held-out image sequences for the validation loss (fastdepth.train.validate)
+    val_split: str | None = None  # a split file of KITTI raw frames in val_data (default: data) to validate on
     augment: bool = False  # Monodepth2's flips and colour jitter (fastdepth.train.augment)
     workers: int | None = None  # data-loading processes; None: 0 on the CPU, up to 8 on a GPU (loop.data_workers)
     scenes: int = 8

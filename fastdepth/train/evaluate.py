@@ -48,7 +48,8 @@ def evaluate(depth_net: DepthNet, samples: list[dict], device: torch.device) -> 
 
 
 def write_png(depth_net: DepthNet, samples: list[dict], device: torch.device, path: Path, rows: int = 3) -> Path:
-    """Input, predicted depth (median-scaled) and ground truth side by side, one row per image."""
+    """Input, predicted depth (median-scaled) and ground truth side by side, one row per image;
+    input and predicted depth (its 2nd to 98th percentile) for samples without ground truth."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,19 +58,23 @@ def write_png(depth_net: DepthNet, samples: list[dict], device: torch.device, pa
     was_training = depth_net.training
     depth_net.eval()
     chosen = samples[:: max(1, len(samples) // rows)][:rows]
-    fig, axes = plt.subplots(len(chosen), 3, figsize=(12, 1.6 * len(chosen) + 0.4), squeeze=False)
+    columns = 3 if "depth" in chosen[0] else 2
+    fig, axes = plt.subplots(len(chosen), columns, figsize=(4 * columns, 1.6 * len(chosen) + 0.4), squeeze=False)
     for row, sample in zip(axes, chosen, strict=True):
-        gt = sample["depth"][0]
         pred = predict_depth(depth_net, sample["frames"][1][None].to(device))[0, 0].cpu()
-        pred = pred * median(gt) / median(pred)
-        vmax = min(gt.max().item(), EVAL_MAX_DEPTH)
-        for ax, picture, title in zip(
-            row,
-            (sample["frames"][1].permute(1, 2, 0), 1 / pred.clamp(min=0.1), 1 / gt.clamp(min=0.1)),
-            ("input", "predicted depth (shown as 1/depth)", "ground truth (1/depth)"),
-            strict=True,
-        ):
-            kwargs = {} if title == "input" else {"cmap": "magma", "vmin": 1 / vmax, "vmax": 1 / gt.min().item()}
+        pictures = [(sample["frames"][1].permute(1, 2, 0), "input", {})]
+        if columns == 3:
+            gt = sample["depth"][0]
+            pred = pred * median(gt) / median(pred)
+            vmax = min(gt.max().item(), EVAL_MAX_DEPTH)
+            shown = {"cmap": "magma", "vmin": 1 / vmax, "vmax": 1 / gt.min().item()}
+            pictures.append((1 / pred.clamp(min=0.1), "predicted depth (shown as 1/depth)", shown))
+            pictures.append((1 / gt.clamp(min=0.1), "ground truth (1/depth)", shown))
+        else:
+            low, high = torch.quantile(1 / pred, torch.tensor([0.02, 0.98])).tolist()
+            shown = {"cmap": "magma", "vmin": low, "vmax": high}
+            pictures.append((1 / pred, "predicted depth (shown as 1/depth)", shown))
+        for ax, (picture, title, kwargs) in zip(row, pictures, strict=True):
             ax.imshow(picture.numpy(), **kwargs)
             ax.set_title(title, fontsize=8)
             ax.axis("off")

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from fastdepth import backends
-from fastdepth.train import augment, evaluate
+from fastdepth.train import augment, evaluate, validate
 from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import DepthNet, PoseNet
@@ -227,6 +227,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("--supervised trains on the synthetic world's ground-truth depth; --data folders have none")
     if cfg.split and not cfg.data:
         raise ValueError("--split names KITTI raw frames: give the KITTI raw folder as --data")
+    if cfg.val_split and not (cfg.val_data or cfg.data):
+        raise ValueError("--val-split names KITTI raw frames: give the KITTI raw folder as --val-data or --data")
+    if cfg.supervised and (cfg.val_data or cfg.val_split):
+        raise ValueError("--supervised trains no pose network, so it has no photometric validation loss (--val-data)")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
                       ("eval_images", 1), ("scenes", 1), ("frames", 3), ("workers", 0)):  # fmt: skip
         if getattr(cfg, name) is not None and getattr(cfg, name) < low:
@@ -275,9 +279,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     dataset = build_dataset(cfg)
     sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
     eval_samples = evaluate.eval_split(cfg.seed, cfg.height, cfg.width, cfg.eval_images) if env.main else []
+    val_set = validate.validation_set(cfg) if env.main else None
+    val_samples = validate.validation_samples(val_set, cfg.eval_images) if val_set is not None else []
     summary: dict = {"config": dataclasses.asdict(cfg), "device": str(device), "world_size": env.world}
+    if val_samples:
+        summary["val_images"] = len(val_samples)
     if env.main and start_step == 0:
         summary["metrics_before"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
+        if val_samples:
+            summary["val_before"] = validate.validate(
+                unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling
+            )
     board = TensorBoard(out / "tensorboard", enabled=env.main)
 
     def state_dict(step: int) -> dict:
@@ -347,7 +359,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if env.main:
         save_checkpoint(checkpoint, state_dict(max(cfg.steps, start_step)))
         summary["metrics_after"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
-        summary["png"] = str(evaluate.write_png(unwrap(depth_net), eval_samples, device, out / "eval.png"))
+        if val_samples:
+            summary["val_after"] = validate.validate(
+                unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling
+            )
+            board.scalars(max(cfg.steps, start_step), {f"val_{k}": v for k, v in summary["val_after"].items()})
+        shown = val_samples or eval_samples
+        summary["png"] = str(evaluate.write_png(unwrap(depth_net), shown, device, out / "eval.png"))
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     board.close()
     if env.world > 1:
