@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split", default=d.split, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
     train.add_argument("--val-data", default=d.val_data, help="held-out image sequences: validation loss before/after")
     train.add_argument("--val-split", default=d.val_split, help="KITTI raw frames of --val-data (or --data)")
+    train.add_argument("--val-every", type=int, default=d.val_every, help="also validate every N steps (TensorBoard)")
     train.add_argument("--augment", action="store_true", help="Monodepth2's flips and colour jitter")
     train.add_argument(
         "--workers",

@@ -79,16 +79,20 @@ def test_training_validates_on_the_held_out_frames(tmp_path, capsys):
     assert Image.open(out / "eval.png").size == (800, 360)  # 2 rows: input and prediction of the held-out frames
 
 
-def test_val_split_takes_kitti_frames_and_resume_validates_after(tmp_path):
+def test_val_split_takes_kitti_frames_and_validates_every_n_steps_across_a_resume(tmp_path):
     drive = kitti_raw(tmp_path / "kitti")
     (tmp_path / "train_files.txt").write_text(f"{drive} 1 l\n{drive} 2 l\n")
     (tmp_path / "val_files.txt").write_text(f"{drive} 3 l\n{drive} 3 r\n{drive} 2 r\n")
     cfg = TrainConfig(steps=1, height=64, width=64, batch_size=2, eval_images=8, checkpoint_every=1000, device="cpu")
     cfg.data, cfg.split, cfg.out = str(tmp_path / "kitti"), str(tmp_path / "train_files.txt"), str(tmp_path / "run")
-    cfg.val_split = str(tmp_path / "val_files.txt")
+    cfg.val_split, cfg.val_every = str(tmp_path / "val_files.txt"), 1
     summary = train(cfg, progress=False)
     assert summary["val_images"] == 3
     assert all(0 < summary[when]["photometric"] < 1 for when in ("val_before", "val_after"))
-    cfg.steps, cfg.resume = 2, True
+    assert summary["val_curve"] == [{"step": 1, **summary["val_after"]}]
+    cfg.steps, cfg.resume = 3, True
     resumed = train(cfg, progress=False)
     assert "val_before" not in resumed and resumed["val_after"]["photometric"] > 0
+    assert [v["step"] for v in resumed["val_curve"]] == [1, 2, 3]
+    assert resumed["val_curve"][0] == summary["val_curve"][0] and resumed["val_curve"][2]["step"] == 3
+    assert resumed["val_curve"][2] == {"step": 3, **resumed["val_after"]}

@@ -24,6 +24,7 @@ class TrainConfig:
     split: str | None = None  # with data: a split file of KITTI raw frames (Monodepth2's train_files.txt)
     val_data: str | None = None  # held-out image sequences for the validation loss (fastdepth.train.validate)
     val_split: str | None = None  # a split file of KITTI raw frames in val_data (default: data) to validate on
+    val_every: int = 0  # also validate every this many steps (0: before and after training only)
     augment: bool = False  # Monodepth2's flips and colour jitter (fastdepth.train.augment)
     workers: int | None = None  # data-loading processes; None: 0 on the CPU, up to 8 on a GPU (loop.data_workers)
     scenes: int = 8

@@ -232,9 +232,11 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.supervised and (cfg.val_data or cfg.val_split):
         raise ValueError("--supervised trains no pose network, so it has no photometric validation loss (--val-data)")
     for name, low in (("steps", 0), ("batch_size", 1), ("log_every", 1), ("checkpoint_every", 1),
-                      ("eval_images", 1), ("scenes", 1), ("frames", 3), ("workers", 0)):  # fmt: skip
+                      ("eval_images", 1), ("scenes", 1), ("frames", 3), ("workers", 0), ("val_every", 0)):  # fmt: skip
         if getattr(cfg, name) is not None and getattr(cfg, name) < low:
             raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
+    if cfg.val_every and not (cfg.val_data or cfg.val_split):
+        raise ValueError("--val-every validates on held-out frames: give them as --val-data or --val-split")
     if not cfg.lr > 0:
         raise ValueError(f"--lr must be positive, got {cfg.lr}")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -258,7 +260,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW([*depth_net.parameters(), *pose_net.parameters()], lr=cfg.lr)
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    start_step, history = 0, []
+    start_step, history, val_curve = 0, [], []
     checkpoint = out / CHECKPOINT
     if cfg.resume and checkpoint.is_file():
         state = evaluate.read_checkpoint(checkpoint, device)
@@ -267,7 +269,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         pose_net.load_state_dict(state["pose_net"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        start_step, history = state["step"], state["history"]
+        start_step, history, val_curve = state["step"], state["history"], state.get("val_curve", [])
         torch.set_rng_state(state["rng"])
     elif cfg.resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
@@ -301,6 +303,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "scaler": scaler.state_dict(),
             "rng": torch.get_rng_state(),
             "history": history,
+            "val_curve": val_curve,
             "config": dataclasses.asdict(cfg),
         }
 
@@ -348,11 +351,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     step, {"loss": history[-1], "images_per_s": rate, **{k: v.item() for k, v in parts.items()}}
                 )
                 board.depth(step, disps[0])
+            if val_samples and cfg.val_every and (step + 1) % cfg.val_every == 0:
+                values = validate.validate(unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling)
+                board.scalars(step + 1, {f"val_{k}": v for k, v in values.items()})
+                val_curve.append({"step": step + 1, **values})
             if (step + 1) % cfg.checkpoint_every == 0:
                 save_checkpoint(checkpoint, state_dict(step + 1))
     if bar is not None:
         bar.close()
     summary["losses"] = history
+    if val_curve:
+        summary["val_curve"] = val_curve
     summary["images_per_s"] = timed_images / timed_seconds if timed_seconds else None
     if env.world > 1:
         summary["replicas_equal"] = replicas_equal([unwrap(depth_net), unwrap(pose_net)])
