@@ -283,15 +283,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     eval_samples = evaluate.eval_split(cfg.seed, cfg.height, cfg.width, cfg.eval_images) if env.main else []
     val_set = validate.validation_set(cfg) if env.main else None
     val_samples = validate.validation_samples(val_set, cfg.eval_images) if val_set is not None else []
+    validation = lambda: validate.validate(unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling)
     summary: dict = {"config": dataclasses.asdict(cfg), "device": str(device), "world_size": env.world}
     if val_samples:
         summary["val_images"] = len(val_samples)
     if env.main and start_step == 0:
         summary["metrics_before"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
         if val_samples:
-            summary["val_before"] = validate.validate(
-                unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling
-            )
+            summary["val_before"] = validation()
     board = TensorBoard(out / "tensorboard", enabled=env.main)
 
     def state_dict(step: int) -> dict:
@@ -352,7 +351,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 )
                 board.depth(step, disps[0])
             if val_samples and cfg.val_every and (step + 1) % cfg.val_every == 0:
-                values = validate.validate(unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling)
+                values = validation()
                 board.scalars(step + 1, {f"val_{k}": v for k, v in values.items()})
                 val_curve.append({"step": step + 1, **values})
             if (step + 1) % cfg.checkpoint_every == 0:
@@ -369,9 +368,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         save_checkpoint(checkpoint, state_dict(max(cfg.steps, start_step)))
         summary["metrics_after"] = evaluate.evaluate(unwrap(depth_net), eval_samples, device)
         if val_samples:
-            summary["val_after"] = validate.validate(
-                unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling
-            )
+            summary["val_after"] = validation()
             board.scalars(max(cfg.steps, start_step), {f"val_{k}": v for k, v in summary["val_after"].items()})
         shown = val_samples or eval_samples
         summary["png"] = str(evaluate.write_png(unwrap(depth_net), shown, device, out / "eval.png"))
