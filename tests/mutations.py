@@ -187,6 +187,10 @@ MUTATIONS = [
      ("tests/test_train_folders.py",), ""),
     ("AU1", "fastdepth/train/augment.py", 'K[0, 2] = (sample["frames"].shape[-1] - 1) - K[0, 2]',
      'K[0, 2] = sample["frames"].shape[-1] - K[0, 2]', ("tests/test_train_augment.py",), ""),
+    ("MT1", "README.md", 'automask = fastdepth.reprojection_loss(\n            target, sources, depth, poses, K, '
+     'identity=identity, padding_mode="border", align_corners=False', 'automask = fastdepth.reprojection_loss(\n   '
+     '         target, sources, depth, poses, K, identity=identity, padding_mode="border", align_corners=True',
+     ("tests/test_monodepth2_trainer.py",), ""),
     ("VA1", "fastdepth/train/validate.py", "float(value) * len(chunk) / len(samples)",
      "float(value) / -(-len(samples) // cfg.batch_size)", ("tests/test_train_validate.py",), ""),
     ("VA2", "fastdepth/train/validate.py", "cfg.val_data or cfg.data,", "cfg.data or cfg.val_data,",
