@@ -5,7 +5,8 @@ Public ops (each documents its conventions): :func:`warp_frame_depth` (Kornia dr
 :func:`photometric_loss` (SSIM + L1), :func:`min_reprojection_loss` (Monodepth2's objective),
 :func:`reprojection_loss` with :func:`identity_loss` (the objective fused with the warp), the
 supervised :func:`scale_invariant_loss` and :func:`scale_shift_invariant_loss`, and the plane-sweep
-:func:`cost_volume` (ManyDepth, MVSNet).
+:func:`cost_volume` (ManyDepth, MVSNet), with ManyDepth's own matching cost in
+:func:`fastdepth.manydepth.match_features`.
 Every op's public functions are exported from its module as listed in :mod:`fastdepth.registry`.
 """
 
@@ -23,6 +24,10 @@ for _op in _registry.OPS.values():
     for _name in _op.api:
         globals()[_name] = getattr(_module, _name)
         __all__.append(_name)
+
+from fastdepth import manydepth as manydepth  # noqa: E402 (it builds on the ops above)
+
+__all__.append("manydepth")
 
 if _os.environ.get("FASTDEPTH_BUILD_EXTENSION") == "1":  # build the C++/CUDA extension ahead of time
     from fastdepth import _cuda

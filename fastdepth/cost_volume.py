@@ -172,10 +172,10 @@ def _projection_fake(depth_hypotheses, poses, K, height, width, backend):
 def projections(depth_hypotheses, poses, K, h: int, w: int, dtype: torch.dtype, backend: str):
     """The projected source pixels ``(u, v)``, each (B, S, D, h, w) in ``dtype``, of every target
     pixel at every hypothesis (NaN where the projection does not exist): in plain PyTorch where the
-    geometry needs a gradient (:mod:`fastdepth.projection`: the warp kernels' gradient), else by the
-    projection kernel of the fused ``backend``, one launch."""
+    geometry needs a gradient (:mod:`fastdepth.projection`: the warp kernels' gradient) or the
+    backend is ``"torch"``, else by the projection kernel of the fused ``backend``, one launch."""
     geometry = (depth_hypotheses, poses, K)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in geometry):
+    if backend == "torch" or (torch.is_grad_enabled() and any(t.requires_grad for t in geometry)):
         return _projections(*geometry, h, w, dtype)
     return _projection_op(*(t.detach().to(dtype) for t in geometry), h, w, backend)
 

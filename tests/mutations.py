@@ -187,6 +187,11 @@ MUTATIONS = [
      ("tests/test_train_folders.py",), ""),
     ("AU1", "fastdepth/train/augment.py", 'K[0, 2] = (sample["frames"].shape[-1] - 1) - K[0, 2]',
      'K[0, 2] = sample["frames"].shape[-1] - K[0, 2]', ("tests/test_train_augment.py",), ""),
+    ("MD1", "fastdepth/manydepth.py", "EDGE = 2.0", "EDGE = 1.0", ("tests/test_manydepth.py",), ""),
+    ("MD2", "fastdepth/manydepth.py", "volume.max(1, keepdim=True)[0]", "volume.max()",
+     ("tests/test_manydepth.py",), ""),
+    ("MD3", "fastdepth/manydepth.py", "counts = counts + (diffs > 0)", "counts = counts + (diffs >= 0)",
+     ("tests/test_manydepth.py",), ""),
     ("MT1", "README.md", 'automask = fastdepth.reprojection_loss(\n            target, sources, depth, poses, K, '
      'identity=identity, padding_mode="border", align_corners=False', 'automask = fastdepth.reprojection_loss(\n   '
      '         target, sources, depth, poses, K, identity=identity, padding_mode="border", align_corners=True',
