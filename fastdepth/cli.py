@@ -74,6 +74,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.predictions is not None or args.ground_truth is not None:
         if args.predictions is None or args.ground_truth is None or args.checkpoint is not None:
             raise ValueError("evaluate either --checkpoint, or --predictions with --ground-truth")
+        if args.data is not None or args.split is not None:
+            raise ValueError("--data and --split validate a --checkpoint, not --predictions")
         from fastdepth.train import predictions
 
         return predictions.run(args)
@@ -82,6 +84,12 @@ def _eval(args: argparse.Namespace) -> int:
     _needs_torchvision("eval")
     if args.images < 1:
         raise ValueError(f"--images must be at least 1, got {args.images}")
+    if args.data is not None:
+        from fastdepth.train import validate
+
+        return validate.run(args.checkpoint, args.device, args.data, args.split, args.images, args.json, args.png)
+    if args.split is not None:
+        raise ValueError("--split names KITTI raw frames: give the KITTI raw folder as --data")
     from fastdepth.train.evaluate import run_eval
 
     return run_eval(args.checkpoint, args.device, args.images, args.json, args.png)
@@ -165,13 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     ev = sub.add_parser(
-        "eval", help="depth metrics of a checkpoint on held-out synthetic images, or of saved predictions, and a PNG"
+        "eval",
+        help="depth metrics of a checkpoint on held-out synthetic images, or of saved predictions, or a checkpoint's "
+        "validation on held-out frames (--data), and a PNG",
     )
     ev.add_argument("--checkpoint", default=None, help="a run directory or a checkpoint file")
     ev.add_argument(
         "--predictions", type=Path, default=None, help="a folder of depth maps (.npy, .pfm, 16-bit .png) or a stack"
     )
     ev.add_argument("--ground-truth", type=Path, default=None, help="ground truth of the same file stems, or a stack")
+    ev.add_argument(
+        "--data", default=None, help="with --checkpoint: validate on these image sequences (no ground truth)"
+    )
+    ev.add_argument("--split", default=None, help="with --data: KITTI raw frames of a split file (Monodepth2's)")
     ev.add_argument("--align", default="median", choices=["median", "scale-shift", "scale-shift-inverse", "none"])
     ev.add_argument("--crop", default="none", choices=["none", "garg", "eigen"], help="KITTI's evaluation crops")
     ev.add_argument("--resize", action="store_true", help="resize predictions bilinearly to their ground truth")

@@ -2,6 +2,7 @@
 user's own images, before and after training."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,28 @@ def test_val_split_takes_kitti_frames_and_validates_every_n_steps_across_a_resum
     assert [v["step"] for v in resumed["val_curve"]] == [1, 2, 3]
     assert resumed["val_curve"][0] == summary["val_curve"][0] and resumed["val_curve"][2]["step"] == 3
     assert resumed["val_curve"][2] == {"step": 3, **resumed["val_after"]}
+
+
+def test_eval_validates_a_checkpoint_on_held_out_frames(tmp_path, capsys):
+    write_textured(tmp_path / "train" / "seq")
+    write_textured(tmp_path / "val" / "seq", seed=1)
+    out, val = tmp_path / "run", str(tmp_path / "val")
+    argv = ["train", "--data", str(tmp_path / "train"), "--val-data", val, "--steps", "1", "--eval-images", "2"]
+    assert main([*argv, "--out", str(out), *TINY]) == 0
+    after = json.loads((out / "summary.json").read_text())["val_after"]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), "--data", val, "--images", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == 1 and printed["images"] == 2 and Path(printed["png"]) == out / "val.png"
+    for name in validate.VAL_PARTS:
+        assert printed[name] == pytest.approx(after[name], rel=1e-6), name
+    assert main(["eval", "--checkpoint", str(out), "--data", val, "--images", "1"]) == 0
+    assert f"1 held-out triplets of {val}" in capsys.readouterr().out
+
+
+def test_eval_refuses_to_validate_a_supervised_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--supervised", "--steps", "0", "--eval-images", "1", "--out", out, *TINY]) == 0
+    write_textured(tmp_path / "val" / "seq")
+    assert main(["eval", "--checkpoint", out, "--data", str(tmp_path / "val")]) == 2
+    assert "trained --supervised: it has no pose network to validate with" in capsys.readouterr().err

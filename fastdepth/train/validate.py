@@ -6,11 +6,17 @@ split); the depth metrics of a run on real data come from ``fastdepth predict`` 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import torch
 
-from fastdepth.train.config import TrainConfig
+from fastdepth.train import evaluate
+from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
-from fastdepth.train.objective import compute_loss, predict_poses
+from fastdepth.train.models import PoseNet
+from fastdepth.train.objective import KORNIA_SAMPLING, MONODEPTH2_SAMPLING, compute_loss, predict_poses
 
 #: the validation's numbers: the objective and its parts (compute_loss)
 VAL_PARTS = ("loss", "photometric", "smoothness", "automask")
@@ -70,3 +76,33 @@ def format_losses(rows: dict[str, dict[str, float]]) -> str:
     for label, values in rows.items():
         lines.append(f"{label:8}" + "".join(f"{values[n]:13.5f}" for n in VAL_PARTS))
     return "\n".join(lines)
+
+
+def run(
+    checkpoint: Path, device: str, data: str, split: str | None, images: int, as_json: bool, png: Path | None
+) -> int:
+    """``fastdepth eval --checkpoint RUN --data DIR [--split FILE]``: a saved run's validation on
+    ``images`` held-out triplets, with its own options (sampling, objective; backend ``auto``), and
+    the PNG of those frames."""
+    dev = resolve_device(device)
+    depth_net, state = evaluate.load_checkpoint(Path(checkpoint), dev)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
+    if cfg.supervised:
+        raise ValueError(f"{checkpoint} trained --supervised: it has no pose network to validate with")
+    cfg.val_data, cfg.val_split, cfg.backend = data, split, "auto"
+    pose_net = PoseNet()
+    pose_net.load_state_dict(state["pose_net"])
+    samples = validation_samples(validation_set(cfg), images)
+    sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
+    values = validate(depth_net, pose_net.to(dev), samples, dev, cfg, sampling)
+    target = png or (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "val.png"
+    evaluate.write_png(depth_net, samples, dev, target)
+    if as_json:
+        print(json.dumps({"step": state["step"], "images": len(samples), **values, "png": str(target)}))
+    else:
+        held_out = data + (f" ({split})" if split else "")
+        print(f"checkpoint {checkpoint} (step {state['step']}), {len(samples)} held-out triplets of {held_out}")
+        print(format_losses({"val": values}))
+        print(f"PNG: {target}")
+    return 0
