@@ -6,7 +6,8 @@ Public ops (each documents its conventions): :func:`warp_frame_depth` (Kornia dr
 :func:`reprojection_loss` with :func:`identity_loss` (the objective fused with the warp), the
 supervised :func:`scale_invariant_loss` and :func:`scale_shift_invariant_loss`, and the plane-sweep
 :func:`cost_volume` (ManyDepth, MVSNet), with ManyDepth's own matching cost in
-:func:`fastdepth.manydepth.match_features`.
+:func:`fastdepth.manydepth.match_features` and the MVSNet family's plane sweep from its projection
+matrices in :func:`fastdepth.mvsnet.plane_sweep`.
 Every op's public functions are exported from its module as listed in :mod:`fastdepth.registry`.
 """
 
@@ -25,9 +26,10 @@ for _op in _registry.OPS.values():
         globals()[_name] = getattr(_module, _name)
         __all__.append(_name)
 
-from fastdepth import manydepth as manydepth  # noqa: E402 (it builds on the ops above)
+from fastdepth import manydepth as manydepth  # noqa: E402 (they build on the ops above)
+from fastdepth import mvsnet as mvsnet  # noqa: E402
 
-__all__.append("manydepth")
+__all__ += ["manydepth", "mvsnet"]
 
 if _os.environ.get("FASTDEPTH_BUILD_EXTENSION") == "1":  # build the C++/CUDA extension ahead of time
     from fastdepth import _cuda

@@ -192,6 +192,10 @@ MUTATIONS = [
      ("tests/test_manydepth.py",), ""),
     ("MD3", "fastdepth/manydepth.py", "counts = counts + (diffs > 0)", "counts = counts + (diffs >= 0)",
      ("tests/test_manydepth.py",), ""),
+    ("MV1", "fastdepth/mvsnet.py", "poses = src_projs @ torch.linalg.inv(ref_proj)[:, None]",
+     "poses = torch.linalg.inv(ref_proj)[:, None] @ src_projs", ("tests/test_mvsnet.py",), ""),
+    ("MV2", "fastdepth/mvsnet.py", "        align_corners=align_corners, backend=backend,",
+     "        align_corners=True, backend=backend,", ("tests/test_mvsnet.py",), ""),
     ("MT1", "README.md", 'automask = fastdepth.reprojection_loss(\n            target, sources, depth, poses, K, '
      'identity=identity, padding_mode="border", align_corners=False', 'automask = fastdepth.reprojection_loss(\n   '
      '         target, sources, depth, poses, K, identity=identity, padding_mode="border", align_corners=True',
