@@ -57,6 +57,8 @@ def match_features(
         ``(cost_volume, missing_mask)``, each (B, D, h, w) in float32 (float64 for float64 features);
         the mask is 1.0 where a plane is missing.
     """
+    validation.check_tensor("current_feats", current_feats)
+    validation.check_shape("current_feats", current_feats, ("B", "C", "h", "w"))
     validation.check_tensor("lookup_feats", lookup_feats)
     validation.check_shape("lookup_feats", lookup_feats, ("B", "S", "C", "h", "w"))
     validation.check_tensor("relative_poses", relative_poses)
@@ -67,22 +69,22 @@ def match_features(
         raise ValueError(f"K must be (B, 3, 3) or (B, 4, 4), got {tuple(K.shape)}")
     if depth_bins.dim() not in (1, 2):
         raise ValueError(f"depth_bins must be (D,) or (B, D), got {tuple(depth_bins.shape)}")
-    B, h, w = current_feats.shape[0], current_feats.shape[-2], current_feats.shape[-1]
+    B, _, h, w = current_feats.shape
     planes = depth_bins.expand(B, depth_bins.shape[-1]) if depth_bins.dim() == 1 else depth_bins
     K = K[:, :3, :3]
     present = relative_poses.flatten(2).sum(-1) != 0  # (B, S)
     eye = torch.eye(4, dtype=relative_poses.dtype, device=relative_poses.device)
     poses = torch.where(present[..., None, None], relative_poses, eye)  # a missing frame's is unused
-    cost = cost_volume(current_feats, lookup_feats[:, :1], planes, poses[:, :1], K, backend=backend)
-    counted = _counted(planes, poses, K, present, h, w, cost.dtype, backend, current_feats)
+    # each frame's own cost volume (ManyDepth averages only the frames that count), which validates the inputs
+    costs = [
+        cost_volume(current_feats, lookup_feats[:, s : s + 1], planes, poses[:, s : s + 1], K, backend=backend)
+        for s in range(lookup_feats.shape[1])
+    ]
+    counted = _counted(planes, poses, K, present, h, w, backend, current_feats)
     accumulate = torch.float64 if current_feats.dtype == torch.float64 else torch.float32
-    total = torch.zeros(cost.shape, dtype=accumulate, device=cost.device)
+    total = torch.zeros((B, planes.shape[1], h, w), dtype=accumulate, device=current_feats.device)
     counts = torch.zeros_like(total)
-    for s in range(lookup_feats.shape[1]):
-        if s > 0:
-            cost = cost_volume(
-                current_feats, lookup_feats[:, s : s + 1], planes, poses[:, s : s + 1], K, backend=backend
-            )
+    for s, cost in enumerate(costs):
         diffs = torch.where(counted[:, s], cost.to(accumulate), 0.0)
         total = total + diffs
         counts = counts + (diffs > 0).to(accumulate)
@@ -93,7 +95,7 @@ def match_features(
     return volume, missing
 
 
-def _counted(planes, poses, K, present, h: int, w: int, dtype, backend, features) -> torch.Tensor:
+def _counted(planes, poses, K, present, h: int, w: int, backend, features) -> torch.Tensor:
     """(B, S, D, h, w) bool: where a lookup frame's plane counts (the module docstring), from the
     pixels (u, v) the cost volume samples at."""
     geometry = geometry_dtype(features, planes, poses, K)
