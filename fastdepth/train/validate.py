@@ -1,7 +1,8 @@
-"""The self-supervised validation of ``fastdepth train --val-data / --val-split``: the training
-objective, without its gradient, on held-out frame triplets of the user's own images, before and
-after training. It needs no ground truth (Monodepth2 reports the same losses on its validation
-split); the depth metrics of a run on real data come from ``fastdepth predict`` + ``fastdepth eval``.
+"""The self-supervised validation of ``fastdepth train --val-data / --val-split`` (before and after
+training, and every ``--val-every`` steps) and of ``fastdepth eval --checkpoint RUN --data DIR``: the
+training objective, without its gradient, on held-out frame triplets of the user's own images. It
+needs no ground truth (Monodepth2 reports the same losses on its validation split); the depth
+metrics of a run on real data come from ``fastdepth predict`` + ``fastdepth eval --predictions``.
 """
 
 from __future__ import annotations
