@@ -1,6 +1,11 @@
 """fastdepth.manydepth.match_features against a transcription of ManyDepth's
 ``ResnetEncoderMatching.match_features`` (its layers' projection, dividing by z: ``eps=0``)."""
 
+import re
+import sys
+import types
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +15,7 @@ from helpers import max_rel
 from fastdepth.manydepth import match_features
 from fastdepth.scenes import axis_angle_to_matrix
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 B, S, C, h, w, D = 2, 2, 8, 12, 20, 6
 
 
@@ -106,3 +112,23 @@ def test_bad_inputs(change, pattern):
     arguments = change(dict(zip(names, inputs(torch.float64), strict=True)))
     with pytest.raises(ValueError, match=pattern):
         match_features(**arguments, backend="torch")
+
+
+def test_the_readme_swaps_it_into_manydepth(monkeypatch):
+    block = re.search(r"<!-- manydepth-match-features -->\s*```python\n(.+?)\n```", README.read_text(), re.S)
+    assert block, "README.md has no Python block after <!-- manydepth-match-features -->"
+
+    class ResnetEncoderMatching:  # the attributes of ManyDepth's that the swap reads
+        set_missing_to_max = True
+
+    networks = types.ModuleType("manydepth.networks")
+    networks.ResnetEncoderMatching = ResnetEncoderMatching
+    monkeypatch.setitem(sys.modules, "manydepth", types.ModuleType("manydepth"))
+    monkeypatch.setitem(sys.modules, "manydepth.networks", networks)
+    exec(compile(block.group(1), "README.md", "exec"), {})
+    current, lookup, poses, K, bins = inputs(torch.float64)
+    encoder = ResnetEncoderMatching()
+    encoder.depth_bins = bins
+    got = encoder.match_features(current, lookup, poses, K, torch.linalg.inv(K))
+    expected = manydepth_match_features(current, lookup, poses, K, torch.linalg.inv(K), bins, True)
+    assert all(max_rel(a, b) <= 1e-10 for a, b in zip(got, expected, strict=True))
