@@ -66,6 +66,7 @@ def expected_files() -> set[str]:
 def test_the_wheel_holds_every_module_and_extension_source(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "fastdepth/csrc/warp.cu" in expected_files()
+    assert "fastdepth/py.typed" in names  # PEP 561: type checkers read fastdepth's annotations
     missing = sorted(expected_files() - names)
     assert not missing, f"pyproject.toml leaves these out of the wheel: {missing}"
 
