@@ -9,7 +9,8 @@
 #   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer, CUDA_HOME
 #   2 build     120  the CUDA extension, once (its time is logged); fails if built without its CUDA kernels
 #   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
-#   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time)
+#   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time),
+#                    of the works the issues set targets for (not the ways in from ManyDepth and MVSNet)
 #   5 sanitizer  60  compute-sanitizer memcheck and racecheck on a few small cases, fastdepth's kernels
 #                    only (benchmarks/sanitize.sh)
 # Every step writes what it has as it goes; the exit status has bit N-1 set when step N failed
@@ -35,17 +36,18 @@ status=0
 step_no=0
 : >"$out/summary.txt"
 
+works=warp,photometric,reprojection,depth_loss,cost_volume,objective
 if [ $rehearse = 1 ]; then
   device=cpu
   export TRITON_INTERPRET=1
   limits=(120 600 600 600 300)
   checks_args=(--device cpu --quick --dtypes fp32)  # the fused backends that run here
-  bench_args=(--device cpu --quick)
+  bench_args=(--device cpu --quick --works $works)
 else
   device=cuda
   limits=(20 120 110 170 60)
   checks_args=(--device cuda --backends triton,cuda)  # named: a backend that cannot run fails its cases
-  bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16)
+  bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16 --works $works)
 fi
 
 spare=0  # seconds earlier steps left of their limits: the next step may use them

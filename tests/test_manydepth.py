@@ -1,5 +1,5 @@
-"""fastdepth.manydepth.match_features against a transcription of ManyDepth's
-``ResnetEncoderMatching.match_features`` (its layers' projection, dividing by z: ``eps=0``)."""
+"""fastdepth.manydepth.match_features against ManyDepth's ``ResnetEncoderMatching.match_features``
+as written from its formulas (``fastdepth.benchmarks.manydepth``, dividing by z: ``eps=0``)."""
 
 import re
 import sys
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from fastdepth.benchmarks import monodepth2
+from fastdepth.benchmarks import manydepth as peer
 from helpers import max_rel
 
 from fastdepth.manydepth import match_features
@@ -17,40 +16,6 @@ from fastdepth.scenes import axis_angle_to_matrix
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 B, S, C, h, w, D = 2, 2, 8, 12, 20, 6
-
-
-def manydepth_match_features(current_feats, lookup_feats, relative_poses, K, invK, depth_bins, set_missing_to_max):
-    """ManyDepth's loop: per batch element, every present lookup frame warped at every plane."""
-    backproject = monodepth2.BackprojectDepth(D, h, w, current_feats.device, current_feats.dtype)
-    project = monodepth2.Project3D(h, w, eps=0)
-    warp_depths = depth_bins.view(D, 1, 1, 1).expand(D, 1, h, w).to(current_feats.dtype)
-    volumes, masks = [], []
-    for b in range(B):
-        volume = torch.zeros(D, h, w, dtype=current_feats.dtype)
-        counts = torch.zeros_like(volume)
-        world_points = backproject(warp_depths, invK[b : b + 1])
-        for s in range(lookup_feats.shape[1]):
-            pose = relative_poses[b : b + 1, s]
-            if pose.sum() == 0:
-                continue
-            pix_locs = project(world_points, K[b : b + 1], pose)
-            lookup = lookup_feats[b : b + 1, s].repeat(D, 1, 1, 1)
-            warped = F.grid_sample(lookup, pix_locs, padding_mode="zeros", mode="bilinear", align_corners=True)
-            x = (pix_locs[..., 0].detach() / 2 + 0.5) * (w - 1)
-            y = (pix_locs[..., 1].detach() / 2 + 0.5) * (h - 1)
-            edge = ((x >= 2.0) * (x <= w - 2) * (y >= 2.0) * (y <= h - 2)).to(volume.dtype)
-            current = torch.zeros_like(edge)
-            current[:, 2:-2, 2:-2] = 1.0
-            diffs = torch.abs(warped - current_feats[b : b + 1]).mean(1) * edge * current
-            volume = volume + diffs
-            counts = counts + (diffs > 0).to(volume.dtype)
-        volume = volume / (counts + 1e-7)
-        missing = (volume == 0).to(volume.dtype)
-        if set_missing_to_max:
-            volume = volume * (1 - missing) + volume.max(0)[0].unsqueeze(0) * missing
-        volumes.append(volume)
-        masks.append(missing)
-    return torch.stack(volumes), torch.stack(masks)
 
 
 def inputs(dtype):
@@ -76,9 +41,7 @@ CASES += [(torch.float32, backend, 1e-5) for backend in ("cuda", "triton")]
 def test_match_features_is_manydepths(dtype, backend, rtol, set_missing_to_max):
     current, lookup, poses, K, bins = inputs(dtype)
     current.requires_grad_(True)
-    theirs, their_mask = manydepth_match_features(
-        current, lookup, poses, K, torch.linalg.inv(K), bins, set_missing_to_max
-    )
+    theirs, their_mask = peer.match_features(current, lookup, poses, K, torch.linalg.inv(K), bins, set_missing_to_max)
     ours, our_mask = match_features(
         current, lookup, poses, K, bins, set_missing_to_max=set_missing_to_max, backend=backend
     )
@@ -130,5 +93,5 @@ def test_the_readme_swaps_it_into_manydepth(monkeypatch):
     encoder = ResnetEncoderMatching()
     encoder.depth_bins = bins
     got = encoder.match_features(current, lookup, poses, K, torch.linalg.inv(K))
-    expected = manydepth_match_features(current, lookup, poses, K, torch.linalg.inv(K), bins, True)
+    expected = peer.match_features(current, lookup, poses, K, torch.linalg.inv(K), bins, True)
     assert all(max_rel(a, b) <= 1e-10 for a, b in zip(got, expected, strict=True))

@@ -1,58 +1,15 @@
-"""fastdepth.mvsnet.plane_sweep against a transcription of the MVSNet family's ``homo_warping`` and
-its variance and group-wise correlation volumes."""
+"""fastdepth.mvsnet.plane_sweep against the MVSNet family's ``homo_warping`` and its variance and
+group-wise correlation volumes as written from their formulas (``fastdepth.benchmarks.mvsnet``)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fastdepth.benchmarks import mvsnet as peer
 from helpers import max_rel
 
 from fastdepth.mvsnet import plane_sweep
 from fastdepth.scenes import axis_angle_to_matrix
 
 B, S, C, H, W, D, G = 2, 2, 8, 12, 20, 5, 4
-
-
-def homo_warping(src_fea, src_proj, ref_proj, depth_values, align_corners):
-    """The family's warp: every hypothesis at once, one grid_sample of the (B, C, D, H, W) volume."""
-    batch, channels, height, width = src_fea.shape
-    num_depth = depth_values.shape[1]
-    with torch.no_grad():
-        proj = torch.matmul(src_proj, torch.inverse(ref_proj))
-        rot, trans = proj[:, :3, :3], proj[:, :3, 3:4]
-        y, x = torch.meshgrid(
-            torch.arange(height, dtype=src_fea.dtype), torch.arange(width, dtype=src_fea.dtype), indexing="ij"
-        )
-        xyz = torch.stack((x.reshape(-1), y.reshape(-1), torch.ones(height * width, dtype=src_fea.dtype)))
-        rot_xyz = torch.matmul(rot, xyz.unsqueeze(0).repeat(batch, 1, 1))
-        rot_depth_xyz = rot_xyz.unsqueeze(2).repeat(1, 1, num_depth, 1) * depth_values.view(batch, 1, num_depth, -1)
-        proj_xyz = rot_depth_xyz + trans.view(batch, 3, 1, 1)
-        proj_xy = proj_xyz[:, :2] / proj_xyz[:, 2:3]
-        grid = torch.stack((proj_xy[:, 0] / ((width - 1) / 2) - 1, proj_xy[:, 1] / ((height - 1) / 2) - 1), dim=3)
-    warped = F.grid_sample(
-        src_fea, grid.view(batch, num_depth * height, width, 2), mode="bilinear", padding_mode="zeros",
-        align_corners=align_corners,
-    )  # fmt: skip
-    return warped.view(batch, channels, num_depth, height, width)
-
-
-def variance_volume(ref_feature, src_features, ref_proj, src_projs, depth_values, align_corners):
-    ref_volume = ref_feature.unsqueeze(2).repeat(1, 1, depth_values.shape[1], 1, 1)
-    volume_sum, volume_sq_sum = ref_volume, ref_volume**2
-    for src_fea, src_proj in zip(src_features, src_projs, strict=True):
-        warped = homo_warping(src_fea, src_proj, ref_proj, depth_values, align_corners)
-        volume_sum = volume_sum + warped
-        volume_sq_sum = volume_sq_sum + warped**2
-    views = len(src_features) + 1
-    return volume_sq_sum / views - (volume_sum / views) ** 2
-
-
-def group_correlation(ref_feature, src_features, ref_proj, src_projs, depth_values, align_corners):
-    total = 0
-    for src_fea, src_proj in zip(src_features, src_projs, strict=True):
-        warped = homo_warping(src_fea, src_proj, ref_proj, depth_values, align_corners)
-        product = ref_feature.unsqueeze(2) * warped
-        total = total + product.view(B, G, C // G, *product.shape[2:]).mean(2)
-    return total / len(src_features)
 
 
 def projection(K, axis_angle, t):
@@ -95,8 +52,10 @@ TRITON = [(torch.float32, "triton", 2e-5, reduction, False, True) for reduction 
 def test_plane_sweep_is_the_familys(dtype, backend, rtol, reduction, per_pixel, align_corners):
     ref, srcs, ref_proj, src_projs, depth = views(dtype, per_pixel)
     ref.requires_grad_(True)
-    peer = variance_volume if reduction == "variance" else group_correlation
-    theirs = peer(ref, srcs, ref_proj, src_projs, depth, align_corners)
+    if reduction == "variance":
+        theirs = peer.variance_volume(ref, srcs, ref_proj, src_projs, depth, align_corners)
+    else:
+        theirs = peer.group_correlation(ref, srcs, ref_proj, src_projs, depth, G, align_corners)
     ours = plane_sweep(
         ref, srcs, ref_proj, src_projs, depth, reduction=reduction, groups=G if reduction == "group_dot" else None,
         align_corners=align_corners, backend=backend,

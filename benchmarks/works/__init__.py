@@ -1,6 +1,8 @@
 """The benchmark works: one per op of :mod:`fastdepth.registry` (``works/<op>.py``; the
-reprojection op's is the whole training-step objective, fused), plus the same objective composed of
-the warp and photometric ops (``works/objective.py``)."""
+reprojection op's is the whole training-step objective, fused), plus compositions of the ops: the
+same objective composed of the warp and photometric ops (``works/objective.py``), and the ways in
+from ManyDepth (``works/match_features.py``) and the MVSNet family (``works/plane_sweep.py``)
+against the code they replace."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import importlib
 
 from fastdepth import registry
 
-COMPOSED = ("objective",)
+COMPOSED = ("objective", "match_features", "plane_sweep")
 
 
 def all_works() -> dict:
