@@ -174,14 +174,16 @@ __attribute__((noinline)) F reduce_channels(const F* __restrict__ t, const F* __
   return acc;
 }
 
-// The backward of one view over n channels: the upstream gradient go (scaled_upstream's), target
-// values t, samples x, the views' mean (variance only); the samples' gradients scattered into the
+// The backward of one view over n channels: the upstream gradient go of each channel
+// (scaled_upstream's, that of its group), target values t, samples x, the views' mean (variance
+// only); the samples' gradients scattered into the
 // corners q00..q11 (kFeatures; each its own buffer where masked off) and the target's added to g_t
 // (where add_target); the position gradients (sample_position_grad's, from the corner values
 // p00..p11) added to *g_iu, *g_iv in lanes (kGeometry).
 template <typename F, int kReduction, bool kFeatures, bool kGeometry>
 __attribute__((noinline)) void backward_channels(const F* __restrict__ t, const F* __restrict__ x,
-                                                 const F* __restrict__ mean, F go, const F* w, const F* fu_fv,
+                                                 const F* __restrict__ mean, const F* __restrict__ go,
+                                                 const F* w, const F* fu_fv,
                                                  const F* __restrict__ p00, const F* __restrict__ p01,
                                                  const F* __restrict__ p10, const F* __restrict__ p11, int64_t n,
                                                  bool add_target, F* __restrict__ g_t, F* __restrict__ q00,
@@ -192,8 +194,8 @@ __attribute__((noinline)) void backward_channels(const F* __restrict__ t, const 
 #pragma omp simd reduction(+ : iu, iv)
   for (int64_t c = 0; c < n; ++c) {
     F gx, gt;
-    cost_volume::reduction_grads(kReduction, go, t[c], x[c], kReduction == cost_volume::kVariance ? mean[c] : F(0),
-                                 &gx, &gt);
+    cost_volume::reduction_grads(kReduction, go[c], t[c], x[c],
+                                 kReduction == cost_volume::kVariance ? mean[c] : F(0), &gx, &gt);
     if constexpr (kFeatures) {
       if (add_target) g_t[c] += gt;
       q00[c] += w00 * gx;
@@ -228,13 +230,13 @@ BackwardChannels<F> backward_channels_for(int reduction, bool features, bool geo
   return backward_channels_for<F, cost_volume::kVariance>(features, geometry);
 }
 
-// One thread's buffers of C channels: the samples of every source, the views' mean, zeros to read
-// at masked corners and four buffers to scatter them into.
+// One thread's buffers of C channels: the samples of every source, the views' mean, the upstream
+// gradient of each channel, zeros to read at masked corners and four buffers to scatter them into.
 template <typename F>
 struct ChannelScratch {
-  ChannelScratch(int64_t S, int64_t C) : C(C), x(S * C), mean(C), zeros(C), scatter(4 * C) {}
+  ChannelScratch(int64_t S, int64_t C) : C(C), x(S * C), mean(C), go(C), zeros(C), scatter(4 * C) {}
   int64_t C;
-  std::vector<F> x, mean, zeros, scatter;
+  std::vector<F> x, mean, go, zeros, scatter;
   F* xs(int64_t s) { return x.data() + s * C; }
   F* masked(int k) { return scatter.data() + k * C; }
 };
@@ -380,6 +382,12 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                   scratch.mean[c] = mean / F(sh.S + 1);
                 }
               }
+              // each channel's upstream gradient, that of its group: one call per view below, C
+              // channels long (the variance's groups are single channels)
+              for (int64_t g = 0; g < sh.G; ++g) {
+                const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
+                std::fill(scratch.go.begin() + g * Cg, scratch.go.begin() + (g + 1) * Cg, go);
+              }
               for (int64_t s = 0; s < sh.S; ++s) {
                 const View<F>& view = views[s * sh.W + col];
                 const ChannelTaps<F> taps = channel_taps(view, sh.W, C);
@@ -393,15 +401,10 @@ void cost_volume_backward_cpu(const F* grad, const F* ft, const F* fs, const F* 
                 }
                 const F fu_fv[2] = {view.t.fu, view.t.fv};
                 F g_iu = F(0), g_iv = F(0);
-                for (int64_t g = 0; g < sh.G; ++g) {
-                  const F go = scaled_upstream(o.reduction, grad[((b * sh.G + g) * sh.D + d) * HW + pix], sh.S, Cg);
-                  const int64_t c0 = g * Cg;
-                  // the variance's target term belongs to no source: it is added once, with the first
-                  view_backward(t_col + c0, scratch.xs(s) + c0, scratch.mean.data() + c0, go, taps.w, fu_fv,
-                                p[0] + c0, p[1] + c0, p[2] + c0, p[3] + c0, Cg, o.reduction != kVariance || s == 0,
-                                g_t_row.data() + col * C + c0, q[0] + c0, q[1] + c0, q[2] + c0, q[3] + c0, &g_iu,
-                                &g_iv);
-                }
+                // the variance's target term belongs to no source: it is added once, with the first
+                view_backward(t_col, scratch.xs(s), scratch.mean.data(), scratch.go.data(), taps.w, fu_fv, p[0], p[1],
+                              p[2], p[3], C, o.reduction != kVariance || s == 0, g_t_row.data() + col * C, q[0], q[1],
+                              q[2], q[3], &g_iu, &g_iv);
                 if (need_geometry) {
                   const int64_t at = view_at(b, s, d, pix, sh);
                   grad_u[at] = view.keep ? g_iu * view.du : F(0);
