@@ -18,7 +18,7 @@ def homo_warping(src_fea, src_proj, ref_proj, depth_values, align_corners=True):
     num_depth = depth_values.shape[1]
     with torch.no_grad():
         proj = torch.matmul(src_proj, torch.inverse(ref_proj))
-        rot, trans = proj[:, :3, :3], proj[:, :3, 3:4]
+        rot, trans = proj[:, :3, :3].to(src_fea.dtype), proj[:, :3, 3:4].to(src_fea.dtype)
         y, x = torch.meshgrid(
             torch.arange(height, dtype=src_fea.dtype, device=src_fea.device),
             torch.arange(width, dtype=src_fea.dtype, device=src_fea.device),
@@ -26,11 +26,9 @@ def homo_warping(src_fea, src_proj, ref_proj, depth_values, align_corners=True):
         )
         ones = torch.ones(height * width, dtype=src_fea.dtype, device=src_fea.device)
         xyz = torch.stack((x.reshape(-1), y.reshape(-1), ones))
-        rot_xyz = torch.matmul(rot.to(src_fea.dtype), xyz.unsqueeze(0).repeat(batch, 1, 1))
+        rot_xyz = torch.matmul(rot, xyz.unsqueeze(0).repeat(batch, 1, 1))
         depth = depth_values.to(src_fea.dtype).view(batch, 1, num_depth, -1)
-        proj_xyz = rot_xyz.unsqueeze(2).repeat(1, 1, num_depth, 1) * depth + trans.to(src_fea.dtype).view(
-            batch, 3, 1, 1
-        )
+        proj_xyz = rot_xyz.unsqueeze(2).repeat(1, 1, num_depth, 1) * depth + trans.view(batch, 3, 1, 1)
         proj_xy = proj_xyz[:, :2] / proj_xyz[:, 2:3]
         grid = torch.stack((proj_xy[:, 0] / ((width - 1) / 2) - 1, proj_xy[:, 1] / ((height - 1) / 2) - 1), dim=3)
     warped = F.grid_sample(

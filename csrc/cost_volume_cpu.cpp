@@ -176,10 +176,10 @@ __attribute__((noinline)) F reduce_channels(const F* __restrict__ t, const F* __
 
 // The backward of one view over n channels: the upstream gradient go of each channel
 // (scaled_upstream's, that of its group), target values t, samples x, the views' mean (variance
-// only); the samples' gradients scattered into the
-// corners q00..q11 (kFeatures; each its own buffer where masked off) and the target's added to g_t
-// (where add_target); the position gradients (sample_position_grad's, from the corner values
-// p00..p11) added to *g_iu, *g_iv in lanes (kGeometry).
+// only); the samples' gradients scattered into the corners q00..q11 (kFeatures; each its own buffer
+// where masked off) and the target's added to g_t (where add_target); the position gradients
+// (sample_position_grad's, from the corner values p00..p11) added to *g_iu, *g_iv in lanes
+// (kGeometry).
 template <typename F, int kReduction, bool kFeatures, bool kGeometry>
 __attribute__((noinline)) void backward_channels(const F* __restrict__ t, const F* __restrict__ x,
                                                  const F* __restrict__ mean, const F* __restrict__ go,

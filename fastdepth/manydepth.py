@@ -28,8 +28,8 @@ from fastdepth import backends, validation
 from fastdepth.cost_volume import cost_volume, projections
 from fastdepth.warp import geometry_dtype
 
-#: pixels this close to an image's border do not count (ManyDepth: ResNet's zero padding)
-EDGE = 2.0
+#: pixels closer than this to an image's border do not count (ManyDepth: ResNet's zero padding)
+EDGE = 2
 
 
 def match_features(
@@ -104,5 +104,5 @@ def _counted(planes, poses, K, present, h: int, w: int, backend, features) -> to
         u, v = projections(planes, poses, K, h, w, geometry, name)
         inside = (u >= EDGE) & (u <= w - EDGE) & (v >= EDGE) & (v <= h - EDGE)
         border = torch.zeros(h, w, dtype=torch.bool, device=u.device)
-        border[2:-2, 2:-2] = True
+        border[EDGE:-EDGE, EDGE:-EDGE] = True
         return inside & border & present[:, :, None, None, None]

@@ -187,7 +187,7 @@ MUTATIONS = [
      ("tests/test_train_folders.py",), ""),
     ("AU1", "fastdepth/train/augment.py", 'K[0, 2] = (sample["frames"].shape[-1] - 1) - K[0, 2]',
      'K[0, 2] = sample["frames"].shape[-1] - K[0, 2]', ("tests/test_train_augment.py",), ""),
-    ("MD1", "fastdepth/manydepth.py", "EDGE = 2.0", "EDGE = 1.0", ("tests/test_manydepth.py",), ""),
+    ("MD1", "fastdepth/manydepth.py", "EDGE = 2\n", "EDGE = 1\n", ("tests/test_manydepth.py",), ""),
     ("MD2", "fastdepth/manydepth.py", "volume.max(1, keepdim=True)[0]", "volume.max()",
      ("tests/test_manydepth.py",), ""),
     ("MD3", "fastdepth/manydepth.py", "counts = counts + (diffs > 0)", "counts = counts + (diffs >= 0)",

@@ -110,6 +110,12 @@ def read_checkpoint(file: Path, map_location) -> dict:
     return state
 
 
+def run_folder(checkpoint: Path) -> Path:
+    """The folder of a run given as its directory or its checkpoint file (where its PNGs go)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint if checkpoint.is_dir() else checkpoint.parent
+
+
 def load_checkpoint(path: Path, device: torch.device) -> tuple[DepthNet, dict]:
     """The DepthNet and the training config of a checkpoint file or run directory."""
     path = Path(path)
@@ -129,7 +135,7 @@ def run_eval(checkpoint: Path, device: str, images: int, as_json: bool, png: Pat
     cfg = state["config"]
     samples = eval_split(cfg["seed"], cfg["height"], cfg["width"], images)
     metrics = evaluate(depth_net, samples, dev)
-    target = png or (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "eval.png"
+    target = png or run_folder(checkpoint) / "eval.png"
     write_png(depth_net, samples, dev, target)
     if as_json:
         print(json.dumps({"step": state["step"], **metrics, "png": str(target)}))

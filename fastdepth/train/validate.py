@@ -97,7 +97,7 @@ def run(
     samples = validation_samples(validation_set(cfg), images)
     sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
     values = validate(depth_net, pose_net.to(dev), samples, dev, cfg, sampling)
-    target = png or (Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent) / "val.png"
+    target = png or evaluate.run_folder(checkpoint) / "val.png"
     evaluate.write_png(depth_net, samples, dev, target)
     if as_json:
         print(json.dumps({"step": state["step"], "images": len(samples), **values, "png": str(target)}))
