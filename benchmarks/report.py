@@ -298,17 +298,25 @@ def write_charts(result: dict, stem: Path) -> list[Path]:
     return paths
 
 
+def _case_keys(data: dict) -> set[tuple[str, str, str]]:
+    """(device type, work, size) of every row: a GPU result and a CPU result of one work and size
+    are different measurements, neither supersedes the other."""
+    device_type = data["meta"]["device_type"]
+    return {(device_type, r["work"], r["size"]) for r in data["rows"]}
+
+
 def newest_results(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """For every work and size, the newest committed full (not quick) result that measured it, GPU
-    results first: the files that are newest for at least one work and size, oldest first."""
-    newest: dict[tuple[str, str], tuple] = {}
+    """For every device type, work and size, the newest committed full (not quick) result that
+    measured it: the files that are newest for at least one of them, GPU results first, then oldest
+    first."""
+    newest: dict[tuple[str, str, str], tuple] = {}
     for path in results_dir.glob("*.json"):
         data = json.loads(path.read_text())
         if data["meta"]["quick"]:
             continue
-        key = (data["meta"]["device_type"] == "cuda", data["meta"]["date"], path)
-        for case in {(r["work"], r["size"]) for r in data["rows"]}:
-            newest[case] = max(newest.get(case, key), key)
+        key = (data["meta"]["device_type"] != "cuda", data["meta"]["date"], path)
+        for case in _case_keys(data):
+            newest[case] = max(newest.get(case, key), key, key=lambda k: (k[1], k[2]))
     return [path for *_, path in sorted(set(newest.values()))]
 
 
@@ -346,11 +354,10 @@ def readme_section(path: Path, works: set[str] | None = None) -> str:
 
 def readme_sections(paths: list[Path]) -> str:
     """One table per result file, each with the works it is the newest result of at some size."""
-    owner: dict[tuple[str, str], Path] = {}
-    for path in paths:  # oldest first: a newer file takes over the works and sizes it measured again
-        for row in json.loads(path.read_text())["rows"]:
-            owner[(row["work"], row["size"])] = path
-    sections = [readme_section(p, {w for (w, _), o in owner.items() if o == p}) for p in paths if p in owner.values()]
+    owner: dict[tuple[str, str, str], Path] = {}
+    for path in paths:  # oldest first within a device type: a newer file takes over what it measured again
+        owner.update(dict.fromkeys(_case_keys(json.loads(path.read_text())), path))
+    sections = [readme_section(p, {w for (_, w, _), o in owner.items() if o == p}) for p in paths if p in owner.values()]
     if not any(json.loads(p.read_text())["meta"]["device_type"] == "cuda" for p in paths):
         sections.append(
             "No GPU measurement is committed yet: these are CPU figures (`torch` is the reference, "

@@ -230,6 +230,23 @@ def test_readme_shows_every_work_from_its_newest_result(tmp_path, quick_result):
     assert text.index(f"| {works[0]} fwd ") > text.index("results/new.json")
 
 
+def test_readme_keeps_cpu_tables_beside_a_gpu_result_and_shows_the_gpu_first(tmp_path, quick_result):
+    # a GPU run of the same works and sizes measures something else: it takes over no CPU table
+    _, data, _ = quick_result
+    data["meta"]["quick"] = False
+    gpu = json.loads(json.dumps(data))
+    gpu["meta"].update(device_type="cuda", device="NVIDIA H200", date="9" + data["meta"]["date"][1:])
+    (tmp_path / "cpu.json").write_text(json.dumps(data))
+    (tmp_path / "gpu.json").write_text(json.dumps(gpu))
+    assert report.newest_results(tmp_path) == [tmp_path / "gpu.json", tmp_path / "cpu.json"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.BEGIN}\n{report.END}\n")
+    assert report.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert text.index("results/gpu.json") < text.index("results/cpu.json")
+    assert text.count("| warp fwd ") == 2 and "No GPU measurement" not in text
+
+
 def test_results_show_the_shape_each_work_runs_at(tmp_path, quick_result):
     # the cost volume runs on features at a quarter of the size's resolution, not on its images
     _, data, _ = quick_result
