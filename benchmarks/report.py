@@ -357,7 +357,8 @@ def readme_sections(paths: list[Path]) -> str:
     owner: dict[tuple[str, str, str], Path] = {}
     for path in paths:  # oldest first within a device type: a newer file takes over what it measured again
         owner.update(dict.fromkeys(_case_keys(json.loads(path.read_text())), path))
-    sections = [readme_section(p, {w for (_, w, _), o in owner.items() if o == p}) for p in paths if p in owner.values()]
+    owned = [p for p in paths if p in owner.values()]
+    sections = [readme_section(p, {w for (_, w, _), o in owner.items() if o == p}) for p in owned]
     if not any(json.loads(p.read_text())["meta"]["device_type"] == "cuda" for p in paths):
         sections.append(
             "No GPU measurement is committed yet: these are CPU figures (`torch` is the reference, "

@@ -50,12 +50,14 @@ from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 #: both (:func:`backward_passes`), on the CPU twin too.
 BACKWARD = "one_pass"
 BACKWARDS = ("one_pass", "three_pass")
-#: the GPU backends' forward: "window" (each pixel warps its 3x3 window again: no scratch memory) or
-#: "tile" (each block of pixels and its halo of 1 warped once per source and channel, the windows
-#: read from on-chip memory). The same numbers; the benchmark times both (:func:`forward_kernel`).
-#: The CPU twin warps bands of rows once either way.
-FORWARD = "window"
-FORWARDS = ("window", "tile")
+#: the GPU backends' forward: "tile" (each block of pixels and its halo of 1 warped once per source
+#: and channel, the windows read from on-chip memory) or "window" (each pixel warps its 3x3 window
+#: again: no scratch memory). The same numbers; the benchmark times both (:func:`forward_kernel`):
+#: on an H200 (benchmarks/results/nvidia-h200-2026-11-28.md) a training step's objective was faster
+#: with the tile forward on both backends, fp32 and bf16. The CPU twin warps bands of rows once
+#: either way.
+FORWARD = "tile"
+FORWARDS = ("tile", "window")
 
 
 @contextlib.contextmanager

@@ -112,16 +112,16 @@ def test_kernel_traffic_of_the_fused_and_the_composed_objective():
         assert workloads.kernel_bytes("reprojection", "monodepth2", size, f32, mode) is None
 
 
-def test_tile_forward_is_a_gpu_variant():
-    # timed on a GPU beside the default forward; on the CPU the twin runs the same code either way
-    assert {"triton-tile", "cuda-tile"} <= set(workloads.implementations("reprojection", "cuda"))
-    assert not any(impl.endswith("-tile") for impl in workloads.implementations("reprojection", "cpu"))
+def test_window_forward_is_a_gpu_variant():
+    # timed on a GPU beside the default (tile) forward; on the CPU the twin runs the same code either way
+    assert {"triton-window", "cuda-window"} <= set(workloads.implementations("reprojection", "cuda"))
+    assert not any(impl.endswith("-window") for impl in workloads.implementations("reprojection", "cpu"))
     size, f32 = workloads.SIZES["kitti"], torch.float32
     for mode in workloads.MODES:
-        tile = workloads.kernel_bytes("reprojection", "triton-tile", size, f32, mode)
-        assert tile == workloads.kernel_bytes("reprojection", "triton", size, f32, mode)
+        window = workloads.kernel_bytes("reprojection", "triton-window", size, f32, mode)
+        assert window == workloads.kernel_bytes("reprojection", "triton", size, f32, mode)
     x = workloads.make_inputs("reprojection", workloads.QUICK_SIZE, f32, "cpu", "fwd+bwd")
-    grads = workloads.make_impl("reprojection", "torch-tile", x, "fwd+bwd")()  # the variant's path, on the reference
+    grads = workloads.make_impl("reprojection", "torch-window", x, "fwd+bwd")()  # the variant's path, on the reference
     assert all(torch.isfinite(g).all() for g in grads)
 
 

@@ -150,9 +150,9 @@ def test_tile_forward_equals_the_window_forward(backend, device, edge, seed):
     # runs the CUDA tile kernel's phases on the host)
     size = dict(B=1, C=2, H=15, W=31) if backend == "triton" else dict(H=29, W=61)  # the interpreter is slow
     inputs = edge_problem(seed, device, edge, **size)
-    window = run(inputs, backend, **MONODEPTH2)
-    with reprojection.forward_kernel("tile"):
-        tile = run(inputs, backend, **MONODEPTH2)
+    with reprojection.forward_kernel("window"):
+        window = run(inputs, backend, **MONODEPTH2)
+    tile = run(inputs, backend, **MONODEPTH2)  # the default
     if device == "cpu":  # the same operations in the same order
         assert torch.equal(tile[0], window[0]) and torch.equal(tile[1], window[1])
     else:  # compiled separately, the kernels may contract other multiply-adds
@@ -163,7 +163,7 @@ def test_forward_kernels_are_named():
     with pytest.raises(ValueError, match="forward must be one of"):
         with reprojection.forward_kernel("tiles"):
             pass
-    assert reprojection.FORWARD == "window"
+    assert reprojection.FORWARD == "tile"
 
 
 @pytest.mark.skipif(not TWIN, reason="needs the CPU twin")

@@ -5,8 +5,9 @@ and two variants of each fused backend, timed in turns with it in one case: ``<b
 the composed fused ops of the same backend (the ``objective`` work's), and
 ``<backend>-three_pass``, the fused op with the backward of the warp recomputed into memory and
 the photometric and warp backward kernels instead of its one-pass backward kernels
-(:func:`fastdepth.reprojection.backward_passes`); on a GPU also ``<backend>-tile``, the fused op
-with the forward kernel that warps each block of pixels once (:func:`fastdepth.reprojection.forward_kernel`)."""
+(:func:`fastdepth.reprojection.backward_passes`); on a GPU also ``<backend>-window``, the fused op
+with the forward kernel that warps each pixel's window again instead of each block of pixels once
+(:func:`fastdepth.reprojection.forward_kernel`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def make(name: str, x: dict, mode: str):
     args = (x["target"], x["sources"], x["disps"], x["poses"], x["K"])
     step = run_mode(mode, lambda: fused_objective(*args, backend), [*x["disps"], x["poses"]])
     passes = "three_pass" if variant == "three_pass" else "one_pass"
-    forward = "tile" if variant == "tile" else "window"
+    forward = "window" if variant == "window" else "tile"
 
     def run():
         with backward_passes(passes), forward_kernel(forward):
@@ -51,14 +52,14 @@ def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | 
     """The fused op (``<backend>``) as designed: the identity maps once (the sources and the target
     expanded to them in, the maps out); at every scale the forward reads the target, the sources,
     depth and the identity maps and writes the loss and the index, and the one-pass backward reads
-    the target, sources and depth again (objective.Traffic); ``<backend>-tile`` as much (its blocks'
-    halos and scratch left out). ``<backend>-three_pass``: the backward warps the sources into
-    memory and runs the photometric and warp backward. The composed ops (``<backend>-composed``):
-    :func:`objective.kernel_bytes`."""
+    the target, sources and depth again (objective.Traffic); ``<backend>-window`` as much (the tile
+    forward's halos and scratch, and the window forward's repeated reads, left out).
+    ``<backend>-three_pass``: the backward warps the sources into memory and runs the photometric and
+    warp backward. The composed ops (``<backend>-composed``): :func:`objective.kernel_bytes`."""
     backend, _, variant = impl.partition("-")
     if variant == "composed":
         return objective.kernel_bytes(backend, size, dtype, mode)
-    if backend not in ("triton", "cuda") or variant not in ("", "three_pass", "tile"):
+    if backend not in ("triton", "cuda") or variant not in ("", "three_pass", "window"):
         return None
     t = objective.Traffic(size, dtype)
     identity = objective.SOURCES * t.map
@@ -75,6 +76,6 @@ WORK = Work(
     make,
     objective.floor_bytes,
     variants=("composed", "three_pass"),
-    gpu_variants=("tile",),
+    gpu_variants=("window",),
     kernel_bytes=kernel_bytes,
 )

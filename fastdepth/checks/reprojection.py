@@ -24,9 +24,10 @@ OPTIONS = {
 #: sampling options; NaN depth; exact ties (source 1 a copy of source 0 under the same pose: its
 #: identity map and its warped loss equal source 0's bit for bit, so source 1 never wins); a training
 #: step's gradients (depth, poses, K only: the one-pass backward kernels; the other cases, with
-#: gradients to the images too, run the three-pass backward); the tile forward (FORWARD = "tile")
-CASES = (*OPTIONS, "nan_depth", "ties", "training", "tile")
-SANITIZER_CASES = ("training", "tile")  # every kernel of the op
+#: gradients to the images too, run the three-pass backward); the window forward (FORWARD = "window";
+#: the other cases run the default, the tile forward)
+CASES = (*OPTIONS, "nan_depth", "ties", "training", "window")
+SANITIZER_CASES = ("training", "window")  # every kernel of the op
 SELFCHECK_CASE = "monodepth2"
 
 
@@ -57,7 +58,7 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     if name == "training":  # the images and the identity maps are data
         for t in (*ours_in[:2], ours_in[5], *ref_in[:2], ref_in[5]):
             t.requires_grad_(False)
-    with forward_kernel("tile") if name == "tile" else contextlib.nullcontext():
+    with forward_kernel("window") if name == "window" else contextlib.nullcontext():
         ours = _run(ours_in, backend, options)
     ref = _run(ref_in, "torch", options)
     tol = tolerance("reprojection", dtype, backend, device)
