@@ -165,6 +165,12 @@ FD_HD F pixel_grads(const StatGrads<F>& sum, F xv, F yv, F g_here, F l1_c, F* g_
   return sum.mx + F(2) * xv * sum.var + yv * sum.cov - g_l1;
 }
 
+// The upstream gradient at an image offset of candidate k: where it won (index), or everywhere.
+template <typename F, typename Img>
+FD_HD F routed_grad(const Img* grad, const int64_t* index, int64_t k, int64_t off) {
+  return (index == nullptr || index[off] == k) ? load_as<F>(grad + off) : F(0);
+}
+
 // Gradients of the loss map w.r.t. one plane of candidate x (returned in *g_x) and of the target
 // y (added to *g_y) at one pixel: the stat gradients of every output pixel whose reflected window
 // holds this pixel, recomputed, weighted by how often it appears there, then the L1 term.
@@ -179,7 +185,7 @@ FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const in
     const int count = reflect_count(row, oy, H) * reflect_count(col, ox, W);
     if (count == 0) continue;
     const int64_t p_off = static_cast<int64_t>(row + oy) * W + col + ox;
-    const F g = (index == nullptr || index[p_off] == k) ? load_as<F>(grad + p_off) : F(0);
+    const F g = routed_grad<F>(grad, index, k, p_off);
     const StatGrads<F> at = stat_grads_at(x, y, row + oy, col + ox, H, W, g, alpha_c);
     sum.mx += F(count) * at.mx;
     sum.my += F(count) * at.my;
@@ -187,7 +193,7 @@ FD_HD void candidate_grads(const Img* x, const Img* y, const Img* grad, const in
     sum.cov += F(count) * at.cov;
   }
   const int64_t off = static_cast<int64_t>(row) * W + col;
-  const F g_here = (index == nullptr || index[off] == k) ? load_as<F>(grad + off) : F(0);
+  const F g_here = routed_grad<F>(grad, index, k, off);
   *g_x = pixel_grads(sum, load_as<F>(x + off), load_as<F>(y + off), g_here, l1_c, g_y);
 }
 
@@ -231,15 +237,94 @@ FD_HD void backward_pixel(const Img* grad, const int64_t* index, const Img* targ
   }
 }
 
+// ---- a block of positions, one per GPU thread: a tile of pixels and the halo around it whose
+// windows the tile's pixels need (the photometric tile backward and the fused objective's tile
+// forward: halo 1; the fused objective's backward: halo 2). ----
+constexpr int kBlockH = 16;
+constexpr int kBlockW = 32;
+constexpr int kBlockPositions = kBlockH * kBlockW;
+
+// Position t of the block whose tile starts at image pixel (tile_row, tile_col), with a halo of
+// `halo` positions around the tile.
+struct Position {
+  int t, row, col;          // the position's image pixel (possibly outside the image)
+  int r_in, c_in;           // clamped into the image
+  bool own, windows;        // a pixel of the tile; the centre of a window a tile pixel lies in
+};
+
+FD_HD Position block_position(int t, int tile_row, int tile_col, int H, int W, int halo) {
+  Position p;
+  const int bi = t / kBlockW, bj = t % kBlockW;
+  p.t = t;
+  p.row = tile_row - halo + bi;
+  p.col = tile_col - halo + bj;
+  const bool in_image = p.row >= 0 && p.row < H && p.col >= 0 && p.col < W;
+  p.own = in_image && bi >= halo && bi < kBlockH - halo && bj >= halo && bj < kBlockW - halo;
+  p.windows = in_image && bi >= halo - 1 && bi < kBlockH - halo + 1 && bj >= halo - 1 && bj < kBlockW - halo + 1;
+  p.r_in = p.row < 0 ? 0 : (p.row > H - 1 ? H - 1 : p.row);
+  p.c_in = p.col < 0 ? 0 : (p.col > W - 1 ? W - 1 : p.col);
+  return p;
+}
+
+// ---- the backward over blocks (photometric_tile_bwd_kernel, the alternative to backward_pixel's
+// recomputed windows that the benchmark times as BACKWARD = "tile"): one thread per position of a
+// block, a tile of (kBlockH - 2) x (kBlockW - 2) pixels and its halo of 1, the centres of the
+// windows the tile's pixels lie in. Per channel and candidate, (A) tile_stat_phase computes the
+// stat gradients of the window centred on each position into the block's planes, once, where
+// backward_pixel recomputes each window for each of its 9 pixels; (B) tile_adjoint_phase sums
+// them at the tile's pixels with the reflection counts and adds the L1 term. The same sums in the
+// same order as candidate_grads. ----
+
+// Tiles across W and down H of the tile backward's grid.
+FD_HD int tile_backward_tiles_w(int W) { return (W + kBlockW - 3) / (kBlockW - 2); }
+FD_HD int tile_backward_tiles_h(int H) { return (H + kBlockH - 3) / (kBlockH - 2); }
+
+// (A) the stat gradients of the window centred on the position (an image pixel), for candidate
+// plane x against target plane y with the upstream gradient g there, into the four planes of
+// sg_s: d/d E[x], E[y], E[x²], E[xy].
+template <typename F, typename Img>
+FD_HD void tile_stat_phase(const Img* x, const Img* y, F g, int H, int W, const Position& pos, F alpha_c, F* sg_s) {
+  if (!pos.windows) return;
+  const StatGrads<F> s = stat_grads_at(x, y, pos.row, pos.col, H, W, g, alpha_c);
+  sg_s[pos.t] = s.mx;
+  sg_s[kBlockPositions + pos.t] = s.my;
+  sg_s[2 * kBlockPositions + pos.t] = s.var;
+  sg_s[3 * kBlockPositions + pos.t] = s.cov;
+}
+
+// (B) at a tile pixel: the stat gradients of the windows it lies in, each counted as often as it
+// holds the pixel, and the L1 term with the upstream gradient g there (candidate_grads): returns
+// d/dx, adds d/dy to *g_y.
+template <typename F, typename Img>
+FD_HD F tile_adjoint_phase(const F* sg_s, const Img* x, const Img* y, F g, int H, int W, const Position& pos, F l1_c,
+                           F* g_y) {
+  StatGrads<F> sum = {F(0), F(0), F(0), F(0)};
+  for (int o = 0; o < 9; ++o) {
+    const int oy = o / 3 - 1, ox = o % 3 - 1;
+    const int count = reflect_count(pos.row, oy, H) * reflect_count(pos.col, ox, W);
+    if (count == 0) continue;
+    const int at = pos.t + oy * kBlockW + ox;
+    sum.mx += F(count) * sg_s[at];
+    sum.my += F(count) * sg_s[kBlockPositions + at];
+    sum.var += F(count) * sg_s[2 * kBlockPositions + at];
+    sum.cov += F(count) * sg_s[3 * kBlockPositions + at];
+  }
+  const int64_t off = static_cast<int64_t>(pos.row) * W + pos.col;
+  return pixel_grads(sum, load_as<F>(x + off), load_as<F>(y + off), g, l1_c, g_y);
+}
+
 }  // namespace photometric
 
 // ---- entry points on raw pointers: CUDA launchers (photometric.cu; stream is a cudaStream_t) and
 // the CPU twin (photometric_cpu.cpp; F = float or double). ----
 void photometric_forward_cuda(ImageType type, const void* target, const void* identity, const void* warped,
                               void* loss, int64_t* index, const photometric::Shape& shape, float alpha, void* stream);
+// tile: photometric_tile_bwd_kernel (each window's stat gradients computed once per block) instead
+// of photometric_bwd_kernel (backward_pixel: each pixel's 9 windows recomputed).
 void photometric_backward_cuda(ImageType type, const void* grad, const int64_t* index, const void* target,
                                const void* identity, const void* warped, void* grad_target, void* grad_identity,
-                               void* grad_warped, const photometric::Shape& shape, float alpha, void* stream);
+                               void* grad_warped, const photometric::Shape& shape, float alpha, bool tile,
+                               void* stream);
 template <typename F>
 void photometric_forward_cpu(const F* target, const F* identity, const F* warped, F* loss, int64_t* index,
                              const photometric::Shape& shape, F alpha);

@@ -74,7 +74,7 @@ std::tuple<Tensor, Tensor> photometric_forward(const Tensor& target_in, const Te
 std::tuple<Tensor, Tensor, Tensor> photometric_backward(const Tensor& grad_in, const c10::optional<Tensor>& index_in,
                                                         const Tensor& target_in, const Tensor& warped_in,
                                                         const c10::optional<Tensor>& identity_in, double alpha,
-                                                        const c10::List<bool>& need_list) {
+                                                        const c10::List<bool>& need_list, bool tile) {
   check_option(need_list.size() == 3, "needs must hold 3 flags");
   const bool needs[3] = {need_list[0], need_list[1], need_list[2]};
   const photometric::Shape sh = prepare(target_in, warped_in, identity_in);
@@ -103,12 +103,16 @@ std::tuple<Tensor, Tensor, Tensor> photometric_backward(const Tensor& grad_in, c
   if (cuda) {
 #ifdef FASTDEPTH_WITH_CUDA
     if (run) {
-      check_grid("target", (sh.W + photometric::kTileW - 1) / photometric::kTileW,
-                 (sh.H + photometric::kTileH - 1) / photometric::kTileH, sh.B);
+      if (tile) {
+        check_grid("target", photometric::tile_backward_tiles_w(sh.W), photometric::tile_backward_tiles_h(sh.H), sh.B);
+      } else {
+        check_grid("target", (sh.W + photometric::kTileW - 1) / photometric::kTileW,
+                   (sh.H + photometric::kTileH - 1) / photometric::kTileH, sh.B);
+      }
       const auto ptr = [](Tensor& t) { return t.numel() > 0 ? t.data_ptr() : nullptr; };
       photometric_backward_cuda(image_type(target), grad.data_ptr(), index_ptr, target.data_ptr(),
                                 identity.data_ptr(), warped.data_ptr(), ptr(g_target), ptr(g_identity),
-                                ptr(g_warped), sh, static_cast<float>(alpha), current_stream(target));
+                                ptr(g_warped), sh, static_cast<float>(alpha), tile, current_stream(target));
       check_launch();
     }
     return {g_target, g_warped, g_identity};
@@ -137,7 +141,7 @@ TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
       "-> (Tensor, Tensor)");
   m.def(
       "photometric_backward(Tensor grad, Tensor? index, Tensor target, Tensor warped, Tensor? identity, "
-      "float alpha, bool[] needs) -> (Tensor, Tensor, Tensor)");
+      "float alpha, bool[] needs, bool tile) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastdepth_ext, CPU, m) {

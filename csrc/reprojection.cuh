@@ -107,34 +107,14 @@ FD_HD void forward_pixel(const Img* target, const Img* sources, const F* depth, 
   index[b * HW + off] = best_k;
 }
 
-// ---- a block of positions, one per GPU thread: a tile of pixels and the halo around it whose
-// warped values the tile's windows read, warped once into the block's plane in shared memory (the
-// forward's tile kernel: halo 1; the backward's: halo 2). ----
-constexpr int kBlockH = 16;
-constexpr int kBlockW = 32;
-constexpr int kBlockPositions = kBlockH * kBlockW;
-
-// Position t of the block whose tile starts at image pixel (tile_row, tile_col), with a halo of
-// `halo` positions around the tile.
-struct Position {
-  int t, row, col;          // the position's image pixel (possibly outside the image)
-  int r_in, c_in;           // clamped into the image
-  bool own, windows;        // a pixel of the tile; the centre of a window a tile pixel lies in
-};
-
-FD_HD Position block_position(int t, int tile_row, int tile_col, int H, int W, int halo) {
-  Position p;
-  const int bi = t / kBlockW, bj = t % kBlockW;
-  p.t = t;
-  p.row = tile_row - halo + bi;
-  p.col = tile_col - halo + bj;
-  const bool in_image = p.row >= 0 && p.row < H && p.col >= 0 && p.col < W;
-  p.own = in_image && bi >= halo && bi < kBlockH - halo && bj >= halo && bj < kBlockW - halo;
-  p.windows = in_image && bi >= halo - 1 && bi < kBlockH - halo + 1 && bj >= halo - 1 && bj < kBlockW - halo + 1;
-  p.r_in = p.row < 0 ? 0 : (p.row > H - 1 ? H - 1 : p.row);
-  p.c_in = p.col < 0 ? 0 : (p.col > W - 1 ? W - 1 : p.col);
-  return p;
-}
+// ---- a block of positions, one per GPU thread (photometric.cuh: Position): a tile of pixels and the
+// halo around it whose warped values the tile's windows read, warped once into the block's plane in
+// shared memory (the forward's tile kernel: halo 1; the backward's: halo 2). ----
+using photometric::block_position;
+using photometric::kBlockH;
+using photometric::kBlockPositions;
+using photometric::kBlockW;
+using photometric::Position;
 
 // The sums of the window centred on an in-image position (reflected at the image border) over the
 // block's warped plane x_s and the target plane y, in warped_loss's order.

@@ -119,8 +119,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
     const Tensor grad = grad_in.to(image_in.scalar_type()).contiguous(), image = image_in.contiguous();
     Tensor g_image = sized(needs[0] && !fixed, image.sizes(), f32);
     Tensor g_fixed = sized(fixed, image.sizes(), i64);
-    const Tensor scale = fixed_point_scale(grad, at::kFloat);
-    Tensor g_depth = sized(needs[1], p.depth.sizes(), f32);
+    const Tensor scale = fixed ? fixed_point_scale(grad, at::kFloat) : Tensor();
+    // every pixel's depth gradient is written where the kernel runs
+    Tensor g_depth = needs[1] && run ? at::empty(p.depth.sizes(), f32) : sized(needs[1], p.depth.sizes(), f32);
     Tensor pose_part = sized(needs[2], {sh.B, sh.S, blocks, warp::kPosePartials}, f32);
     Tensor k_part = sized(needs[3], {sh.B, blocks, warp::kIntrinsicsPartials}, f32);
     if (run) {
@@ -128,7 +129,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
       warp_backward_cuda(image_type(image), grad.data_ptr(), image.data_ptr(), p.depth.data_ptr<float>(),
                          p.pose.data_ptr<float>(), p.K.data_ptr<float>(), ptr_or_null<float>(g_image),
                          fixed ? reinterpret_cast<long long*>(g_fixed.data_ptr<int64_t>()) : nullptr,
-                         scale.data_ptr<float>(),
+                         fixed ? scale.data_ptr<float>() : nullptr,
                          ptr_or_null<float>(g_depth), ptr_or_null<float>(pose_part), ptr_or_null<float>(k_part), sh,
                          p.options, current_stream(image));
       check_launch();
@@ -145,7 +146,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
   const Tensor grad = grad_in.to(F).contiguous(), image = image_in.to(F).contiguous();
   Tensor g_image = sized(needs[0] && !fixed, image.sizes(), opts);
   Tensor g_fixed = sized(fixed, image.sizes(), i64);
-  const Tensor scale = fixed_point_scale(grad, F);
+  const Tensor scale = fixed ? fixed_point_scale(grad, F) : Tensor();
   Tensor g_depth = sized(needs[1], p.depth.sizes(), opts);
   Tensor pose_part = sized(needs[2], {sh.B, sh.S, blocks, warp::kPosePartials}, opts);
   Tensor k_part = sized(needs[3], {sh.B, blocks, warp::kIntrinsicsPartials}, opts);
@@ -155,7 +156,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_backward(const Tensor& grad_in, 
                                   p.depth.data_ptr<scalar_t>(), p.pose.data_ptr<scalar_t>(), p.K.data_ptr<scalar_t>(),
                                   ptr_or_null<scalar_t>(g_image),
                                   fixed ? reinterpret_cast<long long*>(g_fixed.data_ptr<int64_t>()) : nullptr,
-                                  scale.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(g_depth),
+                                  fixed ? scale.data_ptr<scalar_t>() : nullptr, ptr_or_null<scalar_t>(g_depth),
                                   ptr_or_null<scalar_t>(pose_part), ptr_or_null<scalar_t>(k_part), sh, p.options);
     });
   }

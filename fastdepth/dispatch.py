@@ -19,7 +19,9 @@ run, so the two paths give the same numbers; the Function also refuses a backwar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -87,3 +89,18 @@ def custom_op(qualname: str) -> Callable[[Callable], CustomOp]:
     """Decorator: the function becomes the implementation of the custom op ``qualname`` (no
     mutated arguments) and of its eager Function."""
     return lambda fn: CustomOp(qualname, fn)
+
+
+@contextlib.contextmanager
+def kernel_choice(module: str, variable: str, name: str, names: tuple[str, ...], what: str) -> Iterator[None]:
+    """Set the choice ``variable`` of the module named ``module`` (one of its kernels, read by its
+    custom op at each call) to ``name``, one of ``names``, within the block."""
+    if name not in names:
+        raise ValueError(f"{what} must be one of {names}, got {name!r}")
+    owner = sys.modules[module]
+    previous = getattr(owner, variable)
+    setattr(owner, variable, name)
+    try:
+        yield
+    finally:
+        setattr(owner, variable, previous)

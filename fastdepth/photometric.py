@@ -33,6 +33,19 @@ import torch
 from fastdepth import backends, dispatch, validation
 from fastdepth.reference import photometric as reference
 
+#: the GPU backends' backward: "pixel" (each pixel recomputes the stat gradients of the 9 windows it
+#: lies in: no scratch memory) or "tile" (a block computes each window's once into on-chip memory,
+#: Triton: a per-block scratch that stays in L1/L2, then sums them at its tile's pixels). The same
+#: numbers; the benchmark times both (:func:`backward_kernel`). The CPU twin computes each window
+#: once either way.
+BACKWARD = "pixel"
+BACKWARDS = ("pixel", "tile")
+
+
+def backward_kernel(name: str):
+    """Run the GPU backends' backward as ``name`` (see BACKWARD) within the block."""
+    return dispatch.kernel_choice(__name__, "BACKWARD", name, BACKWARDS, "backward")
+
 
 @dispatch.custom_op("fastdepth::photometric")
 def _forward_op(
@@ -65,7 +78,7 @@ def _backward_op(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.launcher("photometric", backend, "backward")(
-        grad, index, target, warped, identity, alpha, list(needs)
+        grad, index, target, warped, identity, alpha, list(needs), BACKWARD == "tile"
     )
 
 

@@ -96,6 +96,7 @@ OPS: dict[str, Op] = {
             "photometric",
             ("photometric_loss", "min_reprojection_loss"),
             "SSIM + L1 photometric loss and Monodepth2's per-pixel minimum reprojection",
+            variants=(("tile", "bwd"),),
         ),
         Op(
             "reprojection",

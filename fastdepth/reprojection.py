@@ -34,7 +34,6 @@ float32, and every gradient is that float32 computation's, rounded to its input'
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -60,27 +59,14 @@ FORWARD = "tile"
 FORWARDS = ("tile", "window")
 
 
-@contextlib.contextmanager
-def _chosen(variable: str, name: str, names: tuple[str, ...], what: str):
-    """Set the module's choice ``variable`` to ``name`` (one of ``names``) within the block."""
-    if name not in names:
-        raise ValueError(f"{what} must be one of {names}, got {name!r}")
-    previous = globals()[variable]
-    globals()[variable] = name
-    try:
-        yield
-    finally:
-        globals()[variable] = previous
-
-
 def backward_passes(name: str):
     """Run the fused backends' backward as ``name`` (see BACKWARD) within the block."""
-    return _chosen("BACKWARD", name, BACKWARDS, "backward")
+    return dispatch.kernel_choice(__name__, "BACKWARD", name, BACKWARDS, "backward")
 
 
 def forward_kernel(name: str):
     """Run the GPU backends' forward as ``name`` (see FORWARD) within the block."""
-    return _chosen("FORWARD", name, FORWARDS, "forward")
+    return dispatch.kernel_choice(__name__, "FORWARD", name, FORWARDS, "forward")
 
 
 @dispatch.custom_op("fastdepth::reprojection")
@@ -154,8 +140,9 @@ def _backward_op(
         target_c, sources_c = target.to(compute), sources.to(compute)
         warped, _ = backends.launcher("warp", backend, "forward")(sources_c, depth, poses, K, *options, False)
         # the warped sources are candidates 0.. of the photometric op: identity winners match none
+        photometric_needs, tile = [need_target, any(warp_needs), False], photometric.BACKWARD == "tile"
         g_target, g_warped, _ = backends.launcher("photometric", backend, "backward")(
-            grad.to(compute), index - s_id, target_c, warped, None, alpha, [need_target, any(warp_needs), False]
+            grad.to(compute), index - s_id, target_c, warped, None, alpha, photometric_needs, tile
         )
         g_target = g_target.to(target.dtype)
         if any(warp_needs):

@@ -10,8 +10,11 @@ reads the 3x3 reflected neighbourhoods straight from memory (L1/L2 serve the ove
 forward writes only the loss map (and the winner index). The backward recomputes the window
 statistics of every output pixel whose window touches the tile (the 3x3 neighbours of each input
 pixel) instead of storing them, and applies the adjoint of the reflected box filter: an input
-pixel next to the border appears twice in its neighbour's window. The CUDA twin is
-csrc/photometric.cu.
+pixel next to the border appears twice in its neighbour's window. The tile backward
+(``tile=True``; :data:`fastdepth.photometric.BACKWARD`), one program per PB_H x PB_W block of
+positions (a tile and its halo of 1), computes each window's stat gradients once into a scratch of
+its own (L1/L2 hold it) and sums them at the tile's pixels from there: the same sums in the same
+order. The CUDA twin is csrc/photometric.cu.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from fastdepth.conventions import INDEX_LIMIT, SSIM_C1, SSIM_C2, check_grid
 BH = 8
 BW = 32
 NUM_WARPS = 4
+#: a block of positions, one per thread: the tile backward's (PB_H - 2) x (PB_W - 2) pixels and a
+#: halo of 1 (csrc/photometric.cuh: kBlockH, kBlockW); the fused objective's kernels use it too
+PB_H = 16
+PB_W = 32
+BLOCK_WARPS = 16
+#: planes of a tile backward program's scratch: d/d E[x], E[y], E[x²], E[xy] of one candidate plane
+SCRATCH_PLANES = tl.constexpr(4)
 
 SSIM_C1 = tl.constexpr(SSIM_C1)
 SSIM_C2 = tl.constexpr(SSIM_C2)
@@ -285,6 +295,130 @@ def photometric_bwd_kernel(
             tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit
+def _window_stat_grads(mx, my, a, b, c, d, g, alpha_c):
+    """d loss / d (the box means E[x], E[y], E[x²] (= d/d E[y²]), E[xy]) of one window from its SSIM
+    pieces, times the upstream gradient g at its centre and 1/9, the reflection count left to the
+    caller (csrc/photometric.cuh: stat_grads_from_terms)."""
+    s = (a * b) / (c * d)
+    half = (1.0 - s) * 0.5
+    # clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
+    g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) / 9.0
+    g_a = g_s * b / (c * d)
+    g_b = g_s * a / (c * d)
+    g_c = -g_s * s / c
+    g_d = -g_s * s / d
+    return 2.0 * (my * (g_a - g_b) + mx * (g_c - g_d)), 2.0 * (mx * (g_a - g_b) + my * (g_c - g_d)), g_d, 2.0 * g_b
+
+
+@triton.jit
+def photometric_tile_bwd_kernel(
+    grad_ptr,  # (B, 1, H, W) gradient of the loss map
+    index_ptr,  # (B, 1, H, W) int64 winner, read when USE_INDEX
+    target_ptr,
+    identity_ptr,
+    warped_ptr,
+    scratch_ptr,  # (programs, 4, PB_H * PB_W) float32: the stat gradients of one candidate plane's windows
+    grad_target_ptr,  # (B, C, H, W), when NEED_TARGET
+    grad_identity_ptr,  # (B, S_ID, C, H, W), when NEED_IDENTITY
+    grad_warped_ptr,  # (B, S_W, C, H, W), when NEED_WARPED
+    S_ID,
+    S_W,
+    C,
+    H,
+    W,
+    alpha,
+    USE_INDEX: tl.constexpr,
+    NEED_TARGET: tl.constexpr,
+    NEED_IDENTITY: tl.constexpr,
+    NEED_WARPED: tl.constexpr,
+    PB_H: tl.constexpr,
+    PB_W: tl.constexpr,
+):
+    """The backward over a block of positions, a tile of pixels and its halo of 1: per channel and
+    candidate, (A) the stat gradients of the window centred on every position into the scratch, (B)
+    after a barrier, at the tile's pixels, those of the windows each lies in, weighted by how often
+    it lies there (reflection), and the L1 term. photometric_bwd_kernel's sums in its order, each
+    window computed once per block instead of once per pixel it holds."""
+    tile_c = tl.program_id(0)
+    tile_r = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    tile = tile_r * tl.num_programs(0) + tile_c
+    n_tiles = tl.num_programs(0) * tl.num_programs(1)
+    HW = H * W
+    bi = tl.arange(0, PB_H)[:, None]
+    bj = tl.arange(0, PB_W)[None, :]
+    pos = bi * PB_W + bj
+    rows = tile_r * (PB_H - 2) - 1 + bi
+    cols = tile_c * (PB_W - 2) - 1 + bj
+    own = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    own = own & (bi >= 1) & (bi < PB_H - 1) & (bj >= 1) & (bj < PB_W - 1)
+    # positions outside the image compute a window at a clamped address that no tile pixel reads
+    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
+    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    off = r_in * W + c_in
+    scr = scratch_ptr + (b * n_tiles + tile) * (SCRATCH_PLANES * PB_H * PB_W)
+    g_map = grad_ptr + b * HW
+    alpha_c = alpha / C
+    g_here = tl.load(g_map + off).to(tl.float32)
+    # as in photometric_bwd_kernel
+    first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
+    last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
+    own_first = 0 if NEED_IDENTITY else S_ID
+    own_last = S_ID + S_W if NEED_WARPED else S_ID
+    # a runtime loop over the 9 neighbours (a count the compiler cannot see: S_ID is never negative)
+    nine = 9 + (S_ID < 0).to(tl.int32)
+    for c in range(C):
+        y_ptr = target_ptr + (b * C + c) * HW
+        g_target = tl.zeros([PB_H, PB_W], tl.float32)
+        for k in range(first, last):
+            if k < S_ID:
+                x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW
+                gx_ptr = grad_identity_ptr + ((b * S_ID + k) * C + c) * HW
+            else:
+                x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+                gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+            needed = (k >= own_first) & (k < own_last)
+            g = g_here
+            if USE_INDEX:
+                g = tl.where(tl.load(index_ptr + b * HW + off) == k, g, 0.0)
+            # (A) the stat gradients of every position's window
+            mx, my, a, bb, cc, d = _ssim_terms(x_ptr, y_ptr, r_in, c_in, H, W)
+            s_mx, s_my, s_var, s_cov = _window_stat_grads(mx, my, a, bb, cc, d, g, alpha_c)
+            tl.store(scr + pos, s_mx)
+            tl.store(scr + PB_H * PB_W + pos, s_my)
+            tl.store(scr + 2 * PB_H * PB_W + pos, s_var)
+            tl.store(scr + 3 * PB_H * PB_W + pos, s_cov)
+            tl.debug_barrier()
+            # (B) their adjoint at the tile's pixels (_candidate_grads' order), and the L1 term
+            g_mx = tl.zeros([PB_H, PB_W], tl.float32)
+            g_my = tl.zeros_like(g_mx)
+            g_var = tl.zeros_like(g_mx)
+            g_cov = tl.zeros_like(g_mx)
+            for o in range(0, nine):
+                oy = o // 3 - 1
+                ox = o % 3 - 1
+                count = _reflect_count(r_in, oy, H) * _reflect_count(c_in, ox, W)
+                at = pos + oy * PB_W + ox
+                use = own & (count > 0.0)
+                g_mx += tl.where(use, count * tl.load(scr + at, mask=use, other=0.0), 0.0)
+                g_my += tl.where(use, count * tl.load(scr + PB_H * PB_W + at, mask=use, other=0.0), 0.0)
+                g_var += tl.where(use, count * tl.load(scr + 2 * PB_H * PB_W + at, mask=use, other=0.0), 0.0)
+                g_cov += tl.where(use, count * tl.load(scr + 3 * PB_H * PB_W + at, mask=use, other=0.0), 0.0)
+            xv = tl.load(x_ptr + off).to(tl.float32)
+            yv = tl.load(y_ptr + off).to(tl.float32)
+            # d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
+            g_l1 = g * (1.0 - alpha) / C * tl.where(yv > xv, 1.0, tl.where(yv < xv, -1.0, 0.0))
+            g_x = g_mx + 2.0 * xv * g_var + yv * g_cov - g_l1
+            tl.store(gx_ptr + off, g_x.to(gx_ptr.dtype.element_ty), mask=own & needed)
+            if NEED_TARGET:
+                g_target += g_my + 2.0 * yv * g_var + xv * g_cov + g_l1
+            tl.debug_barrier()  # before the next candidate's (A) overwrites the scratch
+        if NEED_TARGET:
+            gt_ptr = grad_target_ptr + (b * C + c) * HW
+            tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=own)
+
+
 def _grid(B: int, C: int, H: int, W: int) -> tuple[int, int, int]:
     """Tiles across W, tiles down H, batch; raises ValueError where a launch cannot hold the images."""
     if (C - 1) * H * W >= INDEX_LIMIT:
@@ -329,8 +463,10 @@ def photometric_backward(
     identity: torch.Tensor | None,
     alpha: float,
     needs: list[bool],
+    tile: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the backward kernel: gradients (target, warped, identity), empty where not needed.
+    """Launch the backward kernel (``tile``: the tile backward): gradients (target, warped,
+    identity), empty where not needed.
 
     ``index`` (the forward's winners) routes each pixel's gradient to its winning candidate; None
     when there is a single candidate.
@@ -345,14 +481,26 @@ def photometric_backward(
     g_warped = torch.empty_like(warped) if need_warped else warped.new_empty(0)
     g_identity = torch.empty_like(identity_arg) if need_identity and s_id else warped.new_empty(0)
     use_index = index is not None
-    if target.numel() > 0 and any(needs):
-        with device_guard(target):
-            photometric_bwd_kernel[_grid(B, C, H, W)](
-                grad, index.contiguous() if use_index else grad, target, identity_arg, warped,
-                g_target, g_identity, g_warped, s_id, S_W, C, H, W, float(alpha),
-                USE_INDEX=use_index, NEED_TARGET=need_target, NEED_IDENTITY=need_identity and s_id > 0,
-                NEED_WARPED=need_warped, BH=BH, BW=BW, num_warps=NUM_WARPS,
-            )  # fmt: skip
+    if target.numel() == 0 or not any(needs):
+        return g_target, g_warped, g_identity
+    grid = _grid(B, C, H, W)
+    if tile:
+        grid = (triton.cdiv(W, PB_W - 2), triton.cdiv(H, PB_H - 2), B)
+        check_grid("target", grid)
+    args = (grad, index.contiguous() if use_index else grad, target, identity_arg, warped)
+    grads = (g_target, g_identity, g_warped, s_id, S_W, C, H, W, float(alpha))
+    flags = dict(USE_INDEX=use_index, NEED_TARGET=need_target, NEED_IDENTITY=need_identity and s_id > 0,
+                 NEED_WARPED=need_warped)  # fmt: skip
+    with device_guard(target):
+        if tile:
+            scratch = torch.empty(
+                grid[0] * grid[1] * B * int(SCRATCH_PLANES) * PB_H * PB_W, dtype=torch.float32, device=target.device
+            )
+            photometric_tile_bwd_kernel[grid](
+                *args, scratch, *grads, **flags, PB_H=PB_H, PB_W=PB_W, num_warps=BLOCK_WARPS
+            )
+        else:
+            photometric_bwd_kernel[grid](*args, *grads, **flags, BH=BH, BW=BW, num_warps=NUM_WARPS)
     return g_target, g_warped, g_identity
 
 
@@ -382,4 +530,20 @@ def aot_variants():
             ),  # fmt: skip
             dict(USE_INDEX=True, NEED_TARGET=True, NEED_IDENTITY=True, NEED_WARPED=True, BH=BH, BW=BW),
             NUM_WARPS,
+        )
+        yield (
+            f"photometric_tile_bwd_kernel[{img}]",
+            photometric_tile_bwd_kernel,
+            dict(
+                grad_ptr=f"*{img}",
+                index_ptr="*i64",
+                **images,
+                scratch_ptr="*fp32",
+                grad_target_ptr=f"*{img}",
+                grad_identity_ptr=f"*{img}",
+                grad_warped_ptr=f"*{img}",
+                **sizes,
+            ),  # fmt: skip
+            dict(USE_INDEX=True, NEED_TARGET=True, NEED_IDENTITY=True, NEED_WARPED=True, PB_H=PB_H, PB_W=PB_W),
+            BLOCK_WARPS,
         )

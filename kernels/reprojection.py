@@ -36,6 +36,7 @@ from fastdepth.kernels.photometric import (
     _ssim_loss,
     _take_if_lower,
     _tile,
+    _window_stat_grads,
 )
 from fastdepth.kernels.warp import (
     FLOAT_MAX,
@@ -55,12 +56,12 @@ from fastdepth.conventions import check_grid, sample_affine
 
 #: 2 warps, four pixels per thread: with 4 or 8 warps ptxas spilled on sm_80 (the compile report)
 NUM_WARPS = 2
-#: a block of positions, one per thread: the backward's tile of (PB_H - 4) x (PB_W - 4) pixels and a
-#: halo of 2 (the windows of the tile's neighbours read the warped image 2 pixels out); the tile
-#: forward's (PB_H - 2) x (PB_W - 2) pixels and a halo of 1
-PB_H = 16
-PB_W = 32
-BLOCK_WARPS = 16
+#: a block of positions, one per thread (photometric's): the backward's tile of (PB_H - 4) x
+#: (PB_W - 4) pixels and a halo of 2 (the windows of the tile's neighbours read the warped image 2
+#: pixels out); the tile forward's (PB_H - 2) x (PB_W - 2) pixels and a halo of 1
+PB_H = tiles.PB_H
+PB_W = tiles.PB_W
+BLOCK_WARPS = tiles.BLOCK_WARPS
 #: planes of a backward program's scratch: the warped plane, d/d E[x], d/d E[x²], d/d E[xy]
 SCRATCH_PLANES = tl.constexpr(4)
 
@@ -304,15 +305,8 @@ def _stat_grads(x_win, y_ptr, rows, cols, H, W, g, alpha_c, row0, col0, valid, n
     reflection counts, which the adjoint applies."""
     sx, sy, sxx, syy, sxy = _scratch_window_sums(x_win, y_ptr, rows, cols, H, W, row0, col0, valid, nine, PB_W)
     mx, my, a, b, c, d = _ssim_from_sums(sx, sy, sxx, syy, sxy)
-    s = (a * b) / (c * d)
-    half = (1.0 - s) * 0.5
-    # clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
-    g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) / 9.0
-    g_a = g_s * b / (c * d)
-    g_b = g_s * a / (c * d)
-    g_c = -g_s * s / c
-    g_d = -g_s * s / d
-    return 2.0 * (my * (g_a - g_b) + mx * (g_c - g_d)), g_d, 2.0 * g_b
+    g_mx, _, g_var, g_cov = _window_stat_grads(mx, my, a, b, c, d, g, alpha_c)
+    return g_mx, g_var, g_cov
 
 
 @triton.jit

@@ -118,6 +118,56 @@ void photometric_backward(const float* grad, const int64_t* index, const float* 
   }
 }
 
+// photometric_tile_bwd_kernel: a block per tile, each phase run for every position of the block in
+// turn (the kernel's barriers); the same arguments as photometric_backward.
+void photometric_tile_backward(const float* grad, const int64_t* index, const float* target, const float* identity,
+                               const float* warped, float* grad_target, float* grad_identity, float* grad_warped,
+                               int64_t B, int64_t S_id, int64_t S_w, int64_t C, int H, int W, float alpha) {
+  using namespace photometric;
+  const Shape sh{B, S_id, S_w, C, H, W};
+  const int64_t HW = static_cast<int64_t>(H) * W;
+  const int tiles_w = tile_backward_tiles_w(W), tiles_h = tile_backward_tiles_h(H);
+  std::vector<float> sg_s(4 * kBlockPositions), g_target(kBlockPositions);
+  const CandidateRange ks = needed_candidates(sh, grad_target != nullptr, grad_identity != nullptr, grad_warped != nullptr);
+  for (int64_t b = 0; b < B; ++b) {
+    for (const int64_t tile : in_order(static_cast<int64_t>(tiles_w) * tiles_h)) {
+      const auto position = [&](int64_t t) {
+        return block_position(static_cast<int>(t), static_cast<int>(tile / tiles_w) * (kBlockH - 2),
+                              static_cast<int>(tile % tiles_w) * (kBlockW - 2), H, W, 1);
+      };
+      for (int64_t c = 0; c < C; ++c) {
+        const float* y = target + (b * C + c) * HW;
+        std::fill(g_target.begin(), g_target.end(), 0.f);
+        for (int64_t k = ks.first; k < ks.last; ++k) {
+          const bool is_identity = k < S_id;
+          const int64_t plane = is_identity ? ((b * S_id + k) * C + c) * HW : ((b * S_w + k - S_id) * C + c) * HW;
+          const float* x = (is_identity ? identity : warped) + plane;
+          float* g_out = is_identity ? grad_identity : grad_warped;
+          const auto g_at = [&](const Position& pos) {
+            return routed_grad<float>(grad + b * HW, index != nullptr ? index + b * HW : nullptr, k,
+                                      static_cast<int64_t>(pos.r_in) * W + pos.c_in);
+          };
+          for (const int64_t t : in_order(kBlockPositions)) {
+            const Position pos = position(t);
+            tile_stat_phase(x, y, g_at(pos), H, W, pos, alpha / float(C), sg_s.data());
+          }
+          for (const int64_t t : in_order(kBlockPositions)) {
+            const Position pos = position(t);
+            if (!pos.own) continue;
+            const float g_x =
+                tile_adjoint_phase(sg_s.data(), x, y, g_at(pos), H, W, pos, (1.f - alpha) / float(C), &g_target[t]);
+            if (g_out != nullptr) g_out[plane + static_cast<int64_t>(pos.row) * W + pos.col] = g_x;
+          }
+        }
+        for (const int64_t t : in_order(kBlockPositions)) {
+          const Position pos = position(t);
+          if (grad_target != nullptr && pos.own) grad_target[(b * C + c) * HW + pos.row * W + pos.col] = g_target[t];
+        }
+      }
+    }
+  }
+}
+
 // reprojection_fwd_kernel: one thread per pixel; identity may be null when s_id == 0.
 void reprojection_forward(const float* target, const float* sources, const float* depth, const float* pose,
                           const float* K, const float* identity, int64_t s_id, float* loss, int64_t* index, int64_t B,

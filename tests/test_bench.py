@@ -125,6 +125,25 @@ def test_window_forward_is_a_gpu_variant():
     assert all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("work", ["photometric", "objective"])
+def test_tile_backward_is_a_gpu_variant(work, monkeypatch):
+    # the photometric op's tile backward, timed on a GPU beside its default; the CPU twin computes
+    # each window once either way
+    assert {"triton-tile", "cuda-tile"} <= set(workloads.implementations(work, "cuda"))
+    assert not any(impl.endswith("-tile") for impl in workloads.implementations(work, "cpu"))
+    size, f32 = workloads.SIZES["kitti"], torch.float32
+    for mode in workloads.MODES:
+        assert workloads.kernel_bytes(work, "cuda-tile", size, f32, mode) == workloads.kernel_bytes(
+            work, "cuda", size, f32, mode
+        )
+    seen = []
+    original = fastdepth.photometric.backward_kernel
+    monkeypatch.setattr(fastdepth.photometric, "backward_kernel", lambda name: seen.append(name) or original(name))
+    x = workloads.make_inputs(work, workloads.QUICK_SIZE, f32, "cpu", "fwd+bwd")
+    grads = workloads.make_impl(work, "torch-tile", x, "fwd+bwd")()  # the variant's path, on the reference
+    assert seen == ["tile"] and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_targets_met_and_not_met():
     fast = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 20.0))}
     slow = {t["target"]: t["met"] for t in report.targets(_fake_result(1.0, 1.2))}

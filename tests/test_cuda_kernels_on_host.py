@@ -130,9 +130,43 @@ def test_photometric(kernels, shape, seed):
         ptr(grad), ptr(index), ptr(target), ptr(identity), ptr(warped), ptr(g_target), ptr(g_identity), ptr(g_warped),
         *dims,
     )  # fmt: skip
-    twin = _cuda.library().photometric_backward(grad, index, target, warped, identity, 0.85, [True, True, True])
+    twin = _cuda.library().photometric_backward(grad, index, target, warped, identity, 0.85, [True, True, True], False)
     for name, a, b in zip(("target", "warped", "identity"), (g_target, g_warped, g_identity), twin, strict=True):
         assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 13), (1, 2, 15, 31), (1, 1, 30, 61), (1, 1, 2, 2)], ids=str)
+@pytest.mark.parametrize("needs", [(True, True, True), (False, True, False), (True, False, False)], ids=str)
+@pytest.mark.parametrize("reverse", [False, True], ids=["in_order", "reverse_order"])
+def test_photometric_tile_backward_is_the_pixel_backward(kernels, shape, needs, reverse, seed):
+    # photometric_tile_bwd_kernel's phases: the same sums in the same order as photometric_bwd_kernel,
+    # bit for bit, whatever the order of the blocks and of the threads of a phase (14 x 30 tiles: at
+    # 15 x 31 a pixel alone in the last tile's row and column)
+    B, C, H, W = shape
+    target = natural_images(B, C, H, W, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    warped = (target[:, None] + 0.2 * torch.randn(B, 2, C, H, W, generator=gen)).clamp(0, 1)
+    identity = (target[:, None] + 0.2 * torch.randn(B, 1, C, H, W, generator=gen)).clamp(0, 1)
+    warped[0, 0, 0, H // 2, W // 2] = float("nan")
+    index = torch.randint(0, 3, (B, 1, H, W), generator=gen)
+    grad = torch.rand(B, 1, H, W, generator=gen)
+    dims = [*ints(B, 1, 2, C), *hw(H, W), ctypes.c_float(0.85)]
+    outs = {}
+    for kernel in ("photometric_backward", "photometric_tile_backward"):
+        g = [
+            torch.full_like(t, 7.0) if need else None for t, need in zip((target, warped, identity), needs, strict=True)
+        ]
+        reversed_tiles = reverse and kernel == "photometric_tile_backward"
+        with reverse_order(kernels) if reversed_tiles else contextlib.nullcontext():
+            getattr(kernels, kernel)(
+                ptr(grad), ptr(index), ptr(target), ptr(identity), ptr(warped), ptr(g[0]), ptr(g[2]), ptr(g[1]), *dims
+            )  # fmt: skip
+        outs[kernel] = g
+    for name, a, b in zip(("target", "warped", "identity"), *outs.values(), strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.equal(a.nan_to_num(3.0), b.nan_to_num(3.0)) and torch.equal(a.isnan(), b.isnan()), name
+            assert not (a == 7.0).any(), name  # every pixel written
 
 
 @pytest.mark.parametrize("sampling", SAMPLINGS)
@@ -268,22 +302,31 @@ def test_block_kernels_write_the_same_in_any_order_of_blocks_and_threads(kernels
             assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)), name
 
 
-def test_the_cuda_block_kernels_have_a_barrier_wherever_the_host_run_separates_phases():
-    # the host run completes each phase for every thread before the next; the .cu kernels must
-    # put __syncthreads between the phases that share the block's plane, and after the tile
-    # forward's last one before the next channel's first overwrites the plane (the backward's next
-    # phase A writes x_s, which no phase C reads: csrc/reprojection.cu says why no barrier is needed)
-    source = (ROOT / "csrc" / "reprojection.cu").read_text()
-    steps = r"\b(tile_sample_phase|tile_loss_phase|sample_phase|stat_phase|adjoint_phase|__syncthreads)\("
+def _kernel_steps(op: str, steps: str) -> dict[str, list[str]]:
+    """Each __global__ kernel of csrc/<op>.cu -> the calls of ``steps`` (a regex alternation) in order."""
+    source = (ROOT / "csrc" / f"{op}.cu").read_text()
     kernels = {}
     for body in source.split("__global__")[1:]:
-        body = body.split("void launch_")[0]  # the last kernel: up to the launchers
-        kernels[re.search(r"\b(reprojection_\w+_kernel)\(", body).group(1)] = re.findall(steps, body)
+        body = body.split("dim3 ")[0].split("void launch_")[0]  # the last kernel: up to the launchers
+        kernels[re.search(rf"\b({op}_\w+_kernel)\(", body).group(1)] = re.findall(rf"\b({steps}|__syncthreads)\(", body)
+    return kernels
+
+
+def test_the_cuda_block_kernels_have_a_barrier_wherever_the_host_run_separates_phases():
+    # the host run completes each phase for every thread before the next; the .cu kernels must
+    # put __syncthreads between the phases that share the block's plane, and after the last one
+    # before the next channel's (candidate's) first overwrites the plane (the objective's backward's
+    # next phase A writes x_s, which no phase C reads: csrc/reprojection.cu says why no barrier is needed)
+    kernels = _kernel_steps("reprojection", "tile_sample_phase|tile_loss_phase|sample_phase|stat_phase|adjoint_phase")
     assert kernels["reprojection_tile_fwd_kernel"] == [
         "tile_sample_phase", "__syncthreads", "tile_loss_phase", "__syncthreads"
     ]  # fmt: skip
     assert kernels["reprojection_bwd_kernel"] == [
         "sample_phase", "__syncthreads", "stat_phase", "__syncthreads", "adjoint_phase"
+    ]  # fmt: skip
+    kernels = _kernel_steps("photometric", "tile_stat_phase|tile_adjoint_phase")
+    assert kernels["photometric_tile_bwd_kernel"] == [
+        "tile_stat_phase", "__syncthreads", "tile_adjoint_phase", "__syncthreads"
     ]  # fmt: skip
 
 

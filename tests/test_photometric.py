@@ -147,6 +147,55 @@ def test_min_reprojection_ties_and_gradient_routing(backend, device, seed):
     assert inputs[2].grad.abs().sum() > 0
 
 
+TILE_CASES = {
+    # (B, S, S_id, C, H, W), the inputs that need a gradient, a NaN in warped source 0
+    "photometric_loss": ((1, 1, 0, 2, 15, 31), "target+warped", False),  # 2 x 2 tiles, a pixel alone in the last
+    "training_step": ((2, 2, 2, 3, 9, 13), "warped", False),  # the identity candidates skipped
+    "every_input": ((1, 2, 1, 2, 16, 33), "target+warped+identity", False),
+    "nan": ((1, 2, 1, 2, 7, 8), "target+warped+identity", True),
+}
+
+
+@pytest.mark.parametrize("backend,device", [bd for bd in FUSED if bd != ("cuda", "cpu")])
+@pytest.mark.parametrize("case", TILE_CASES)
+def test_tile_backward_equals_the_pixel_backward(backend, device, case, seed):
+    # blocks of 16 x 32 positions, tiles of 14 x 30 pixels; not the CPU twin, which computes each
+    # window once either way (tests/test_cuda_kernels_on_host.py runs the CUDA tile kernel's phases)
+    (B, S, S_id, C, H, W), needs, nan = TILE_CASES[case]
+    target, warped, identity = candidate_set(seed, device, B=B, S=S, S_id=S_id, C=C, H=H, W=W)
+    if nan:
+        warped[0, 0, 1, 2, 3] = float("nan")
+    inputs = {"target": target, "warped": warped, "identity": identity if S_id else None}
+    wanted = needs.split("+")
+
+    def run():
+        x = {name: None if t is None else t.clone().requires_grad_(name in wanted) for name, t in inputs.items()}
+        if case == "photometric_loss":
+            loss = fastdepth.photometric_loss(x["warped"][:, 0], x["target"], backend=backend)
+        else:
+            loss = fastdepth.min_reprojection_loss(x["target"], x["warped"], x["identity"], backend=backend)[0]
+        g = torch.rand(loss.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        return torch.autograd.grad(loss, [x[name] for name in wanted], g)
+
+    pixel = run()
+    with fastdepth.photometric.backward_kernel("tile"):
+        tile = run()
+    for name, a, b in zip(wanted, tile, pixel, strict=True):
+        if device == "cpu":  # the same operations in the same order
+            assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)), name
+            assert torch.equal(a.isnan(), b.isnan()), name
+        else:  # compiled separately, the kernels may contract other multiply-adds
+            tol = tolerance("photometric", torch.float32, backend, device)
+            assert_close(a, b, rel_tol=tol.gradient, floor=tol.gradient_floor, name=name)
+
+
+def test_backward_kernels_are_named():
+    with pytest.raises(ValueError, match="backward must be one of"):
+        with fastdepth.photometric.backward_kernel("tiles"):
+            pass
+    assert fastdepth.photometric.BACKWARD == "pixel"
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_min_reprojection_is_deterministic(backend, device, seed):
     target, warped, identity = candidate_set(seed, device, S=1, S_id=1, H=4, W=5)
@@ -347,4 +396,4 @@ def test_raw_extension_op_checks_what_it_reads(args, pattern):
         _cuda.library().photometric_forward(*args)
     grad = torch.rand(1, 1, 4, 5)  # the wrong batch for any of the cases above
     with pytest.raises(ValueError):
-        _cuda.library().photometric_backward(grad, None, *args[:4], [True, True, False])
+        _cuda.library().photometric_backward(grad, None, *args[:4], [True, True, False], False)

@@ -49,13 +49,19 @@ def _warp(deterministic, padding_mode, align_corners):
     return _outputs(out, x, ["image", "depth", "pose", "K"], 2)
 
 
-def _min_reprojection():
-    """9 x 33: 2 x 2 programs of 8 x 32 pixels per image (photometric_loss: the same kernels)."""
-    target = natural_images(2, 1, 9, 33, seed=6)
-    warped, identity = natural_images(2, 1, 9, 33, seed=7)[:, None], natural_images(2, 1, 9, 33, seed=8)[:, None]
+def _min_reprojection(H=9, W=33):
+    """9 x 33: 2 x 2 programs of 8 x 32 pixels per image (photometric_loss: the same kernels); the
+    tile backward at 20 x 40: 2 x 2 programs of 14 x 30 pixels, whose halos reach inside the image."""
+    target = natural_images(2, 1, H, W, seed=6)
+    warped, identity = natural_images(2, 1, H, W, seed=7)[:, None], natural_images(2, 1, H, W, seed=8)[:, None]
     x = leaves(target, warped, identity)
     out = fastdepth.min_reprojection_loss(*x, backend="triton")
     return _outputs(out, x, ["target", "warped", "identity"], 9)
+
+
+def _min_reprojection_tile_backward():
+    with fastdepth.photometric.backward_kernel("tile"):
+        return _min_reprojection(20, 40)
 
 
 def _reprojection(forward: str):
@@ -93,6 +99,7 @@ CASES = {
     "warp: deterministic zeros": (lambda: _warp(True, "zeros", True), ()),
     "warp: atomics border": (lambda: _warp(False, "border", False), ("grad image",)),
     "photometric: min_reprojection_loss": (_min_reprojection, ()),
+    "photometric: tile backward": (_min_reprojection_tile_backward, ()),
     "reprojection: window one_pass": (lambda: _reprojection("window"), ()),
     "reprojection: tile one_pass": (lambda: _reprojection("tile"), ()),
     "cost_volume: l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),

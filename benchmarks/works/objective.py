@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from fastdepth.benchmarks import monodepth2
 from fastdepth.benchmarks.work import Size, Work, driving_frames, run_mode
+from fastdepth.benchmarks.works import photometric
 
 import fastdepth
 from fastdepth.reference import photometric as reference_photometric
@@ -77,7 +78,10 @@ def make(name: str, x: dict, mode: str):
         compiled = torch.compile(lambda *a: objective(*a, reference_min_reprojection), dynamic=False)
         forward = lambda: compiled(*args)
     else:
-        forward = lambda: objective(*args, lambda *a: fastdepth_min_reprojection(*a, name))
+        backend, _, variant = name.partition("-")
+        forward = lambda: objective(*args, lambda *a: fastdepth_min_reprojection(*a, backend))
+        step = run_mode(mode, forward, [*x["disps"], x["poses"]])
+        return photometric.tile_backward(step) if variant == "tile" else step
     return run_mode(mode, forward, [*x["disps"], x["poses"]])
 
 
@@ -115,8 +119,9 @@ class Traffic:
 
 def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | None:
     """The composed ops (fastdepth's backends here) at every scale, as designed: the warp, then the
-    minimum over the identity images and the warped ones; the backward of both (see Traffic)."""
-    if impl not in ("triton", "cuda"):
+    minimum over the identity images and the warped ones; the backward of both (see Traffic).
+    ``<backend>-tile`` as much (the tile backward's halos and scratch left out)."""
+    if impl.removesuffix("-tile") not in ("triton", "cuda"):
         return None
     t = Traffic(size, dtype)
     fwd = t.warp_fwd + t.image + 2 * t.sources + t.map + t.index
@@ -124,4 +129,6 @@ def kernel_bytes(impl: str, size: Size, dtype: torch.dtype, mode: str) -> int | 
     return SCALES * (fwd if mode == "fwd" else fwd + bwd)
 
 
-WORK = Work("objective", inputs, ("monodepth2", "compile"), make, floor_bytes, kernel_bytes=kernel_bytes)
+WORK = Work(
+    "objective", inputs, ("monodepth2", "compile"), make, floor_bytes, kernel_bytes=kernel_bytes, gpu_variants=("tile",)
+)

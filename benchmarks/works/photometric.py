@@ -1,5 +1,7 @@
 """The photometric loss's benchmark work: Monodepth2's eager SSIM + L1, torch.compile of the
-reference, and fastdepth's backends; the gradient to the prediction in fwd+bwd."""
+reference, and fastdepth's backends; the gradient to the prediction in fwd+bwd. On a GPU also
+``<backend>-tile``: the backward kernel that computes each window's stat gradients once per block
+(:func:`fastdepth.photometric.backward_kernel`)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,20 @@ def make(name: str, x: dict, mode: str):
         compiled = torch.compile(reference.photometric_loss, dynamic=False)
         forward = lambda: compiled(pred, target)
     else:
-        forward = lambda: fastdepth.photometric_loss(pred, target, backend=name)
+        backend, _, variant = name.partition("-")
+        step = run_mode(mode, lambda: fastdepth.photometric_loss(pred, target, backend=backend), [pred], x["grad_out"])
+        return tile_backward(step) if variant == "tile" else step
     return run_mode(mode, forward, [pred], x["grad_out"])
+
+
+def tile_backward(step):
+    """``step`` with the photometric op's tile backward kernel."""
+
+    def run():
+        with fastdepth.photometric.backward_kernel("tile"):
+            return step()
+
+    return run
 
 
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
@@ -40,4 +54,4 @@ def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     return fwd if mode == "fwd" else fwd + e * plane + 3 * e * image
 
 
-WORK = Work("photometric", inputs, ("monodepth2", "compile"), make, floor_bytes)
+WORK = Work("photometric", inputs, ("monodepth2", "compile"), make, floor_bytes, gpu_variants=("tile",))
