@@ -218,7 +218,7 @@ def _validate(features_target, features_source, depth_hypotheses, poses, K, redu
         raise ValueError(f"groups is for reduction='group_dot' only, got groups={groups!r} with {reduction!r}")
     check_camera(poses, K, device, names=("poses", "K"))
     validation.check_values(
-        {"depth_hypotheses must be finite, but hold NaN or inf": torch.isfinite(depth_hypotheses).all()}, device
+        {"depth_hypotheses must be finite, but hold NaN or inf": validation.all_finite(depth_hypotheses)}, device
     )
 
 

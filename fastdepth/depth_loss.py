@@ -205,7 +205,7 @@ def _check_values(pred, target, mask, sums, positive: bool) -> None:
     the fused sums (free: B rows) or, on the reference, from the tensors."""
     what = "positive and finite" if positive else "finite"
     if sums is not None:
-        conditions = {"bad pred": torch.isfinite(sums).all(), "empty": sums[:, 0].sum() > 0}
+        conditions = {"bad pred": validation.all_finite(sums), "empty": sums[:, 0].sum() > 0}
         # the fused per-pixel terms are float32: values beyond about 1e19 overflow their squares
         overflow = " (or a float32 per-pixel term overflowed: |values| beyond about 1e19)"
     else:

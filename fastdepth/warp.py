@@ -138,7 +138,7 @@ def check_camera(pose, camera_matrix, device, names=("src_trans_dst", "camera_ma
     # 1 / focal in float64 is infinite where focal is 0 (and only there, short of |focal| < 1e-308)
     values = (pose.reshape(-1), camera_matrix.reshape(-1), focal.double().reciprocal().reshape(-1))
     validation.check_values_at_once(
-        torch.isfinite(torch.cat(values)).all(),
+        validation.all_finite(torch.cat(values)),
         {
             f"{pose_name} must be finite, but holds NaN or inf": lambda: torch.isfinite(pose).all(),
             f"{k_name} must be finite, but holds NaN or inf": lambda: torch.isfinite(camera_matrix).all(),

@@ -11,6 +11,7 @@ from conftest import BACKEND_NAMES, FLOAT32_ONLY
 from helpers import subprocess_env
 
 import fastdepth
+from fastdepth import validation
 from fastdepth.scenes import warp_scene
 
 
@@ -214,3 +215,12 @@ def test_raw_extension_op_checks_what_it_reads(change, pattern):
     change(args)
     with pytest.raises(ValueError, match=pattern):
         _cuda.library().warp_forward(*args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_is_false_at_nan_and_either_infinity_only(dtype):
+    big = torch.finfo(dtype).max
+    values = torch.tensor([0.0, -0.0, 1e-30, -big, big], dtype=dtype)
+    assert validation.all_finite(values).item() and validation.all_finite(values[:0]).item()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not validation.all_finite(torch.cat([values, torch.tensor([bad], dtype=dtype)])).item()
