@@ -21,7 +21,8 @@ __global__ void __launch_bounds__(kThreads)
                           double* partial, int stage, depth_loss::Shape sh) {
   using namespace depth_loss;
   const int64_t b = blockIdx.y;
-  const float a = static_cast<float>(coeffs[2 * b]), shift = static_cast<float>(coeffs[2 * b + 1]);
+  const Alignment al = stage_alignment(stage, coeffs, b);
+  const float a = static_cast<float>(al.a), shift = static_cast<float>(al.b);
   double acc[kSums] = {0.0, 0.0, 0.0, 0.0, 0.0};
   for (int k = 0; k < kPerThread; ++k) {
     const int64_t local = static_cast<int64_t>(blockIdx.x) * kBlock + k * kThreads + threadIdx.x;
@@ -53,8 +54,10 @@ __global__ void __launch_bounds__(kThreads)
                           int loss, depth_loss::Shape sh) {
   using namespace depth_loss;
   const int64_t b = blockIdx.y;
+  double c64[kCoeffs];
+  image_coefficients(loss, coeffs, b, c64);
   float c[kCoeffs];
-  for (int k = 0; k < kCoeffs; ++k) c[k] = static_cast<float>(coeffs[b * kCoeffs + k]);
+  for (int k = 0; k < kCoeffs; ++k) c[k] = static_cast<float>(c64[k]);
   for (int k = 0; k < kPerThread; ++k) {
     const int64_t local = static_cast<int64_t>(blockIdx.x) * kBlock + k * kThreads + threadIdx.x;
     if (local >= sh.N) break;

@@ -48,16 +48,17 @@ Tensor depth_loss_forward(const Tensor& pred_in, const Tensor& target_in, const 
   if (stage_name == "align_moments") stage = depth_loss::kAlignMoments;
   if (stage_name == "residual") stage = depth_loss::kResidual;
   check_option(stage >= 0, "stage must be log_moments, align_moments or residual");
-  check_option(coeffs_in.has_value() == (stage == depth_loss::kResidual), "coeffs (a, b) are for the residual stage");
+  check_option(coeffs_in.has_value() == (stage == depth_loss::kResidual),
+               "coeffs (the alignment's moments) are for the residual stage");
   const c10::DeviceGuard guard(pred_in.device());
   const bool cuda = pred_in.is_cuda();
   const auto prepare_image = [&](const Tensor& t) { return cuda ? t.contiguous() : t.to(cpu_type(t)).contiguous(); };
   const Tensor pred = prepare_image(pred_in), target = prepare_image(target_in);
   const Tensor mask = mask_in.has_value() ? mask_in->contiguous() : Tensor();
   const bool* mask_ptr = mask_in.has_value() ? mask.data_ptr<bool>() : nullptr;
-  Tensor coeffs = at::zeros({sh.B, 2}, pred.options().dtype(at::kDouble));
+  Tensor coeffs = at::zeros({sh.B, depth_loss::kSums}, pred.options().dtype(at::kDouble));
   if (coeffs_in.has_value()) {
-    check_coeffs(*coeffs_in, pred_in, 2);
+    check_coeffs(*coeffs_in, pred_in, depth_loss::kSums);
     coeffs = coeffs_in->contiguous();
   }
   Tensor partial = at::zeros({sh.B, sh.blocks, depth_loss::kSums}, pred.options().dtype(at::kDouble));
@@ -92,7 +93,7 @@ Tensor depth_loss_backward(const Tensor& coeffs_in, const Tensor& pred_in, const
   if (loss_name == "scale_invariant") loss = depth_loss::kScaleInvariant;
   if (loss_name == "scale_shift_invariant") loss = depth_loss::kScaleShiftInvariant;
   check_option(loss >= 0, "loss must be scale_invariant or scale_shift_invariant");
-  check_coeffs(coeffs_in, pred_in, depth_loss::kCoeffs);
+  check_coeffs(coeffs_in, pred_in, loss == depth_loss::kScaleInvariant ? depth_loss::kCoeffs : depth_loss::kShiftInputs);
   const c10::DeviceGuard guard(pred_in.device());
   const bool cuda = pred_in.is_cuda();
   const auto prepare_image = [&](const Tensor& t) { return cuda ? t.contiguous() : t.to(cpu_type(t)).contiguous(); };

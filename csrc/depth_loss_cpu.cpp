@@ -121,7 +121,8 @@ void depth_loss_forward_cpu(const F* pred, const F* target, const bool* mask, co
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int blk = 0; blk < sh.blocks; ++blk) {
-      const F a = static_cast<F>(coeffs[2 * b]), shift = static_cast<F>(coeffs[2 * b + 1]);
+      const Alignment al = stage_alignment(stage, coeffs, b);
+      const F a = static_cast<F>(al.a), shift = static_cast<F>(al.b);
       int64_t begin, end;
       block_range(b, blk, sh, &begin, &end);
       sums(pred, target, mask, a, shift, sh, begin, end, partial + (b * sh.blocks + blk) * kSums);
@@ -139,8 +140,10 @@ void depth_loss_backward_cpu(const double* coeffs, const F* pred, const F* targe
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int blk = 0; blk < sh.blocks; ++blk) {
+      double c64[kCoeffs];
+      image_coefficients(loss, coeffs, b, c64);
       F c[kCoeffs];
-      for (int k = 0; k < kCoeffs; ++k) c[k] = static_cast<F>(coeffs[b * kCoeffs + k]);
+      for (int k = 0; k < kCoeffs; ++k) c[k] = static_cast<F>(c64[k]);
       int64_t begin, end;
       block_range(b, blk, sh, &begin, &end);
       grads(pred, target, mask, c, sh, begin, end, grad_pred);

@@ -27,8 +27,10 @@ Conventions:
 
 The fused backends (``triton``, ``cuda``) make one pass over the pixels for the scale-invariant
 loss and two for the scale-and-shift-invariant loss (the moments, then the residuals at the
-alignment), writing per-image float64 sums; the loss and the backward's per-image coefficients are
-closed forms of those sums, and the backward is one elementwise pass. Dtypes: pred and target
+alignment, which the kernels compute from the moments), writing per-image float64 sums; the loss
+and the backward's per-image coefficients are closed forms of those sums (those of the
+scale-and-shift-invariant backward computed by its kernels: csrc/depth_loss.cuh,
+shift_coefficients), and the backward is one elementwise pass. Dtypes: pred and target
 float16, bfloat16, float32 (float64 on the reference and the CPU twin); if they differ both are
 read in the wider one. The per-pixel terms are computed in float32 (float64 for float64 inputs) and
 summed in float64 (the alignment's closed form cancels); the reference (``backend="torch"``)
@@ -70,8 +72,8 @@ def _forward_op(
         value = _scale_invariant_from_sums(sums, lam, per_image)
     else:
         moments = launch(pred, target, mask, None, "align_moments", disparity, squared)
-        a, b, _, _ = reference.alignment_from_sums(*moments.unbind(1))
-        residuals = launch(pred, target, mask, torch.stack([a, b], 1), "residual", disparity, squared)
+        # the residual stage's kernels align each image from its moments themselves
+        residuals = launch(pred, target, mask, moments, "residual", disparity, squared)
         sums = torch.cat([moments, residuals], 1)
         value = (_image_weights(moments[:, 0], per_image) * residuals[:, 0]).sum()
     return value.to(pred.dtype), sums
@@ -98,10 +100,11 @@ def _backward_op(
     backend: str,
 ) -> torch.Tensor:
     if loss == "scale_invariant":
-        coeffs, gradient_terms = _scale_invariant_coefficients(sums, lam, per_image), slice(0, 2)
-    else:
-        coeffs, gradient_terms = _scale_shift_coefficients(sums, per_image), slice(2, 6)  # not a, b, the means
-    coeffs[:, gradient_terms] *= grad.double()
+        coeffs = _scale_invariant_coefficients(sums, lam, per_image)
+        coeffs[:, :2] *= grad.double()
+    else:  # the kernels compute the coefficients from these (csrc/depth_loss.cuh: shift_coefficients)
+        weights = _image_weights(sums[:, 0], per_image)[:, None]
+        coeffs = torch.cat([sums, weights, grad.double().expand_as(weights)], 1)
     return backends.launcher("depth_loss", backend, "backward")(coeffs, pred, target, mask, loss, disparity, squared)
 
 
@@ -152,29 +155,6 @@ def _scale_invariant_coefficients(sums: torch.Tensor, lam: float, per_image: boo
     coeffs[:, 0] = -2.0 * lam * mean_d * w
     coeffs[:, 1] = 2.0 * w
     return coeffs
-
-
-def _scale_shift_coefficients(sums: torch.Tensor, per_image: bool) -> torch.Tensor:
-    """(B, 8) ``a, b, c2, c3, c4, c5, mean t, mean p``: per image
-    d loss / d p_j = c2 ρ'(r_j) + c3 (t_j - mean t) + c4 (p_j - mean p) + c5.
-
-    With w the image weight, P = Σρ'(r)p, Q = Σρ'(r) and E = P - Q Σp / n, the chain through
-    r_k = a p_k + b - t_k and the closed-form a, b gives w (a ρ'_j + E ∂a/∂p_j - Q a / n), where
-    ∂a/∂p_j = (n t_j - Σt - 2 a n p_j + 2 a Σp) / det: c3 = w E n / det, c4 = -2 a c3 and, with t
-    and p centred (which keeps the float32 sum of the terms from cancelling), c5 = -w Q a / n.
-    Where the alignment is degenerate (a = 0) the prediction does not reach the loss: c2..c5 are 0.
-    """
-    n, sp, st, spp, spt, _, q, p = sums[:, :8].unbind(1)
-    a, b, det, ok = reference.alignment_from_sums(n, sp, st, spp, spt)
-    w = _image_weights(n, per_image)
-    nc = n.clamp(min=1)
-    mean_t, mean_p = st / nc, sp / nc
-    e = p - q * mean_p
-    scale = torch.where(ok, w * e * n / torch.where(ok, det, 1.0), 0.0)
-    c3, c4 = scale, -2.0 * scale * a
-    c5 = -w * q * a / nc
-    coeffs = torch.stack([a, b, w * a, c3, c4, c5, mean_t, mean_p], 1)
-    return torch.where(ok[:, None] | (torch.arange(8, device=sums.device) < 2), coeffs, 0.0)
 
 
 def _check_inputs(pred, target, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -52,9 +52,10 @@ BACKWARDS = ("one_pass", "three_pass")
 #: the GPU backends' forward: "tile" (each block of pixels and its halo of 1 warped once per source
 #: and channel, the windows read from on-chip memory) or "window" (each pixel warps its 3x3 window
 #: again: no scratch memory). The same numbers; the benchmark times both (:func:`forward_kernel`):
-#: on an H200 (benchmarks/results/nvidia-h200-2026-11-28.md) a training step's objective was faster
-#: with the tile forward on both backends, fp32 and bf16. The CPU twin warps bands of rows once
-#: either way.
+#: on an H200 (benchmarks/results/nvidia-h200-2026-11-28.md, then with the window forward the
+#: default and the tile forward the "<backend>-tile" variant) a training step's objective was
+#: faster with the tile forward on both backends, fp32 and bf16. The CPU twin warps bands of rows
+#: once either way.
 FORWARD = "tile"
 FORWARDS = ("tile", "window")
 

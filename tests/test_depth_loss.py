@@ -287,9 +287,15 @@ def test_raw_extension_op_checks_what_it_reads():
         lib.depth_loss_forward(pred, target, torch.ones(2, 6), None, "log_moments", False, False)
     with pytest.raises(ValueError, match=r"stage must be"):
         lib.depth_loss_forward(pred, target, None, None, "moments", False, False)
-    with pytest.raises(ValueError, match=r"coeffs \(a, b\) are for the residual stage"):
+    with pytest.raises(ValueError, match=r"coeffs \(the alignment's moments\) are for the residual stage"):
         lib.depth_loss_forward(pred, target, None, None, "residual", False, False)
+    with pytest.raises(ValueError, match=r"coeffs has shape \[2, 2\]"):  # the moments: 5 columns
+        lib.depth_loss_forward(pred, target, None, torch.zeros(2, 2, dtype=torch.float64), "residual", False, False)
     with pytest.raises(ValueError, match=r"coeffs has shape \[2, 6\]"):
         lib.depth_loss_backward(
             torch.zeros(2, 6, dtype=torch.float64), pred, target, None, "scale_invariant", False, False
+        )
+    with pytest.raises(ValueError, match=r"coeffs has shape \[2, 8\]"):  # the ten sums, weight and gradient: 12
+        lib.depth_loss_backward(
+            torch.zeros(2, 8, dtype=torch.float64), pred, target, None, "scale_shift_invariant", False, False
         )
