@@ -147,7 +147,7 @@ MUTATIONS = [
     ("DS2", "kernels/depth_loss.py", "c5 = tl.where(ok, -w * q * a / nc, 0.0) * g",
      "c5 = tl.where(ok, w * q * a / nc, 0.0) * g", ("tests/test_depth_loss.py",), "triton"),
     ("DS3", "csrc/depth_loss.cuh", "al.b = n > 0.0 ? (st - al.a * sp) / (n < 1.0 ? 1.0 : n) : 0.0;",
-     "al.b = n > 0.0 ? (st - al.a * sp) / (n < 1.0 ? 1.0 : n) : 1.0;", ("tests/test_depth_loss.py",), NOT_TRITON),
+     "al.b = n > 0.0 ? (st + al.a * sp) / (n < 1.0 ? 1.0 : n) : 0.0;", ("tests/test_depth_loss.py",), NOT_TRITON),
     ("DS4", "kernels/depth_loss.py", "ok = tl.abs(det) > 1e-12 * tl.where(size < 1e-30, 1e-30, size)",
      "ok = tl.abs(det) >= 0.0", ("tests/test_depth_loss.py",), "triton"),
     ("M16", "csrc/depth_loss.cuh", "return squared ? F(2) * r : F((r > F(0)) - (r < F(0)));",
