@@ -83,8 +83,7 @@ std::tuple<Tensor, Tensor> warp_forward(const Tensor& image_in, const Tensor& de
 Tensor fixed_point_scale(const Tensor& grad, at::ScalarType dtype) {
   if (grad.numel() == 0) return at::ones({1}, grad.options().dtype(dtype));
   const Tensor bound = grad.to(dtype).abs().sum({-2, -1}).amax().reshape({1});
-  const Tensor scale = at::where(bound > 0, (4611686018427387904.0 / bound).clamp_max(1.2676506002282294e30), 1.0);
-  return at::where(bound.isfinite(), scale, 0.0);
+  return (4611686018427387904.0 / bound).clamp_max(1.2676506002282294e30).nan_to_num(0.0);
 }
 
 Tensor from_fixed_point(const Tensor& total, const Tensor& scale, at::ScalarType dtype) {

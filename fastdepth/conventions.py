@@ -64,16 +64,17 @@ def check_grid(name: str, grid: tuple[int, ...]) -> None:
 def fixed_point_scale(plane_mass: torch.Tensor) -> torch.Tensor:
     """The scale of the deterministic scatter, a 1-element float32 tensor (computed on the device,
     no synchronisation): ``FIXED_POINT_RANGE / bound``, where ``bound`` is the largest total
-    ``|contribution|`` that can land in one output plane (``plane_mass``, one value per plane); 1
-    where nothing is scattered; 0 where the bound is not finite (see :func:`from_fixed_point`).
-    Each contribution is scaled in the kernel's compute dtype and rounded to an integer (within
-    that dtype's own rounding plus ``2**-62`` of the bound), then summed exactly.
+    ``|contribution|`` that can land in one output plane (``plane_mass``, one value per plane), at
+    most ``FIXED_POINT_MAX_SCALE`` (also where nothing is scattered, bound 0: every contribution is
+    0 at any scale); 0 where the bound is not finite (see :func:`from_fixed_point`). Each
+    contribution is scaled in the kernel's compute dtype and rounded to an integer (within that
+    dtype's own rounding plus ``2**-62`` of the bound), then summed exactly. Three small kernels on a
+    GPU after the bound: a NaN bound stays NaN through the clamp, an infinite one gives 0.
     """
     if plane_mass.numel() == 0:
         return torch.ones(1, dtype=torch.float32, device=plane_mass.device)
     bound = plane_mass.float().amax().reshape(1)
-    scale = torch.where(bound > 0, (FIXED_POINT_RANGE / bound).clamp(max=FIXED_POINT_MAX_SCALE), 1.0)
-    return torch.where(torch.isfinite(bound), scale, 0.0)
+    return (FIXED_POINT_RANGE / bound).clamp(max=FIXED_POINT_MAX_SCALE).nan_to_num(nan=0.0)
 
 
 def from_fixed_point(total: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

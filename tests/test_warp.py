@@ -173,13 +173,24 @@ def test_deterministic_algorithms_select_the_fixed_point_scatter(backend, device
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
-def test_deterministic_scatter_with_a_non_finite_gradient_is_nan(backend, device, seed):
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_deterministic_scatter_with_a_non_finite_gradient_is_nan(backend, device, bad, seed):
     scene = warp_scene(1, 1, 1, 4, 5, seed=seed, device=device)
     inputs = leaves(*(scene[n] for n in NAMES))
     g = torch.ones_like(inputs[0])
-    g[0, 0, 0, 1, 1] = float("inf")
+    g[0, 0, 0, 1, 1] = bad
     (g_image,) = torch.autograd.grad(fastdepth.warp(*inputs, backend=backend, deterministic=True), inputs[:1], g)
     assert torch.isnan(g_image).all()
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_deterministic_scatter_of_a_zero_gradient_is_zero(backend, device, seed):
+    # nothing to scatter: the scale is its largest, every sum exactly 0
+    scene = warp_scene(1, 1, 2, 4, 5, seed=seed, device=device)
+    inputs = leaves(*(scene[n] for n in NAMES))
+    out = fastdepth.warp(*inputs, backend=backend, deterministic=True)
+    (g_image,) = torch.autograd.grad(out, inputs[:1], torch.zeros_like(out))
+    assert torch.equal(g_image, torch.zeros_like(g_image))
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
