@@ -87,7 +87,7 @@ Tensor fixed_point_scale(const Tensor& grad, at::ScalarType dtype) {
 }
 
 Tensor from_fixed_point(const Tensor& total, const Tensor& scale, at::ScalarType dtype) {
-  const Tensor values = (total.to(at::kDouble) / scale.to(at::kDouble)).to(dtype);
+  const Tensor values = (total / scale.to(at::kDouble)).to(dtype);  // int64 / float64 in float64
   return at::where(scale > 0, values, std::numeric_limits<double>::quiet_NaN());
 }
 

@@ -80,5 +80,5 @@ def fixed_point_scale(plane_mass: torch.Tensor) -> torch.Tensor:
 def from_fixed_point(total: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """float32 sums from the int64 fixed-point ones; NaN everywhere when the scale is 0 (the
     upstream gradient was not finite)."""
-    values = (total.double() / scale.double()).float()
+    values = (total / scale.double()).float()  # int64 / float64: the division converts each sum exactly as .double()
     return torch.where(scale > 0, values, float("nan"))
