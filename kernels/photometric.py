@@ -229,6 +229,27 @@ def _candidate_grads(x_ptr, y_ptr, grad_ptr, index_ptr, k, rows, cols, off, H, W
 
 
 @triton.jit
+def _candidate_planes(identity_ptr, warped_ptr, grad_identity_ptr, grad_warped_ptr, b, k, c, S_ID, S_W, C, HW):
+    """Channel c of candidate k (the identity sources, then the warped ones) and of its gradient."""
+    if k < S_ID:
+        x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW
+        gx_ptr = grad_identity_ptr + ((b * S_ID + k) * C + c) * HW
+    else:
+        x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+        gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+    return x_ptr, gx_ptr
+
+
+@triton.jit
+def _pixel_grads(g_mx, g_my, g_var, g_cov, xv, yv, g, alpha, C):
+    """d/dx and d/dy at a pixel from the summed stat gradients of the windows it lies in and the L1
+    term with the upstream gradient g there (csrc/photometric.cuh: pixel_grads)."""
+    # d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
+    g_l1 = g * (1.0 - alpha) / C * tl.where(yv > xv, 1.0, tl.where(yv < xv, -1.0, 0.0))
+    return g_mx + 2.0 * xv * g_var + yv * g_cov - g_l1, g_my + 2.0 * yv * g_var + xv * g_cov + g_l1
+
+
+@triton.jit
 def photometric_bwd_kernel(
     grad_ptr,  # (B, 1, H, W) gradient of the loss map
     index_ptr,  # (B, 1, H, W) int64 winner, read when USE_INDEX
@@ -270,26 +291,20 @@ def photometric_bwd_kernel(
         y_ptr = target_ptr + (b * C + c) * HW
         g_target = tl.zeros([BH, BW], tl.float32)
         for k in range(first, last):
-            is_identity = k < S_ID
-            if is_identity:
-                x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW
-                gx_ptr = grad_identity_ptr + ((b * S_ID + k) * C + c) * HW
-            else:
-                x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
-                gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+            x_ptr, gx_ptr = _candidate_planes(
+                identity_ptr, warped_ptr, grad_identity_ptr, grad_warped_ptr, b, k, c, S_ID, S_W, C, HW
+            )
             needed = (k >= own_first) & (k < own_last)
             g_mx, g_my, g_var, g_cov, xv, yv = _candidate_grads(
                 x_ptr, y_ptr, g_map, i_map, k, rows, cols, off, H, W, alpha_c, USE_INDEX
             )
-            g_l1 = g_here
+            g = g_here
             if USE_INDEX:
-                g_l1 = tl.where(tl.load(i_map + off) == k, g_l1, 0.0)
-            # d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
-            g_l1 = g_l1 * (1.0 - alpha) / C * tl.where(yv > xv, 1.0, tl.where(yv < xv, -1.0, 0.0))
-            g_x = g_mx + 2.0 * xv * g_var + yv * g_cov - g_l1
+                g = tl.where(tl.load(i_map + off) == k, g, 0.0)
+            g_x, g_y = _pixel_grads(g_mx, g_my, g_var, g_cov, xv, yv, g, alpha, C)
             tl.store(gx_ptr + off, g_x.to(gx_ptr.dtype.element_ty), mask=inside & needed)
             if NEED_TARGET:
-                g_target += g_my + 2.0 * yv * g_var + xv * g_cov + g_l1
+                g_target += g_y
         if NEED_TARGET:
             gt_ptr = grad_target_ptr + (b * C + c) * HW
             tl.store(gt_ptr + off, g_target.to(gt_ptr.dtype.element_ty), mask=inside)
@@ -372,12 +387,9 @@ def photometric_tile_bwd_kernel(
         y_ptr = target_ptr + (b * C + c) * HW
         g_target = tl.zeros([PB_H, PB_W], tl.float32)
         for k in range(first, last):
-            if k < S_ID:
-                x_ptr = identity_ptr + ((b * S_ID + k) * C + c) * HW
-                gx_ptr = grad_identity_ptr + ((b * S_ID + k) * C + c) * HW
-            else:
-                x_ptr = warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
-                gx_ptr = grad_warped_ptr + ((b * S_W + (k - S_ID)) * C + c) * HW
+            x_ptr, gx_ptr = _candidate_planes(
+                identity_ptr, warped_ptr, grad_identity_ptr, grad_warped_ptr, b, k, c, S_ID, S_W, C, HW
+            )
             needed = (k >= own_first) & (k < own_last)
             g = g_here
             if USE_INDEX:
@@ -407,12 +419,10 @@ def photometric_tile_bwd_kernel(
                 g_cov += tl.where(use, count * tl.load(scr + 3 * PB_H * PB_W + at, mask=use, other=0.0), 0.0)
             xv = tl.load(x_ptr + off).to(tl.float32)
             yv = tl.load(y_ptr + off).to(tl.float32)
-            # d|y - x|/dx = -sign(y - x), 0 where equal (torch.abs)
-            g_l1 = g * (1.0 - alpha) / C * tl.where(yv > xv, 1.0, tl.where(yv < xv, -1.0, 0.0))
-            g_x = g_mx + 2.0 * xv * g_var + yv * g_cov - g_l1
+            g_x, g_y = _pixel_grads(g_mx, g_my, g_var, g_cov, xv, yv, g, alpha, C)
             tl.store(gx_ptr + off, g_x.to(gx_ptr.dtype.element_ty), mask=own & needed)
             if NEED_TARGET:
-                g_target += g_my + 2.0 * yv * g_var + xv * g_cov + g_l1
+                g_target += g_y
             tl.debug_barrier()  # before the next candidate's (A) overwrites the scratch
         if NEED_TARGET:
             gt_ptr = grad_target_ptr + (b * C + c) * HW
