@@ -74,14 +74,15 @@ def _forward_op(
         moments = launch(pred, target, mask, None, "align_moments", disparity, squared)
         # the residual stage's kernels align each image from its moments themselves
         residuals = launch(pred, target, mask, moments, "residual", disparity, squared)
-        sums = torch.cat([moments, residuals], 1)
-        value = (_image_weights(moments[:, 0], per_image) * residuals[:, 0]).sum()
+        weights = _image_weights(moments[:, 0], per_image)
+        value = (weights * residuals[:, 0]).sum()
+        sums = torch.cat([moments, residuals, weights[:, None]], 1)  # the backward's inputs but the gradient
     return value.to(pred.dtype), sums
 
 
 @_forward_op.register_fake
 def _forward_fake(pred, target, mask, loss, lam, disparity, squared, per_image, backend):
-    columns = 5 if loss == "scale_invariant" else 10
+    columns = 5 if loss == "scale_invariant" else 11
     return pred.new_empty(()), pred.new_empty((pred.shape[0], columns), dtype=torch.float64)
 
 
@@ -103,8 +104,7 @@ def _backward_op(
         coeffs = _scale_invariant_coefficients(sums, lam, per_image)
         coeffs[:, :2] *= grad.double()
     else:  # the kernels compute the coefficients from these (csrc/depth_loss.cuh: shift_coefficients)
-        weights = _image_weights(sums[:, 0], per_image)[:, None]
-        coeffs = torch.cat([sums, weights, grad.double().expand_as(weights)], 1)
+        coeffs = torch.cat([sums, grad.double().expand(sums.shape[0], 1)], 1)
     return backends.launcher("depth_loss", backend, "backward")(coeffs, pred, target, mask, loss, disparity, squared)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fastdepth.benchmarks import report, run, workloads
+from fastdepth.benchmarks import host_profile, report, run, workloads
 from fastdepth.benchmarks.work import QUICK_SIZE
 from fastdepth.benchmarks.works import objective, warp
 from helpers import subprocess_env
@@ -461,3 +461,15 @@ def test_the_warp_works_sample_inside_the_source_frames():
     for depth in full_resolution_depths(x["disps"], QUICK_SIZE.height, QUICK_SIZE.width):
         _, valid = fastdepth.warp(x["sources"], depth, x["poses"], x["K"], return_mask=True, backend="torch")
         assert valid.float().mean() > 0.85
+
+
+def test_host_profile_lists_where_each_fused_calls_host_time_goes(capsys):
+    # the campaign's last step; on the CPU the twin's (the Triton interpreter is no fused backend there)
+    assert host_profile.main(["--device", "cpu", "--quick", "--calls", "2", "--rows", "4", "--works", "warp"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("== warp cuda B=1 3x24x80 fwd+bwd fp32: host ") and "ms / call (unprofiled)" in out
+    listing = out.split("\n")[2:6]
+    assert len(listing) == 4 and all(len(line.split()) >= 4 for line in listing), out
+    assert "fastdepth/warp.py" in out or "fastdepth_ext" in out
+    with pytest.raises(SystemExit):
+        host_profile.main(["--works", "warps"])
