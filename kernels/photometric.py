@@ -211,18 +211,13 @@ def _candidate_grads(x_ptr, y_ptr, grad_ptr, index_ptr, k, rows, cols, off, H, W
         if USE_INDEX:
             g = tl.where(tl.load(index_ptr + p_off) == k, g, 0.0)
         mx, my, a, b, c, d = _ssim_terms(x_ptr, y_ptr, p_rows, p_cols, H, W)
-        s = (a * b) / (c * d)
-        half = (1.0 - s) * 0.5
-        # clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
-        g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) * count / 9.0
-        g_a = g_s * b / (c * d)
-        g_b = g_s * a / (c * d)
-        g_c = -g_s * s / c
-        g_d = -g_s * s / d
-        g_mx += 2.0 * (my * (g_a - g_b) + mx * (g_c - g_d))
-        g_my += 2.0 * (mx * (g_a - g_b) + my * (g_c - g_d))
-        g_var += g_d
-        g_cov += 2.0 * g_b
+        s_mx, s_my, s_var, s_cov = _window_stat_grads(mx, my, a, b, c, d, g, alpha_c)
+        # a neighbour outside the image (count 0) adds nothing, as in the CUDA kernel
+        use = count > 0.0
+        g_mx += tl.where(use, count * s_mx, 0.0)
+        g_my += tl.where(use, count * s_my, 0.0)
+        g_var += tl.where(use, count * s_var, 0.0)
+        g_cov += tl.where(use, count * s_cov, 0.0)
     xv = tl.load(x_ptr + off).to(tl.float32)
     yv = tl.load(y_ptr + off).to(tl.float32)
     return g_mx, g_my, g_var, g_cov, xv, yv

@@ -15,7 +15,7 @@ from fastdepth.train import validate
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.loop import TrainConfig, train
 from fastdepth.train.models import DepthNet, PoseNet
-from fastdepth.train.objective import KORNIA_SAMPLING, compute_loss, predict_poses
+from fastdepth.train.objective import compute_loss, predict_poses
 
 TINY = ["--height", "64", "--width", "64", "--batch-size", "2", "--device", "cpu", "--checkpoint-every", "1000"]
 
@@ -45,7 +45,7 @@ def test_validate_is_the_mean_objective_over_the_samples(tmp_path):
     torch.manual_seed(0)
     depth_net, pose_net = DepthNet(), PoseNet()
     cfg = TrainConfig(batch_size=3, backend="torch")  # batches of 3 and 1: weighted by their sizes
-    got = validate.validate(depth_net, pose_net, samples, torch.device("cpu"), cfg, KORNIA_SAMPLING)
+    got = validate.validate(depth_net, pose_net, samples, torch.device("cpu"), cfg)
     assert depth_net.training and pose_net.training
     depth_net.eval()
     pose_net.eval()

@@ -25,13 +25,12 @@ from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import DepthNet, PoseNet
 from fastdepth.train.objective import (
     BACKENDS,
-    KORNIA_SAMPLING,
-    MONODEPTH2_SAMPLING,
     OBJECTIVES,
     SUPERVISED_LOSSES,
     compute_loss,
     predict_poses,
     supervised_loss,
+    warp_sampling,
 )
 from fastdepth.train.synthetic import SyntheticWorld
 
@@ -279,11 +278,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         )
         depth_net, pose_net = ddp(depth_net), ddp(pose_net)
     dataset = build_dataset(cfg)
-    sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
+    sampling = warp_sampling(cfg.monodepth2_sampling)
     eval_samples = evaluate.eval_split(cfg.seed, cfg.height, cfg.width, cfg.eval_images) if env.main else []
     val_set = validate.validation_set(cfg) if env.main else None
     val_samples = validate.validation_samples(val_set, cfg.eval_images) if val_set is not None else []
-    validation = lambda: validate.validate(unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg, sampling)
+    validation = lambda: validate.validate(unwrap(depth_net), unwrap(pose_net), val_samples, device, cfg)
     summary: dict = {"config": dataclasses.asdict(cfg), "device": str(device), "world_size": env.world}
     if val_samples:
         summary["val_images"] = len(val_samples)

@@ -29,6 +29,11 @@ KORNIA_SAMPLING = {"padding_mode": "zeros", "align_corners": True}
 MONODEPTH2_SAMPLING = {"padding_mode": "border", "align_corners": False}
 
 
+def warp_sampling(monodepth2_sampling: bool) -> dict:
+    """The warp options of a run: Monodepth2's with ``--monodepth2-sampling``, else Kornia's."""
+    return MONODEPTH2_SAMPLING if monodepth2_sampling else KORNIA_SAMPLING
+
+
 def transformation_from_parameters(axis_angle: torch.Tensor, translation: torch.Tensor, invert: bool) -> torch.Tensor:
     """Monodepth2's pose: (B, 4, 4) ``T @ R``, or ``R^T @ T(-t)`` when inverted."""
     B = axis_angle.shape[0]

@@ -17,7 +17,7 @@ from fastdepth.train import evaluate
 from fastdepth.train.config import TrainConfig, resolve_device
 from fastdepth.train.folders import ImageFolderSequences
 from fastdepth.train.models import PoseNet
-from fastdepth.train.objective import KORNIA_SAMPLING, MONODEPTH2_SAMPLING, compute_loss, predict_poses
+from fastdepth.train.objective import compute_loss, predict_poses, warp_sampling
 
 #: the validation's numbers: the objective and its parts (compute_loss)
 VAL_PARTS = ("loss", "photometric", "smoothness", "automask")
@@ -49,10 +49,10 @@ def validate(
     samples: list[dict],
     device: torch.device,
     cfg: TrainConfig,
-    sampling: dict,
 ) -> dict[str, float]:
-    """The mean over ``samples`` of the training objective and its parts (VAL_PARTS), the networks
-    in eval mode, in float32, ``cfg.batch_size`` triplets at a time."""
+    """The mean over ``samples`` of the training objective and its parts (VAL_PARTS), with the run's
+    backend, objective and sampling, the networks in eval mode, in float32, ``cfg.batch_size``
+    triplets at a time."""
     modes = depth_net.training, pose_net.training
     depth_net.eval()
     pose_net.eval()
@@ -63,7 +63,9 @@ def validate(
         K = torch.stack([s["K"] for s in chunk]).to(device)
         disps = depth_net(frames[:, 1])
         poses = predict_poses(pose_net, frames)
-        loss, parts = compute_loss(disps, poses, frames, K, cfg.backend, sampling, cfg.objective)
+        loss, parts = compute_loss(
+            disps, poses, frames, K, cfg.backend, warp_sampling(cfg.monodepth2_sampling), cfg.objective
+        )
         for name, value in {"loss": loss, **parts}.items():
             totals[name] += float(value) * len(chunk) / len(samples)  # batch means, weighted by size
     depth_net.train(modes[0])
@@ -95,8 +97,7 @@ def run(
     pose_net = PoseNet()
     pose_net.load_state_dict(state["pose_net"])
     samples = validation_samples(validation_set(cfg), images)
-    sampling = MONODEPTH2_SAMPLING if cfg.monodepth2_sampling else KORNIA_SAMPLING
-    values = validate(depth_net, pose_net.to(dev), samples, dev, cfg, sampling)
+    values = validate(depth_net, pose_net.to(dev), samples, dev, cfg)
     target = png or evaluate.run_folder(checkpoint) / "val.png"
     evaluate.write_png(depth_net, samples, dev, target)
     if as_json:
