@@ -84,6 +84,16 @@ def run_mode(mode: str, forward: Callable[[], torch.Tensor], wrt: list[torch.Ten
     return run_both
 
 
+def within(step: Callable, context: Callable) -> Callable:
+    """``step`` run inside ``context()``: a kernel choice, as ``fastdepth.photometric.backward_kernel("tile")``."""
+
+    def run():
+        with context():
+            return step()
+
+    return run
+
+
 @functools.lru_cache(maxsize=1)
 def _rendered(batch: int, height: int, width: int) -> dict[str, torch.Tensor]:
     return frame_batch(batch, height, width)

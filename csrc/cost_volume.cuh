@@ -148,6 +148,20 @@ FD_HD void reduction_grads(int reduction, F scaled, F t, F x, F mean, F* gx, F* 
   }
 }
 
+// The backward of one channel of one view at one target pixel: the sample x of the source plane at
+// ``plane`` through the view's taps, d cost / d (x, target) (reduction_grads), x's gradient scattered
+// through scatter_s and its position gradient accumulated into g_iu, g_iv; returns the target's.
+template <typename F, typename Img, typename ScatterS>
+FD_HD F channel_backward(const Img* fs, int64_t plane, const warp::Taps<F>& t, int W, int reduction, F go, F target,
+                         F mean, bool need_features, bool need_geometry, ScatterS scatter_s, F* g_iu, F* g_iv) {
+  const F x = warp::sample<F>(fs + plane, t, W);
+  F gx, gt;
+  reduction_grads(reduction, go, target, x, mean, &gx, &gt);
+  if (need_features) warp::scatter_bilinear(t, plane, W, gx, scatter_s);
+  if (need_geometry) warp::sample_position_grad(fs + plane, t, W, gx, g_iu, g_iv);
+  return gt;
+}
+
 // Backward of one target pixel at hypothesis d: the features' gradients through
 // scatter_t(offset, value) and scatter_s(offset, value), and the projections' gradient at (b, s, d).
 template <typename F, typename Img, typename ScatterT, typename ScatterS>
@@ -168,16 +182,10 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
         }
         const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
         mean = (mean + t) / F(sh.S + 1);
-        const int64_t plane = source_plane(b, s, c, sh);
-        const F x = warp::sample<F>(fs + plane, w.t, sh.W);
-        F gx, gt;
-        reduction_grads(o.reduction, go, t, x, mean, &gx, &gt);
-        if (need_features) {
-          // the variance's target term belongs to no source: it is added once, with the first
-          if (o.reduction != kVariance || s == 0) scatter_t(target_plane(b, c, sh) + pix, gt);
-          warp::scatter_bilinear(w.t, plane, sh.W, gx, scatter_s);
-        }
-        if (need_geometry) warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu, &g_iv);
+        const F gt = channel_backward(fs, source_plane(b, s, c, sh), w.t, sh.W, o.reduction, go, t, mean,
+                                      need_features, need_geometry, scatter_s, &g_iu, &g_iv);
+        // the variance's target term belongs to no source: it is added once, with the first
+        if (need_features && (o.reduction != kVariance || s == 0)) scatter_t(target_plane(b, c, sh) + pix, gt);
       }
     }
     if (need_geometry) {
@@ -187,12 +195,65 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
   }
 }
 
+// Channels per thread of the sweep backward.
+constexpr int kSweepChannels = 4;
+
+FD_HD int64_t sweep_chunks(const Shape& sh) { return (sh.C + kSweepChannels - 1) / kSweepChannels; }
+
+// The sweep backward (l1, dot, group_dot; not the variance) of one target pixel of image b and the
+// channels [c0, c0 + kSweepChannels) below C, every hypothesis and source in turn: the target's
+// gradient summed in registers and written once to g_ft (no other thread has it: no scatter), the
+// sources' through scatter_s(offset, value) and the projections' share from these channels through
+// add_uv(offset, d/du, d/dv). Where backward_pixel's thread has one hypothesis and every channel,
+// this one reads the target and keeps its gradient across the D hypotheses.
+template <typename F, typename Img, typename ScatterS, typename AddUV>
+FD_HD void backward_sweep_pixel(const Img* grad, const Img* ft, const Img* fs, const F* u, const F* v, F* g_ft,
+                                int64_t b, int64_t c0, int64_t pix, const Shape& sh, const Options& o,
+                                bool need_features, bool need_geometry, ScatterS scatter_s, AddUV add_uv) {
+  const int64_t Cg = sh.C / sh.G, HW = static_cast<int64_t>(sh.H) * sh.W;
+  const int64_t n = sh.C - c0 < kSweepChannels ? sh.C - c0 : kSweepChannels;
+  F t[kSweepChannels], gt[kSweepChannels], go[kSweepChannels];
+#pragma unroll
+  for (int k = 0; k < kSweepChannels; ++k) {
+    t[k] = k < n ? load_as<F>(ft + target_plane(b, c0 + k, sh) + pix) : F(0);
+    gt[k] = F(0);
+  }
+  for (int64_t d = 0; d < sh.D; ++d) {
+#pragma unroll
+    for (int k = 0; k < kSweepChannels; ++k) {
+      const int64_t g = (c0 + k) / Cg;
+      go[k] = k < n ? scaled_upstream(o.reduction, load_as<F>(grad + ((b * sh.G + g) * sh.D + d) * HW + pix), sh.S, Cg)
+                    : F(0);
+    }
+    for (int64_t s = 0; s < sh.S; ++s) {
+      const int64_t at = view_at(b, s, d, pix, sh);
+      const View<F> w = make_view(u[at], v[at], sh, o);
+      F g_iu = F(0), g_iv = F(0);
+#pragma unroll
+      for (int k = 0; k < kSweepChannels; ++k) {
+        if (k < n) {
+          gt[k] += channel_backward(fs, source_plane(b, s, c0 + k, sh), w.t, sh.W, o.reduction, go[k], t[k], F(0),
+                                    need_features, need_geometry, scatter_s, &g_iu, &g_iv);
+        }
+      }
+      if (need_geometry && w.keep) add_uv(at, g_iu * w.du, g_iv * w.dv);
+    }
+  }
+  if (need_features) {
+#pragma unroll
+    for (int k = 0; k < kSweepChannels; ++k) {
+      if (k < n) g_ft[target_plane(b, c0 + k, sh) + pix] = gt[k];
+    }
+  }
+}
+
 }  // namespace cost_volume
 
 // ---- entry points on raw pointers: CUDA launchers (cost_volume.cu; stream is a cudaStream_t,
 // geometry and projections float32) and the CPU twin (cost_volume_cpu.cpp; F = float or double).
 // The projection writes u and v whole. The gradients are float32 (F on the CPU); the CUDA launchers
-// add into zero-initialised ones, the twin writes every element; each may be null when not needed. ----
+// add into zero-initialised ones, the twin writes every element; each may be null when not needed.
+// sweep: the backward's sweep kernel (backward_sweep_pixel) where the reduction is not the variance. ----
 void cost_volume_projection_cuda(const float* hyp, const float* poses, const float* K, float* u, float* v,
                                  const cost_volume::Shape& shape, bool per_pixel, void* stream);
 void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, const float* u, const float* v,
@@ -200,7 +261,8 @@ void cost_volume_forward_cuda(ImageType type, const void* ft, const void* fs, co
                               void* stream);
 void cost_volume_backward_cuda(ImageType type, const void* grad, const void* ft, const void* fs, const float* u,
                                const float* v, float* grad_ft, float* grad_fs, float* grad_u, float* grad_v,
-                               const cost_volume::Shape& shape, const cost_volume::Options& options, void* stream);
+                               const cost_volume::Shape& shape, const cost_volume::Options& options, bool sweep,
+                               void* stream);
 template <typename F>
 void cost_volume_projection_cpu(const F* hyp, const F* poses, const F* K, F* u, F* v, const cost_volume::Shape& shape,
                                 bool per_pixel);

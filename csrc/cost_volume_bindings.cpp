@@ -131,7 +131,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cost_volume_backward(const Tensor& gr
                                                                 const Tensor& fs_in, const Tensor& u_in,
                                                                 const Tensor& v_in, c10::string_view reduction,
                                                                 int64_t groups, c10::string_view padding_mode,
-                                                                bool align_corners, const c10::List<bool>& needs) {
+                                                                bool align_corners, const c10::List<bool>& needs,
+                                                                bool sweep) {
   check_option(needs.size() == 2, "needs must hold 2 flags (features, geometry)");
   const bool need_features = needs[0], need_geometry = needs[1];
   const cost_volume::Shape sh = prepare(ft_in, fs_in, u_in, v_in, reduction, groups);
@@ -156,11 +157,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cost_volume_backward(const Tensor& gr
   if (run) {
     if (cuda) {
 #ifdef FASTDEPTH_WITH_CUDA
-      check_grid("features_target", (int64_t(sh.H) * sh.W + cost_volume::kBlock - 1) / cost_volume::kBlock, sh.D,
-                 sh.B);
+      check_grid("features_target", (int64_t(sh.H) * sh.W + cost_volume::kBlock - 1) / cost_volume::kBlock,
+                 sweep && o.reduction != cost_volume::kVariance ? cost_volume::sweep_chunks(sh) : sh.D, sh.B);
       cost_volume_backward_cuda(image_type(ft), grad.data_ptr(), ft.data_ptr(), fs.data_ptr(), u.data_ptr<float>(),
                                 v.data_ptr<float>(), ptr_or_null<float>(g_ft), ptr_or_null<float>(g_fs),
-                                ptr_or_null<float>(g_u), ptr_or_null<float>(g_v), sh, o, current_stream(ft));
+                                ptr_or_null<float>(g_u), ptr_or_null<float>(g_v), sh, o, sweep, current_stream(ft));
       check_launch();
 #else
       TORCH_CHECK(false, "fastdepth_ext was built without CUDA");
@@ -190,8 +191,8 @@ TORCH_LIBRARY_FRAGMENT(fastdepth_ext, m) {
       "int groups, str padding_mode, bool align_corners) -> Tensor");
   m.def(
       "cost_volume_backward(Tensor grad, Tensor features_target, Tensor features_source, Tensor u, Tensor v, "
-      "str reduction, int groups, str padding_mode, bool align_corners, bool[] needs) -> (Tensor, Tensor, Tensor, "
-      "Tensor)");
+      "str reduction, int groups, str padding_mode, bool align_corners, bool[] needs, bool sweep) -> (Tensor, Tensor, "
+      "Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastdepth_ext, CPU, m) {

@@ -46,6 +46,19 @@ from fastdepth.reference import warp as reference_warp
 from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 
 REDUCTIONS = reference.REDUCTIONS
+#: the GPU backends' backward where the reduction is not the variance: "hypothesis" (one thread per
+#: target pixel and hypothesis, every channel: it scatters the target's gradient with atomics, from
+#: D threads to each pixel) or "sweep" (one thread per target pixel and chunk of 4 channels, every
+#: hypothesis: it keeps the target's gradient in registers and writes it once, and adds the
+#: projections' with atomics). The same numbers up to the order of float sums; the benchmark times
+#: both (:func:`backward_kernel`). The variance always runs the first; the CPU twin has one backward.
+BACKWARD = "hypothesis"
+BACKWARDS = ("hypothesis", "sweep")
+
+
+def backward_kernel(name: str):
+    """Run the GPU backends' backward as ``name`` (see BACKWARD) within the block."""
+    return dispatch.kernel_choice(__name__, "BACKWARD", name, BACKWARDS, "backward")
 
 
 def output_shape(B: int, C: int, D: int, h: int, w: int, reduction: str, groups: int) -> tuple[int, ...]:
@@ -92,8 +105,9 @@ def _backward_op(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.launcher("cost_volume", backend, "backward")(
-        grad, features_target, features_source, u, v, reduction, groups, padding_mode, align_corners, list(needs)
-    )
+        grad, features_target, features_source, u, v, reduction, groups, padding_mode, align_corners, list(needs),
+        BACKWARD == "sweep",
+    )  # fmt: skip
 
 
 @_backward_op.register_fake

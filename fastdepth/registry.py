@@ -42,7 +42,8 @@ class Op:
     #: geometry has a kernel of its own (the cost volume's projections)
     passes: tuple[str, ...] = ("fwd", "bwd")
     #: alternative kernels of a pass, as (variant, pass): ``<op>_<variant>_<pass>_kernel``, which the
-    #: pass's launchers run when an argument asks for it (the fused objective's tile forward)
+    #: pass's launchers run when an argument asks for it (the fused objective's tile forward, the cost
+    #: volume's sweep backward)
     variants: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -114,6 +115,7 @@ OPS: dict[str, Op] = {
             ("cost_volume",),
             "plane-sweep cost volume (ManyDepth, MVSNet): D hypotheses, the warped volume never stored",
             passes=("proj", "fwd", "bwd"),
+            variants=(("sweep", "bwd"),),
         ),
     )
 }

@@ -5,7 +5,10 @@ target features on the fly; the warped features are never written.
 One program handles BLOCK target pixels of one (image, hypothesis), looping over groups, channels
 and sources. The backward recomputes the samples, scatters the features' gradients with float
 atomics and writes the gradient of the projected pixels (u, v), from which autograd reaches the
-hypotheses, poses and K (:mod:`fastdepth.cost_volume`). Where the geometry needs no gradient, the
+hypotheses, poses and K (:mod:`fastdepth.cost_volume`). The sweep backward (``sweep=True``; l1, dot
+and group_dot) has one program per BLOCK target pixels and SWEEP_CHANNELS channels of one image go
+through every hypothesis: the target's gradient stays in registers and is stored once, where the
+per-hypothesis backward scatters it from D programs. Where the geometry needs no gradient, the
 projection kernel computes u and v (the warp's projection) in one launch. The CUDA twin is
 csrc/cost_volume.cu.
 """
@@ -27,6 +30,9 @@ BLOCK = 128
 FWD_WARPS = 4
 PROJ_WARPS = 4
 BWD_WARPS = 4
+SWEEP_WARPS = 4
+#: channels per program of the sweep backward: csrc/cost_volume.cuh's kSweepChannels
+SWEEP_CHANNELS = 4
 REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
 
 
@@ -228,6 +234,62 @@ def cost_volume_bwd_kernel(
             tl.store(grad_v_ptr + at, tl.where(keep, g_iv * dv, 0.0), mask=in_range)
 
 
+@triton.jit
+def cost_volume_sweep_bwd_kernel(
+    grad_ptr, ft_ptr, fs_ptr, u_ptr, v_ptr, grad_ft_ptr, grad_fs_ptr, grad_u_ptr, grad_v_ptr,
+    S, C, D, G, H, W, sx, ox, sy, oy,
+    REDUCTION: tl.constexpr, BORDER: tl.constexpr, NEED_FEATURES: tl.constexpr, NEED_GEOMETRY: tl.constexpr,
+    BLOCK: tl.constexpr, CHANNELS: tl.constexpr,
+):  # fmt: skip
+    """The sweep backward (l1, dot, group_dot) of BLOCK target pixels and CHANNELS channels of one
+    image, every hypothesis and source in turn: the target's gradient summed in registers and stored
+    once, the sources' scattered with atomics, the projections' share from these channels added with
+    atomics (csrc/cost_volume.cuh: backward_sweep_pixel). (image, chunk, block) folded into grid
+    dimension 0."""
+    HW = H * W
+    n_blocks = tl.cdiv(HW, BLOCK)
+    n_chunks = tl.cdiv(C, CHANNELS)
+    pid = tl.program_id(0)
+    pix = (pid % n_blocks) * BLOCK + tl.arange(0, BLOCK)
+    in_range = pix < HW
+    b = (pid // n_blocks // n_chunks).to(tl.int64)
+    c = (pid // n_blocks % n_chunks) * CHANNELS + tl.arange(0, CHANNELS)
+    both = in_range[:, None] & (c < C)[None, :]
+    Cg = C // G
+    target_at = (b * C + c)[None, :] * HW + pix[:, None]
+    t = tl.load(ft_ptr + target_at, mask=both, other=0.0).to(tl.float32)
+    gt_sum = tl.zeros([BLOCK, CHANNELS], tl.float32)
+    for d in range(D):
+        go = tl.load(grad_ptr + ((b * G + c // Cg) * D + d)[None, :] * HW + pix[:, None], mask=both, other=0.0)
+        go = _scaled_upstream(go.to(tl.float32), S, Cg, REDUCTION)
+        for s in range(S):
+            at = ((b * S + s) * D + d) * HW + pix
+            o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, du, dv, keep = _view(
+                u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
+            )
+            planes = ((b * S + s) * C + c)[None, :] * HW
+            o00, o01, o10, o11 = o00[:, None], o01[:, None], o10[:, None], o11[:, None]
+            m00, m01, m10, m11 = m00[:, None] & both, m01[:, None] & both, m10[:, None] & both, m11[:, None] & both
+            fu, fv = fu[:, None], fv[:, None]
+            v00, v01, v10, v11 = _corners(fs_ptr + planes, o00, o01, o10, o11, m00, m01, m10, m11)
+            x = _bilinear(v00, v01, v10, v11, fu, fv)
+            gx, gt = _reduction_grads(go, t, x, 0.0, REDUCTION)
+            gt_sum += gt
+            if NEED_FEATURES:
+                gs = grad_fs_ptr + planes
+                tl.atomic_add(gs + o00, (1.0 - fu) * (1.0 - fv) * gx, mask=m00, sem="relaxed")
+                tl.atomic_add(gs + o01, fu * (1.0 - fv) * gx, mask=m01, sem="relaxed")
+                tl.atomic_add(gs + o10, (1.0 - fu) * fv * gx, mask=m10, sem="relaxed")
+                tl.atomic_add(gs + o11, fu * fv * gx, mask=m11, sem="relaxed")
+            if NEED_GEOMETRY:
+                g_iu = tl.sum(gx * ((v01 - v00) * (1.0 - fv) + (v11 - v10) * fv), axis=1)
+                g_iv = tl.sum(gx * ((v10 - v00) * (1.0 - fu) + (v11 - v01) * fu), axis=1)
+                tl.atomic_add(grad_u_ptr + at, g_iu * du, mask=keep, sem="relaxed")
+                tl.atomic_add(grad_v_ptr + at, g_iv * dv, mask=keep, sem="relaxed")
+    if NEED_FEATURES:
+        tl.store(grad_ft_ptr + target_at, gt_sum, mask=both)
+
+
 def _setup(features_target, features_source, u, reduction, groups, padding_mode, align_corners):
     B, S, C, H, W = features_source.shape
     D = u.shape[2]
@@ -298,9 +360,11 @@ def cost_volume_backward(
     padding_mode: str,
     align_corners: bool,
     needs: list[bool],
+    sweep: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernel: gradients (features_target, features_source, u, v), empty where
-    not needed (``needs``: features, geometry)."""
+    not needed (``needs``: features, geometry); ``sweep``: the sweep kernel, where the reduction is
+    not the variance."""
     need_features, need_geometry = needs
     grid, sizes, flags, _ = _setup(features_target, features_source, u, reduction, groups, padding_mode, align_corners)
     f32 = dict(dtype=torch.float32, device=features_target.device)
@@ -309,19 +373,28 @@ def cost_volume_backward(
     g_u = torch.zeros(u.shape, **f32) if need_geometry else torch.empty(0, **f32)
     g_v = torch.zeros(v.shape, **f32) if need_geometry else torch.empty(0, **f32)
     if grad.numel() > 0 and features_source.shape[1] > 0 and (need_features or need_geometry):
+        tensors = (
+            grad.contiguous(), features_target.contiguous(), features_source.contiguous(),
+            u.float().contiguous(), v.float().contiguous(), g_ft, g_fs, g_u, g_v,
+        )  # fmt: skip
+        needs = dict(NEED_FEATURES=need_features, NEED_GEOMETRY=need_geometry)
         with device_guard(features_target):
-            cost_volume_bwd_kernel[grid](
-                grad.contiguous(), features_target.contiguous(), features_source.contiguous(),
-                u.float().contiguous(), v.float().contiguous(), g_ft, g_fs, g_u, g_v, *sizes,
-                NEED_FEATURES=need_features, NEED_GEOMETRY=need_geometry, **flags, num_warps=BWD_WARPS,
-            )  # fmt: skip
+            if sweep and reduction != "variance":
+                B, C = features_target.shape[:2]
+                grid = (triton.cdiv(u.shape[-2] * u.shape[-1], BLOCK) * B * triton.cdiv(C, SWEEP_CHANNELS),)
+                check_grid("features_target", grid)
+                cost_volume_sweep_bwd_kernel[grid](
+                    *tensors, *sizes, **needs, **flags, CHANNELS=SWEEP_CHANNELS, num_warps=SWEEP_WARPS
+                )
+            else:
+                cost_volume_bwd_kernel[grid](*tensors, *sizes, **needs, **flags, num_warps=BWD_WARPS)
     back = [(g_ft, features_target), (g_fs, features_source), (g_u, u), (g_v, v)]
     return tuple(g.to(like.dtype) if g.numel() else g for g, like in back)
 
 
 def aot_variants():
     """(label, kernel, signature, constexprs, num_warps) for the compile report: the projection,
-    then the forward and backward per feature dtype."""
+    then the forward and backward per feature dtype, and the sweep backward (l1)."""
     geometry = dict(hyp_ptr="*fp32", pose_ptr="*fp32", k_ptr="*fp32", u_ptr="*fp32", v_ptr="*fp32")
     yield (
         "cost_volume_proj_kernel[fp32]",
@@ -341,18 +414,17 @@ def aot_variants():
                 dict(REDUCTION=reduction, BORDER=False, BLOCK=BLOCK),
                 FWD_WARPS,
             )
-            yield (
-                f"cost_volume_bwd_kernel[{img},{name}]",
-                cost_volume_bwd_kernel,
-                dict(
-                    grad_ptr=f"*{img}",
-                    **feats,
-                    grad_ft_ptr="*fp32",
-                    grad_fs_ptr="*fp32",
-                    grad_u_ptr="*fp32",
-                    grad_v_ptr="*fp32",
-                    **sizes,
-                ),  # fmt: skip
-                dict(REDUCTION=reduction, BORDER=False, NEED_FEATURES=True, NEED_GEOMETRY=True, BLOCK=BLOCK),
-                BWD_WARPS,
-            )
+            backward = dict(
+                grad_ptr=f"*{img}", **feats, grad_ft_ptr="*fp32", grad_fs_ptr="*fp32", grad_u_ptr="*fp32",
+                grad_v_ptr="*fp32", **sizes,
+            )  # fmt: skip
+            needs = dict(REDUCTION=reduction, BORDER=False, NEED_FEATURES=True, NEED_GEOMETRY=True, BLOCK=BLOCK)
+            yield f"cost_volume_bwd_kernel[{img},{name}]", cost_volume_bwd_kernel, backward, needs, BWD_WARPS
+            if reduction != 2:
+                yield (
+                    f"cost_volume_sweep_bwd_kernel[{img},{name}]",
+                    cost_volume_sweep_bwd_kernel,
+                    backward,
+                    dict(**needs, CHANNELS=SWEEP_CHANNELS),
+                    SWEEP_WARPS,
+                )

@@ -367,6 +367,29 @@ void cost_volume_backward(const float* grad, const float* ft, const float* fs, c
   }
 }
 
+// cost_volume_sweep_bwd_kernel: one thread per target pixel of every (image, chunk of channels); the
+// features' and projections' gradients zeroed by the caller.
+void cost_volume_sweep_backward(const float* grad, const float* ft, const float* fs, const float* u, const float* v,
+                                float* grad_ft, float* grad_fs, float* grad_u, float* grad_v, int64_t B, int64_t S,
+                                int64_t C, int64_t D, int64_t G, int H, int W, bool border, bool align_corners,
+                                int reduction) {
+  const cost_volume::Shape sh{B, S, C, D, G, H, W};
+  const cost_volume::Options o{warp::axis_map(W, align_corners), warp::axis_map(H, align_corners), border, reduction};
+  auto scatter_s = [=](int64_t at, float value) { grad_fs[at] += value; };
+  auto add_uv = [=](int64_t at, float gu, float gv) {
+    grad_u[at] += gu;
+    grad_v[at] += gv;
+  };
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t chunk = 0; chunk < cost_volume::sweep_chunks(sh); ++chunk) {
+      for (int64_t pix = 0; pix < static_cast<int64_t>(H) * W; ++pix) {
+        cost_volume::backward_sweep_pixel<float>(grad, ft, fs, u, v, grad_ft, b, chunk * cost_volume::kSweepChannels,
+                                                 pix, sh, o, true, true, scatter_s, add_uv);
+      }
+    }
+  }
+}
+
 // The CPU twin's split of an element's rows into bands (reprojection.cuh), for its test.
 void twin_band_split(int H, int64_t B, int64_t* count, int* rows) {
   const TwinBands bands = twin_bands(H, B);

@@ -204,7 +204,7 @@ def test_raw_extension_op_checks_what_it_reads():
     with pytest.raises(ValueError, match=r"groups must divide"):
         lib.cost_volume_forward(ft, fs, u, u, "group_dot", 3, "zeros", True)
     with pytest.raises(ValueError, match=r"grad has shape"):
-        lib.cost_volume_backward(torch.rand(1, 1, 2, 5, 6), ft, fs, u, u, "l1", 1, "zeros", True, [True, True])
+        lib.cost_volume_backward(torch.rand(1, 1, 2, 5, 6), ft, fs, u, u, "l1", 1, "zeros", True, [True, True], False)
 
 
 def _projection_inputs(per_pixel: bool, dtype: torch.dtype, device: str, seed: int):

@@ -332,7 +332,7 @@ def test_the_cuda_block_kernels_have_a_barrier_wherever_the_host_run_separates_p
 
 @pytest.mark.parametrize("case", VOLUME_OPTIONS)
 def test_cost_volume(kernels, case, seed):
-    B, S, C, h, w, D = 2, 2, 4, 5, 7, 3
+    B, S, C, h, w, D = 2, 2, 10, 5, 7, 3
     ft, fs, hypotheses, poses, K = volume_inputs(B, S, C, h, w, D, seed, torch.float32, "cpu", case == "per_pixel")
     u, v = torch.empty(2, B, S, D, h, w)
     kernels.cost_volume_projection(
@@ -359,12 +359,16 @@ def test_cost_volume(kernels, case, seed):
     assert_close(cost, twin_cost, abs_tol=tol.forward, name="cost")
 
     grad = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-    g_ft, g_fs, g_u, g_v = torch.zeros_like(ft), torch.zeros_like(fs), torch.empty_like(u), torch.empty_like(v)
-    kernels.cost_volume_backward(
-        ptr(grad), ptr(ft), ptr(fs), ptr(u), ptr(v), ptr(g_ft), ptr(g_fs), ptr(g_u), ptr(g_v), *dims
-    )
-    twin = _cuda.library().cost_volume_backward(grad, ft, fs, u, v, reduction, groups, padding, align, [True, True])
-    for name, a, b in zip(("features_target", "features_source", "u", "v"), (g_ft, g_fs, g_u, g_v), twin, strict=True):
-        keep = b.isfinite()
-        assert torch.equal(keep, a.isfinite()), name
-        assert_close(a[keep], b[keep], rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"grad {name}")
+    options = (reduction, groups, padding, align, [True, True], False)
+    twin = _cuda.library().cost_volume_backward(grad, ft, fs, u, v, *options)
+    # the sweep kernel (not for the variance) over 3 chunks of channels, the last partial
+    for backward in ("cost_volume_backward", "cost_volume_sweep_backward")[: 1 if reduction == "variance" else 2]:
+        g_ft, g_fs, g_u, g_v = torch.zeros_like(ft), torch.zeros_like(fs), torch.zeros_like(u), torch.zeros_like(v)
+        getattr(kernels, backward)(
+            ptr(grad), ptr(ft), ptr(fs), ptr(u), ptr(v), ptr(g_ft), ptr(g_fs), ptr(g_u), ptr(g_v), *dims
+        )
+        ours = (g_ft, g_fs, g_u, g_v)
+        for name, a, b in zip(("features_target", "features_source", "u", "v"), ours, twin, strict=True):
+            keep = b.isfinite()
+            assert torch.equal(keep, a.isfinite()), f"{backward}: {name}"
+            assert_close(a[keep], b[keep], rel_tol=tol.gradient, floor=tol.gradient_floor, name=f"{backward}: {name}")

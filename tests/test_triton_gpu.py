@@ -19,6 +19,7 @@ from fastdepth.checks import cost_volume as volume_checks
 from fastdepth.checks import depth_loss as depth_loss_checks
 from fastdepth.checks import op_cases
 from fastdepth.compare import assert_close
+from fastdepth.cost_volume import backward_kernel as volume_backward_kernel
 from fastdepth.reprojection import backward_passes, forward_kernel
 from fastdepth.scenes import natural_images, warp_scene
 from fastdepth.tolerances import TABLE
@@ -78,11 +79,14 @@ def _reprojection(forward: str):
         return _outputs(out, geometry, ["depth", "pose", "K"], 14)
 
 
-def _cost_volume(reduction, per_pixel):
-    x = leaves(*volume_checks.inputs(1, 2, 4, 9, 30, 3, 15, torch.float32, "cpu", per_pixel))
+def _cost_volume(reduction, per_pixel, backward="hypothesis"):
+    """The sweep backward with 10 channels: 3 chunks of 4 along its grid, the last partial."""
+    C = 10 if backward == "sweep" else 4
+    x = leaves(*volume_checks.inputs(1, 2, C, 9, 30, 3, 15, torch.float32, "cpu", per_pixel))
     groups = 2 if reduction == "group_dot" else None
-    out = fastdepth.cost_volume(*x, reduction=reduction, groups=groups, backend="triton")
-    return _outputs(out, x, ["target", "source", "hypotheses", "pose", "K"], 17)
+    with volume_backward_kernel(backward):
+        out = fastdepth.cost_volume(*x, reduction=reduction, groups=groups, backend="triton")
+        return _outputs(out, x, ["target", "source", "hypotheses", "pose", "K"], 17)
 
 
 def _depth_losses():
@@ -105,6 +109,10 @@ CASES = {
     "cost_volume: l1 planes": (lambda: _cost_volume("l1", False), ("grad target", "grad source")),
     "cost_volume: variance per_pixel": (lambda: _cost_volume("variance", True), ("grad target", "grad source")),
     "cost_volume: group_dot planes": (lambda: _cost_volume("group_dot", False), ("grad target", "grad source")),
+    "cost_volume: sweep group_dot planes": (
+        lambda: _cost_volume("group_dot", False, "sweep"),
+        ("grad source", "grad hypotheses", "grad pose", "grad K"),
+    ),
     "depth_loss: both losses": (_depth_losses, ()),
 }
 

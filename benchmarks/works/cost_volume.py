@@ -2,17 +2,21 @@
 quarter of the size's resolution, reduction l1, the gradient to both feature maps in fwd+bwd. D = 96
 hypotheses (ManyDepth's), 32 at batch <= 2 (the CPU sizes). Peers: an eager ``homo_warping`` as the
 MVSNet family writes it (every hypothesis projected at once, one ``grid_sample`` of the whole
-(B, C, D, h, w) warped volume, then the mean |difference| over channels), and ``torch.compile`` of it."""
+(B, C, D, h, w) warped volume, then the mean |difference| over channels), and ``torch.compile`` of it.
+On a GPU also ``<backend>-sweep``: the fused op with the sweep backward kernel (each thread a pixel
+and 4 channels over every hypothesis) instead of the per-hypothesis one
+(:func:`fastdepth.cost_volume.backward_kernel`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fastdepth.benchmarks.work import Size, Work, run_mode
+from fastdepth.benchmarks.work import Size, Work, run_mode, within
 
 import fastdepth
 from fastdepth.checks.cost_volume import inputs as volume_inputs
 from fastdepth.conventions import grid_scale
+from fastdepth.cost_volume import backward_kernel
 from fastdepth.reference import warp as reference_warp
 
 CHANNELS = 64
@@ -52,7 +56,9 @@ def make(name: str, x: dict, mode: str):
         compiled = torch.compile(homo_warping, dynamic=False)
         forward = lambda: compiled(*args)
     else:
-        forward = lambda: fastdepth.cost_volume(*args, backend=name)
+        backend, _, variant = name.partition("-")
+        step = run_mode(mode, lambda: fastdepth.cost_volume(*args, backend=backend), [x["ft"], x["fs"]], x["grad_out"])
+        return within(step, lambda: backward_kernel("sweep")) if variant == "sweep" else step
     return run_mode(mode, forward, [x["ft"], x["fs"]], x["grad_out"])
 
 
@@ -70,4 +76,4 @@ def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:
     return fwd if mode == "fwd" else fwd + e * (2 * features + cost)
 
 
-WORK = Work("cost_volume", inputs, ("homo_warping", "compile"), make, floor_bytes, shape=shape)
+WORK = Work("cost_volume", inputs, ("homo_warping", "compile"), make, floor_bytes, shape=shape, gpu_variants=("sweep",))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 from fastdepth.benchmarks import monodepth2
-from fastdepth.benchmarks.work import Size, Work, run_mode
+from fastdepth.benchmarks.work import Size, Work, run_mode, within
 
 import fastdepth
 from fastdepth.reference import photometric as reference
@@ -37,12 +37,7 @@ def make(name: str, x: dict, mode: str):
 
 def tile_backward(step):
     """``step`` with the photometric op's tile backward kernel."""
-
-    def run():
-        with fastdepth.photometric.backward_kernel("tile"):
-            return step()
-
-    return run
+    return within(step, lambda: fastdepth.photometric.backward_kernel("tile"))
 
 
 def floor_bytes(size: Size, dtype: torch.dtype, mode: str) -> int:

@@ -3,11 +3,14 @@ float64 reference composition (the warp at every hypothesis, then the reduction)
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 import fastdepth
 from fastdepth.checks.case import KINK_TOL, CaseResult, gradient_error, grads, leaves, output_error
 from fastdepth.checks.warp import fragile_samples
+from fastdepth.cost_volume import backward_kernel
 from fastdepth.reference import warp as warp_reference
 from fastdepth.reference.cost_volume import hypothesis_maps
 from fastdepth.scenes import warp_scene
@@ -21,12 +24,16 @@ OPTIONS = {
     "variance": dict(reduction="variance", padding_mode="border", align_corners=False),
     "per_pixel": dict(reduction="l1"),
     "buffers": dict(reduction="l1"),
+    "sweep": dict(reduction="l1"),
 }
 CASES = tuple(OPTIONS)
 #: the cases whose hypotheses, poses and K are buffers (ManyDepth's): gradients to the features only,
 #: the projections by the fused backends' projection kernel
 BUFFER_CASES = ("buffers",)
-SANITIZER_CASES = ("l1", "buffers")
+#: the cases run through the GPU backends' sweep backward (fastdepth.cost_volume.BACKWARD = "sweep"),
+#: with 10 channels: two full chunks of 4 and a partial one
+SWEEP_CASES = ("sweep",)
+SANITIZER_CASES = ("l1", "buffers", "sweep")
 SELFCHECK_CASE = "buffers"  # every kernel of the op: the projection, forward and backward
 
 
@@ -43,12 +50,13 @@ def inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=False):
 
 def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bool, seed: int = 0) -> CaseResult:
     """The cost and the gradients to both feature maps, the hypotheses, the poses and K (to the
-    feature maps only in :data:`BUFFER_CASES`). Left out of the comparisons: the hypotheses with a
-    fragile sample in any source (:func:`~fastdepth.checks.warp.fragile_samples`) and, of the
-    gradients of ``l1``, those with a warped feature within KINK_TOL of the target's (the kink of
-    the absolute difference)."""
+    feature maps only in :data:`BUFFER_CASES`; in :data:`SWEEP_CASES` through the sweep backward).
+    Left out of the comparisons: the hypotheses with a fragile sample in any source
+    (:func:`~fastdepth.checks.warp.fragile_samples`) and, of the gradients of ``l1``, those with a
+    warped feature within KINK_TOL of the target's (the kink of the absolute difference)."""
     result = CaseResult("cost_volume", name, backend, device, str(dtype).removeprefix("torch."))
     B, S, C, h, w, D = (1, 2, 4, 5, 7, 3) if quick else (2, 2, 8, 13, 19, 6)
+    C = 10 if name in SWEEP_CASES else C
     tensors = inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=name == "per_pixel")
     n = 2 if name in BUFFER_CASES else len(tensors)
     ours_in, ref_in = leaves(tensors[:n]), leaves(tensors[:n], torch.float64)
@@ -65,8 +73,10 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     g = torch.rand(ours.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     g = g.masked_fill(fragile | l1_kinks, 0.0)
     names = ("features_target", "features_source", "depth_hypotheses", "poses", "K")[:n]
+    with backward_kernel("sweep") if name in SWEEP_CASES else contextlib.nullcontext():
+        ours_grads = grads(ours, ours_in, g)
     result.gradient_error, grad_where = gradient_error(
-        names, grads(ours, ours_in, g), grads(ref, ref_in, g.to(dtype).double()), tol.gradient_floor
+        names, ours_grads, grads(ref, ref_in, g.to(dtype).double()), tol.gradient_floor
     )
     result.where = f"{out_where}; {grad_where}"
     return result
