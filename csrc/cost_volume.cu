@@ -3,8 +3,8 @@
 // one (image, hypothesis), kBlock pixels per block (the projection: of one (image, source,
 // hypothesis)); the backward scatters the features' gradients with float atomics and writes the
 // projections' gradient. The sweep backward: one thread per target pixel of one (image, chunk of
-// kSweepChannels channels), every hypothesis; it writes the target's gradient and adds the
-// projections' with atomics.
+// kSweepChannels channels), every source and hypothesis; it writes the target's gradient, scatters
+// the sources' once per run of hypotheses with the same taps and adds the projections' with atomics.
 #include <cuda_runtime.h>
 
 #include "cost_volume.cuh"

@@ -200,44 +200,96 @@ constexpr int kSweepChannels = 4;
 
 FD_HD int64_t sweep_chunks(const Shape& sh) { return (sh.C + kSweepChannels - 1) / kSweepChannels; }
 
+// Whether two views' taps scatter to the same addresses.
+template <typename F>
+FD_HD bool same_taps(const warp::Taps<F>& a, const warp::Taps<F>& b) {
+  return a.o00 == b.o00 && a.m00 == b.m00 && a.m01 == b.m01 && a.m10 == b.m10 && a.m11 == b.m11;
+}
+
+// A run of consecutive hypotheses whose views have the same taps: each channel's four tap
+// gradients summed over the run, scattered once when the run ends.
+template <typename F>
+struct TapRun {
+  warp::Taps<F> taps;
+  F acc[kSweepChannels][4];
+};
+
+// Scatters a run's sums to the source planes of channels c0 .. c0 + n - 1 of (b, s).
+template <typename F, typename ScatterS>
+FD_HD void flush_run(const TapRun<F>& run, int64_t b, int64_t s, int64_t c0, int64_t n, const Shape& sh,
+                     ScatterS scatter_s) {
+#pragma unroll
+  for (int k = 0; k < kSweepChannels; ++k) {
+    if (k < n) {
+      const int64_t at = source_plane(b, s, c0 + k, sh) + run.taps.o00;
+      if (run.taps.m00) scatter_s(at, run.acc[k][0]);
+      if (run.taps.m01) scatter_s(at + 1, run.acc[k][1]);
+      if (run.taps.m10) scatter_s(at + sh.W, run.acc[k][2]);
+      if (run.taps.m11) scatter_s(at + sh.W + 1, run.acc[k][3]);
+    }
+  }
+}
+
 // The sweep backward (l1, dot, group_dot; not the variance) of one target pixel of image b and the
-// channels [c0, c0 + kSweepChannels) below C, every hypothesis and source in turn: the target's
+// channels [c0, c0 + kSweepChannels) below C, every source and hypothesis in turn: the target's
 // gradient summed in registers and written once to g_ft (no other thread has it: no scatter), the
-// sources' through scatter_s(offset, value) and the projections' share from these channels through
-// add_uv(offset, d/du, d/dv). Where backward_pixel's thread has one hypothesis and every channel,
-// this one reads the target and keeps its gradient across the D hypotheses.
+// projections' share from these channels through add_uv(offset, d/du, d/dv), and the sources'
+// through scatter_s(offset, value) once per run of hypotheses with the same taps (TapRun: with
+// dense hypotheses, neighbouring planes often sample the same four pixels). Where backward_pixel's
+// thread has one hypothesis and every channel, this one scatters the target's gradient not at all
+// and the sources' once per run rather than per hypothesis.
 template <typename F, typename Img, typename ScatterS, typename AddUV>
 FD_HD void backward_sweep_pixel(const Img* grad, const Img* ft, const Img* fs, const F* u, const F* v, F* g_ft,
                                 int64_t b, int64_t c0, int64_t pix, const Shape& sh, const Options& o,
                                 bool need_features, bool need_geometry, ScatterS scatter_s, AddUV add_uv) {
   const int64_t Cg = sh.C / sh.G, HW = static_cast<int64_t>(sh.H) * sh.W;
   const int64_t n = sh.C - c0 < kSweepChannels ? sh.C - c0 : kSweepChannels;
-  F t[kSweepChannels], gt[kSweepChannels], go[kSweepChannels];
+  F t[kSweepChannels], gt[kSweepChannels];
 #pragma unroll
   for (int k = 0; k < kSweepChannels; ++k) {
     t[k] = k < n ? load_as<F>(ft + target_plane(b, c0 + k, sh) + pix) : F(0);
     gt[k] = F(0);
   }
-  for (int64_t d = 0; d < sh.D; ++d) {
-#pragma unroll
-    for (int k = 0; k < kSweepChannels; ++k) {
-      const int64_t g = (c0 + k) / Cg;
-      go[k] = k < n ? scaled_upstream(o.reduction, load_as<F>(grad + ((b * sh.G + g) * sh.D + d) * HW + pix), sh.S, Cg)
-                    : F(0);
-    }
-    for (int64_t s = 0; s < sh.S; ++s) {
+  for (int64_t s = 0; s < sh.S; ++s) {
+    TapRun<F> run;
+    run.taps.m00 = run.taps.m01 = run.taps.m10 = run.taps.m11 = false;  // empty: nothing to flush
+    run.taps.o00 = 0;
+    for (int64_t d = 0; d < sh.D; ++d) {
       const int64_t at = view_at(b, s, d, pix, sh);
       const View<F> w = make_view(u[at], v[at], sh, o);
+      const bool any = w.t.m00 || w.t.m01 || w.t.m10 || w.t.m11;
+      if (need_features && any && !same_taps(w.t, run.taps)) {
+        flush_run(run, b, s, c0, n, sh, scatter_s);
+        run.taps = w.t;
+#pragma unroll
+        for (int k = 0; k < kSweepChannels; ++k) run.acc[k][0] = run.acc[k][1] = run.acc[k][2] = run.acc[k][3] = F(0);
+      }
+      const F w00 = (F(1) - w.t.fu) * (F(1) - w.t.fv), w01 = w.t.fu * (F(1) - w.t.fv);
+      const F w10 = (F(1) - w.t.fu) * w.t.fv, w11 = w.t.fu * w.t.fv;
       F g_iu = F(0), g_iv = F(0);
 #pragma unroll
       for (int k = 0; k < kSweepChannels; ++k) {
         if (k < n) {
-          gt[k] += channel_backward(fs, source_plane(b, s, c0 + k, sh), w.t, sh.W, o.reduction, go[k], t[k], F(0),
-                                    need_features, need_geometry, scatter_s, &g_iu, &g_iv);
+          const int64_t c = c0 + k;
+          const F go =
+              scaled_upstream(o.reduction, load_as<F>(grad + ((b * sh.G + c / Cg) * sh.D + d) * HW + pix), sh.S, Cg);
+          const int64_t plane = source_plane(b, s, c, sh);
+          const F x = warp::sample<F>(fs + plane, w.t, sh.W);
+          F gx, g_t;
+          reduction_grads(o.reduction, go, t[k], x, F(0), &gx, &g_t);
+          gt[k] += g_t;
+          if (any) {  // the run's taps are this view's
+            run.acc[k][0] += w00 * gx;
+            run.acc[k][1] += w01 * gx;
+            run.acc[k][2] += w10 * gx;
+            run.acc[k][3] += w11 * gx;
+          }
+          if (need_geometry) warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu, &g_iv);
         }
       }
       if (need_geometry && w.keep) add_uv(at, g_iu * w.du, g_iv * w.dv);
     }
+    if (need_features) flush_run(run, b, s, c0, n, sh, scatter_s);
   }
   if (need_features) {
 #pragma unroll

@@ -48,10 +48,12 @@ from fastdepth.warp import PADDING_MODES, check_camera, geometry_dtype
 REDUCTIONS = reference.REDUCTIONS
 #: the GPU backends' backward where the reduction is not the variance: "hypothesis" (one thread per
 #: target pixel and hypothesis, every channel: it scatters the target's gradient with atomics, from
-#: D threads to each pixel) or "sweep" (one thread per target pixel and chunk of 4 channels, every
-#: hypothesis: it keeps the target's gradient in registers and writes it once, and adds the
-#: projections' with atomics). The same numbers up to the order of float sums; the benchmark times
-#: both (:func:`backward_kernel`). The variance always runs the first; the CPU twin has one backward.
+#: D threads to each pixel, and the source's at each hypothesis) or "sweep" (one thread per target
+#: pixel and chunk of 4 channels, every hypothesis: it keeps the target's gradient in registers and
+#: writes it once, scatters the source's once per run of hypotheses that sample the same four
+#: pixels, and adds the projections' with atomics). The same numbers up to the order of float sums;
+#: the benchmark times both (:func:`backward_kernel`). The variance always runs the first; the CPU
+#: twin has one backward.
 BACKWARD = "hypothesis"
 BACKWARDS = ("hypothesis", "sweep")
 

@@ -8,7 +8,8 @@ atomics and writes the gradient of the projected pixels (u, v), from which autog
 hypotheses, poses and K (:mod:`fastdepth.cost_volume`). The sweep backward (``sweep=True``; l1, dot
 and group_dot) has one program per BLOCK target pixels and SWEEP_CHANNELS channels of one image go
 through every hypothesis: the target's gradient stays in registers and is stored once, where the
-per-hypothesis backward scatters it from D programs. Where the geometry needs no gradient, the
+per-hypothesis backward scatters it from D programs, and the sources' is scattered once per run of
+consecutive hypotheses that sample the same four pixels. Where the geometry needs no gradient, the
 projection kernel computes u and v (the warp's projection) in one launch. The CUDA twin is
 csrc/cost_volume.cu.
 """
@@ -30,7 +31,9 @@ BLOCK = 128
 FWD_WARPS = 4
 PROJ_WARPS = 4
 BWD_WARPS = 4
-SWEEP_WARPS = 4
+# 8 warps (two elements of a program's pixels x channels a thread): at 4, ptxas spilled in the sweep
+# backward (Triton 3.8: sm_90, 4 to 8 bytes at 168 registers)
+SWEEP_WARPS = 8
 #: channels per program of the sweep backward: csrc/cost_volume.cuh's kSweepChannels
 SWEEP_CHANNELS = 4
 REDUCTIONS = {"l1": 0, "dot": 1, "group_dot": 1, "variance": 2}
@@ -235,6 +238,17 @@ def cost_volume_bwd_kernel(
 
 
 @triton.jit
+def _flush_run(gs, run_o, run_m00, run_m01, run_m10, run_m11, acc00, acc01, acc10, acc11, W, flush):
+    """Scatter a run's tap sums (csrc/cost_volume.cuh: flush_run) where ``flush``; gs: the source
+    planes of the program's channels, (1, CHANNELS) pointers."""
+    at = gs + run_o[:, None]
+    tl.atomic_add(at, acc00, mask=flush & run_m00[:, None], sem="relaxed")
+    tl.atomic_add(at + 1, acc01, mask=flush & run_m01[:, None], sem="relaxed")
+    tl.atomic_add(at + W, acc10, mask=flush & run_m10[:, None], sem="relaxed")
+    tl.atomic_add(at + W + 1, acc11, mask=flush & run_m11[:, None], sem="relaxed")
+
+
+@triton.jit
 def cost_volume_sweep_bwd_kernel(
     grad_ptr, ft_ptr, fs_ptr, u_ptr, v_ptr, grad_ft_ptr, grad_fs_ptr, grad_u_ptr, grad_v_ptr,
     S, C, D, G, H, W, sx, ox, sy, oy,
@@ -242,10 +256,10 @@ def cost_volume_sweep_bwd_kernel(
     BLOCK: tl.constexpr, CHANNELS: tl.constexpr,
 ):  # fmt: skip
     """The sweep backward (l1, dot, group_dot) of BLOCK target pixels and CHANNELS channels of one
-    image, every hypothesis and source in turn: the target's gradient summed in registers and stored
-    once, the sources' scattered with atomics, the projections' share from these channels added with
-    atomics (csrc/cost_volume.cuh: backward_sweep_pixel). (image, chunk, block) folded into grid
-    dimension 0."""
+    image, every source and hypothesis in turn: the target's gradient summed in registers and stored
+    once, the projections' share from these channels added with atomics, and the sources' scattered
+    once per run of hypotheses with the same taps (csrc/cost_volume.cuh: backward_sweep_pixel).
+    (image, chunk, block) folded into grid dimension 0."""
     HW = H * W
     n_blocks = tl.cdiv(HW, BLOCK)
     n_chunks = tl.cdiv(C, CHANNELS)
@@ -259,33 +273,60 @@ def cost_volume_sweep_bwd_kernel(
     target_at = (b * C + c)[None, :] * HW + pix[:, None]
     t = tl.load(ft_ptr + target_at, mask=both, other=0.0).to(tl.float32)
     gt_sum = tl.zeros([BLOCK, CHANNELS], tl.float32)
-    for d in range(D):
-        go = tl.load(grad_ptr + ((b * G + c // Cg) * D + d)[None, :] * HW + pix[:, None], mask=both, other=0.0)
-        go = _scaled_upstream(go.to(tl.float32), S, Cg, REDUCTION)
-        for s in range(S):
+    for s in range(S):
+        planes = ((b * S + s) * C + c)[None, :] * HW
+        gs = grad_fs_ptr + planes
+        # the run: its taps (none yet) and its four tap sums per channel
+        run_o = tl.zeros([BLOCK], tl.int32)
+        run_m00 = run_o != 0
+        run_m01 = run_m00
+        run_m10 = run_m00
+        run_m11 = run_m00
+        acc00 = tl.zeros([BLOCK, CHANNELS], tl.float32)
+        acc01 = tl.zeros_like(acc00)
+        acc10 = tl.zeros_like(acc00)
+        acc11 = tl.zeros_like(acc00)
+        for d in range(D):
             at = ((b * S + s) * D + d) * HW + pix
             o00, o01, o10, o11, m00, m01, m10, m11, fu, fv, du, dv, keep = _view(
                 u_ptr, v_ptr, at, in_range, W, H, sx, ox, sy, oy, BORDER
             )
-            planes = ((b * S + s) * C + c)[None, :] * HW
-            o00, o01, o10, o11 = o00[:, None], o01[:, None], o10[:, None], o11[:, None]
-            m00, m01, m10, m11 = m00[:, None] & both, m01[:, None] & both, m10[:, None] & both, m11[:, None] & both
-            fu, fv = fu[:, None], fv[:, None]
-            v00, v01, v10, v11 = _corners(fs_ptr + planes, o00, o01, o10, o11, m00, m01, m10, m11)
-            x = _bilinear(v00, v01, v10, v11, fu, fv)
+            go = tl.load(grad_ptr + ((b * G + c // Cg) * D + d)[None, :] * HW + pix[:, None], mask=both, other=0.0)
+            go = _scaled_upstream(go.to(tl.float32), S, Cg, REDUCTION)
+            v00, v01, v10, v11 = _corners(
+                fs_ptr + planes, o00[:, None], o01[:, None], o10[:, None], o11[:, None],
+                m00[:, None] & both, m01[:, None] & both, m10[:, None] & both, m11[:, None] & both,
+            )  # fmt: skip
+            fu2 = fu[:, None]
+            fv2 = fv[:, None]
+            x = _bilinear(v00, v01, v10, v11, fu2, fv2)
             gx, gt = _reduction_grads(go, t, x, 0.0, REDUCTION)
             gt_sum += gt
             if NEED_FEATURES:
-                gs = grad_fs_ptr + planes
-                tl.atomic_add(gs + o00, (1.0 - fu) * (1.0 - fv) * gx, mask=m00, sem="relaxed")
-                tl.atomic_add(gs + o01, fu * (1.0 - fv) * gx, mask=m01, sem="relaxed")
-                tl.atomic_add(gs + o10, (1.0 - fu) * fv * gx, mask=m10, sem="relaxed")
-                tl.atomic_add(gs + o11, fu * fv * gx, mask=m11, sem="relaxed")
+                any_tap = m00 | m01 | m10 | m11
+                same = (o00 == run_o) & (m00 == run_m00) & (m01 == run_m01) & (m10 == run_m10) & (m11 == run_m11)
+                new = any_tap & ~same
+                _flush_run(gs, run_o, run_m00, run_m01, run_m10, run_m11, acc00, acc01, acc10, acc11, W,
+                           new[:, None] & both)  # fmt: skip
+                run_o = tl.where(new, o00, run_o)
+                run_m00 = tl.where(new, m00, run_m00)
+                run_m01 = tl.where(new, m01, run_m01)
+                run_m10 = tl.where(new, m10, run_m10)
+                run_m11 = tl.where(new, m11, run_m11)
+                # a new run starts from this view's terms; a view without taps adds nothing
+                keep_sums = (~new)[:, None]
+                on = any_tap[:, None]
+                acc00 = tl.where(keep_sums, acc00, 0.0) + tl.where(on, (1.0 - fu2) * (1.0 - fv2) * gx, 0.0)
+                acc01 = tl.where(keep_sums, acc01, 0.0) + tl.where(on, fu2 * (1.0 - fv2) * gx, 0.0)
+                acc10 = tl.where(keep_sums, acc10, 0.0) + tl.where(on, (1.0 - fu2) * fv2 * gx, 0.0)
+                acc11 = tl.where(keep_sums, acc11, 0.0) + tl.where(on, fu2 * fv2 * gx, 0.0)
             if NEED_GEOMETRY:
-                g_iu = tl.sum(gx * ((v01 - v00) * (1.0 - fv) + (v11 - v10) * fv), axis=1)
-                g_iv = tl.sum(gx * ((v10 - v00) * (1.0 - fu) + (v11 - v01) * fu), axis=1)
+                g_iu = tl.sum(gx * ((v01 - v00) * (1.0 - fv2) + (v11 - v10) * fv2), axis=1)
+                g_iv = tl.sum(gx * ((v10 - v00) * (1.0 - fu2) + (v11 - v01) * fu2), axis=1)
                 tl.atomic_add(grad_u_ptr + at, g_iu * du, mask=keep, sem="relaxed")
                 tl.atomic_add(grad_v_ptr + at, g_iv * dv, mask=keep, sem="relaxed")
+        if NEED_FEATURES:
+            _flush_run(gs, run_o, run_m00, run_m01, run_m10, run_m11, acc00, acc01, acc10, acc11, W, both)
     if NEED_FEATURES:
         tl.store(grad_ft_ptr + target_at, gt_sum, mask=both)
 

@@ -12,8 +12,9 @@ from helpers import grads, leaves
 import fastdepth
 from fastdepth import projection
 from fastdepth.checks import run_one
-from fastdepth.checks.cost_volume import CASES, OPTIONS, inputs
+from fastdepth.checks.cost_volume import CASES, OPTIONS, SWEEP_PLANES, inputs
 from fastdepth.compare import assert_close
+from fastdepth.cost_volume import projections
 from fastdepth.reference import cost_volume as reference
 from fastdepth.reference import warp as reference_warp
 from fastdepth.tolerances import tolerance
@@ -25,6 +26,20 @@ def test_matches_the_reference(backend, device, case):
     # the GPU campaign's cases: the cost and the gradients to features, hypotheses, poses and K
     result = run_one("cost_volume", case, backend, device, torch.float32, quick=True)
     assert result.passed, result
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+def test_the_sweep_cases_hold_runs_of_the_same_taps_and_breaks(quick):
+    # the sweep backward scatters once per run of hypotheses with the same taps: its cases need both
+    B, S, C, h, w, D = (1, 2, 10, 5, 7, 3) if quick else (2, 2, 10, 13, 19, 6)
+    for seed in range(3):
+        ft, fs, planes, poses, K = inputs(B, S, C, h, w, D, seed, torch.float32, "cpu", planes=SWEEP_PLANES)
+        u, v = projections(planes, poses, K, h, w, torch.float32, "torch")  # (B, S, D, h, w)
+        x0, y0 = u.floor(), v.floor()
+        sampled = u.isfinite() & v.isfinite() & (x0 >= -1) & (x0 < w) & (y0 >= -1) & (y0 < h)
+        both = sampled[:, :, 1:] & sampled[:, :, :-1]  # hypotheses d and d + 1
+        same = both & (x0[:, :, 1:] == x0[:, :, :-1]) & (y0[:, :, 1:] == y0[:, :, :-1])
+        assert same.any() and (both & ~same).any(), seed
 
 
 @pytest.mark.skipif(not TWIN, reason="needs the CPU twin")
@@ -124,8 +139,6 @@ def test_half_precision_features(backend, device, dtype):
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_opcheck(backend, device, seed):
     ft, fs, planes, poses, K = inputs(1, 1, 2, 3, 4, 2, seed, torch.float32, device)
-    from fastdepth.cost_volume import projections
-
     u, v = projections(planes, poses, K, 3, 4, torch.float32, backend)
     ft, fs, u, v = leaves(ft, fs, u, v)
     op = torch.ops.fastdepth.cost_volume.default

@@ -16,6 +16,7 @@ from conftest import TWIN
 
 from fastdepth import _cuda
 from fastdepth.checks.cost_volume import OPTIONS as VOLUME_OPTIONS
+from fastdepth.checks.cost_volume import SWEEP_CASES, SWEEP_PLANES
 from fastdepth.checks.cost_volume import inputs as volume_inputs
 from fastdepth.compare import assert_close
 from fastdepth.cost_volume import output_shape, projections
@@ -333,7 +334,10 @@ def test_the_cuda_block_kernels_have_a_barrier_wherever_the_host_run_separates_p
 @pytest.mark.parametrize("case", VOLUME_OPTIONS)
 def test_cost_volume(kernels, case, seed):
     B, S, C, h, w, D = 2, 2, 10, 5, 7, 3
-    ft, fs, hypotheses, poses, K = volume_inputs(B, S, C, h, w, D, seed, torch.float32, "cpu", case == "per_pixel")
+    planes = SWEEP_PLANES if case in SWEEP_CASES else (0.5, 8.0)
+    ft, fs, hypotheses, poses, K = volume_inputs(
+        B, S, C, h, w, D, seed, torch.float32, "cpu", case == "per_pixel", planes
+    )
     u, v = torch.empty(2, B, S, D, h, w)
     kernels.cost_volume_projection(
         ptr(hypotheses), ptr(poses), ptr(K), ptr(u), ptr(v), *ints(B, S, D), *hw(h, w), *flags(case == "per_pixel")

@@ -80,9 +80,11 @@ def _reprojection(forward: str):
 
 
 def _cost_volume(reduction, per_pixel, backward="hypothesis"):
-    """The sweep backward with 10 channels: 3 chunks of 4 along its grid, the last partial."""
-    C = 10 if backward == "sweep" else 4
-    x = leaves(*volume_checks.inputs(1, 2, C, 9, 30, 3, 15, torch.float32, "cpu", per_pixel))
+    """The sweep backward with 10 channels (3 chunks of 4 along its grid, the last partial) and
+    dense planes (runs of hypotheses with the same taps)."""
+    sweep = backward == "sweep"
+    C, planes = (10, volume_checks.SWEEP_PLANES) if sweep else (4, (0.5, 8.0))
+    x = leaves(*volume_checks.inputs(1, 2, C, 9, 30, 3, 15, torch.float32, "cpu", per_pixel, planes))
     groups = 2 if reduction == "group_dot" else None
     with volume_backward_kernel(backward):
         out = fastdepth.cost_volume(*x, reduction=reduction, groups=groups, backend="triton")

@@ -31,19 +31,22 @@ CASES = tuple(OPTIONS)
 #: the projections by the fused backends' projection kernel
 BUFFER_CASES = ("buffers",)
 #: the cases run through the GPU backends' sweep backward (fastdepth.cost_volume.BACKWARD = "sweep"),
-#: with 10 channels: two full chunks of 4 and a partial one
+#: with 10 channels (two full chunks of 4 and a partial one) and planes dense enough that runs of
+#: hypotheses sample the same taps, and others do not (tests/test_cost_volume.py checks both occur)
 SWEEP_CASES = ("sweep",)
+SWEEP_PLANES = (2.0, 2.6)
 SANITIZER_CASES = ("l1", "buffers", "sweep")
 SELFCHECK_CASE = "buffers"  # every kernel of the op: the projection, forward and backward
 
 
-def inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=False):
-    """Features in [0, 1], random rigid poses and D hypotheses in [0.5, 8] (some project outside)."""
+def inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=False, planes=(0.5, 8.0)):
+    """Features in [0, 1], random rigid poses and D hypotheses (some project outside): per pixel,
+    uniform in [0.5, 8], or planes evenly spaced across ``planes``."""
     scene = warp_scene(B, S, C, h, w, seed=seed, image_dtype=dtype, translation=0.3)
     gen = torch.Generator().manual_seed(seed + 1)
     target = torch.rand(B, C, h, w, generator=gen).to(dtype)
-    planes = torch.linspace(0.5, 8.0, D).repeat(B, 1)
-    hypotheses = 0.5 + 7.5 * torch.rand(B, D, h, w, generator=gen) if per_pixel else planes
+    even = torch.linspace(*planes, D).repeat(B, 1)
+    hypotheses = 0.5 + 7.5 * torch.rand(B, D, h, w, generator=gen) if per_pixel else even
     tensors = (target, scene["image"], hypotheses, scene["pose"], scene["K"])
     return [t.to(device) for t in tensors]
 
@@ -56,8 +59,10 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     warped feature within KINK_TOL of the target's (the kink of the absolute difference)."""
     result = CaseResult("cost_volume", name, backend, device, str(dtype).removeprefix("torch."))
     B, S, C, h, w, D = (1, 2, 4, 5, 7, 3) if quick else (2, 2, 8, 13, 19, 6)
-    C = 10 if name in SWEEP_CASES else C
-    tensors = inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=name == "per_pixel")
+    sweep = name in SWEEP_CASES
+    C = 10 if sweep else C
+    planes = SWEEP_PLANES if sweep else (0.5, 8.0)
+    tensors = inputs(B, S, C, h, w, D, seed, dtype, device, per_pixel=name == "per_pixel", planes=planes)
     n = 2 if name in BUFFER_CASES else len(tensors)
     ours_in, ref_in = leaves(tensors[:n]), leaves(tensors[:n], torch.float64)
     geometry = tensors[n:]
@@ -73,7 +78,7 @@ def run_case(name: str, backend: str, device: str, dtype: torch.dtype, quick: bo
     g = torch.rand(ours.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     g = g.masked_fill(fragile | l1_kinks, 0.0)
     names = ("features_target", "features_source", "depth_hypotheses", "poses", "K")[:n]
-    with backward_kernel("sweep") if name in SWEEP_CASES else contextlib.nullcontext():
+    with backward_kernel("sweep") if sweep else contextlib.nullcontext():
         ours_grads = grads(ours, ours_in, g)
     result.gradient_error, grad_where = gradient_error(
         names, ours_grads, grads(ref, ref_in, g.to(dtype).double()), tol.gradient_floor
