@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kBlock, 4)
 }
 
 template <typename Img>
-__global__ void __launch_bounds__(kBlock, 4)  // as the backward: ptxas otherwise spills at 72 registers
+__global__ void __launch_bounds__(kBlock)
     cost_volume_sweep_bwd_kernel(const Img* grad, const Img* ft, const Img* fs, const float* u, const float* v,
                                  float* grad_ft, float* grad_fs, float* grad_u, float* grad_v, cost_volume::Shape sh,
                                  cost_volume::Options o) {

@@ -148,20 +148,6 @@ FD_HD void reduction_grads(int reduction, F scaled, F t, F x, F mean, F* gx, F* 
   }
 }
 
-// The backward of one channel of one view at one target pixel: the sample x of the source plane at
-// ``plane`` through the view's taps, d cost / d (x, target) (reduction_grads), x's gradient scattered
-// through scatter_s and its position gradient accumulated into g_iu, g_iv; returns the target's.
-template <typename F, typename Img, typename ScatterS>
-FD_HD F channel_backward(const Img* fs, int64_t plane, const warp::Taps<F>& t, int W, int reduction, F go, F target,
-                         F mean, bool need_features, bool need_geometry, ScatterS scatter_s, F* g_iu, F* g_iv) {
-  const F x = warp::sample<F>(fs + plane, t, W);
-  F gx, gt;
-  reduction_grads(reduction, go, target, x, mean, &gx, &gt);
-  if (need_features) warp::scatter_bilinear(t, plane, W, gx, scatter_s);
-  if (need_geometry) warp::sample_position_grad(fs + plane, t, W, gx, g_iu, g_iv);
-  return gt;
-}
-
 // Backward of one target pixel at hypothesis d: the features' gradients through
 // scatter_t(offset, value) and scatter_s(offset, value), and the projections' gradient at (b, s, d).
 template <typename F, typename Img, typename ScatterT, typename ScatterS>
@@ -182,10 +168,16 @@ FD_HD void backward_pixel(const Img* grad, const Img* ft, const Img* fs, const F
         }
         const F t = load_as<F>(ft + target_plane(b, c, sh) + pix);
         mean = (mean + t) / F(sh.S + 1);
-        const F gt = channel_backward(fs, source_plane(b, s, c, sh), w.t, sh.W, o.reduction, go, t, mean,
-                                      need_features, need_geometry, scatter_s, &g_iu, &g_iv);
-        // the variance's target term belongs to no source: it is added once, with the first
-        if (need_features && (o.reduction != kVariance || s == 0)) scatter_t(target_plane(b, c, sh) + pix, gt);
+        const int64_t plane = source_plane(b, s, c, sh);
+        const F x = warp::sample<F>(fs + plane, w.t, sh.W);
+        F gx, gt;
+        reduction_grads(o.reduction, go, t, x, mean, &gx, &gt);
+        if (need_features) {
+          // the variance's target term belongs to no source: it is added once, with the first
+          if (o.reduction != kVariance || s == 0) scatter_t(target_plane(b, c, sh) + pix, gt);
+          warp::scatter_bilinear(w.t, plane, sh.W, gx, scatter_s);
+        }
+        if (need_geometry) warp::sample_position_grad(fs + plane, w.t, sh.W, gx, &g_iu, &g_iv);
       }
     }
     if (need_geometry) {

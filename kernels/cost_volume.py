@@ -6,10 +6,10 @@ One program handles BLOCK target pixels of one (image, hypothesis), looping over
 and sources. The backward recomputes the samples, scatters the features' gradients with float
 atomics and writes the gradient of the projected pixels (u, v), from which autograd reaches the
 hypotheses, poses and K (:mod:`fastdepth.cost_volume`). The sweep backward (``sweep=True``; l1, dot
-and group_dot) has one program per BLOCK target pixels and SWEEP_CHANNELS channels of one image go
-through every hypothesis: the target's gradient stays in registers and is stored once, where the
-per-hypothesis backward scatters it from D programs, and the sources' is scattered once per run of
-consecutive hypotheses that sample the same four pixels. Where the geometry needs no gradient, the
+and group_dot) gives a program BLOCK target pixels and SWEEP_CHANNELS channels of one image at every
+hypothesis: the target's gradient stays in registers and is stored once, where the per-hypothesis
+backward scatters it from D programs, and the sources' is scattered once per run of consecutive
+hypotheses that sample the same four pixels. Where the geometry needs no gradient, the
 projection kernel computes u and v (the warp's projection) in one launch. The CUDA twin is
 csrc/cost_volume.cu.
 """
