@@ -131,7 +131,7 @@ def test_only_the_features_need_a_gradient(backend, device, seed):
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_half_precision_features(backend, device, dtype):
-    for case in ("l1", "variance"):
+    for case in ("l1", "variance", "sweep"):
         result = run_one("cost_volume", case, backend, device, dtype, quick=True)
         assert result.passed, result
 
