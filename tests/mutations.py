@@ -80,7 +80,7 @@ MUTATIONS = [
     # the fused objective: halos, tiles, the window's centre, the mask, the identity's gradient
     ("M11", "csrc/reprojection_cpu.cpp", "const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 2);",
      "const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 1);", HOST, NOT_TRITON),
-    ("R6a", "csrc/reprojection.cuh", "p.windows = in_image && bi >= halo - 1 &&",
+    ("R6a", "csrc/photometric.cuh", "p.windows = in_image && bi >= halo - 1 &&",
      "p.windows = in_image && bi >= halo &&", HOST, NOT_TRITON),
     ("R6b", "kernels/reprojection.py", "windows = in_image & (bi >= 1) & (bi < PB_H - 1)",
      "windows = in_image & (bi >= 2) & (bi < PB_H - 1)", ("tests/test_reprojection.py",), "triton and one_pass"),
