@@ -51,8 +51,9 @@ def _reflect(i, n):
 
 @triton.jit
 def _window_moments(x_ptr, y_ptr, rows, cols, H, W):
-    """Sums over the reflected 3x3 window centred on (rows, cols): x, y, x², y², xy."""
-    sx = tl.zeros([rows.shape[0], cols.shape[1]], tl.float32)
+    """Sums over the reflected 3x3 window centred on (rows, cols) (a tile's rows and columns, or
+    both of a flat block's positions): x, y, x², y², xy."""
+    sx = tl.zeros((rows + cols).shape, tl.float32)
     sy = tl.zeros_like(sx)
     sxx = tl.zeros_like(sx)
     syy = tl.zeros_like(sx)
@@ -245,6 +246,19 @@ def _pixel_grads(g_mx, g_my, g_var, g_cov, xv, yv, g, alpha, C):
 
 
 @triton.jit
+def _needed_candidates(S_ID, S_W, NEED_TARGET: tl.constexpr, NEED_IDENTITY: tl.constexpr, NEED_WARPED: tl.constexpr):
+    """The candidates [first, last) whose gradient is needed: a candidate's gradient matters only for
+    its own input's gradient and the target's (csrc/photometric.cuh: needed_candidates); and those
+    [own_first, own_last) whose own gradient is stored (a range, not a select of NEED_*: Triton
+    3.2's interpreter cannot make a tensor of a constexpr bool)."""
+    first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
+    last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
+    own_first = 0 if NEED_IDENTITY else S_ID
+    own_last = S_ID + S_W if NEED_WARPED else S_ID
+    return first, last, own_first, own_last
+
+
+@triton.jit
 def photometric_bwd_kernel(
     grad_ptr,  # (B, 1, H, W) gradient of the loss map
     index_ptr,  # (B, 1, H, W) int64 winner, read when USE_INDEX
@@ -274,14 +288,7 @@ def photometric_bwd_kernel(
     i_map = index_ptr + b * HW
     alpha_c = alpha / C
     g_here = tl.load(g_map + off).to(tl.float32)
-    # needed_candidates (photometric.cuh): a candidate's gradient matters only for its own input's
-    # gradient and the target's
-    first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
-    last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
-    # the candidates whose own gradient is stored (a range, not a select of NEED_*: Triton 3.2's
-    # interpreter cannot make a tensor of a constexpr bool)
-    own_first = 0 if NEED_IDENTITY else S_ID
-    own_last = S_ID + S_W if NEED_WARPED else S_ID
+    first, last, own_first, own_last = _needed_candidates(S_ID, S_W, NEED_TARGET, NEED_IDENTITY, NEED_WARPED)
     for c in range(C):
         y_ptr = target_ptr + (b * C + c) * HW
         g_target = tl.zeros([BH, BW], tl.float32)
@@ -322,6 +329,32 @@ def _window_stat_grads(mx, my, a, b, c, d, g, alpha_c):
 
 
 @triton.jit
+def _block_position(H, W, HALO: tl.constexpr, PB_H: tl.constexpr, PB_W: tl.constexpr):
+    """This program's block of PB_H x PB_W positions, one per lane of a flat range: the tile of
+    pixels at grid position (program 0 across, program 1 down) and a halo of HALO around it
+    (csrc/photometric.cuh: block_position). Returns the positions, the tile's index and the number
+    of tiles, the block's first row and column, ``own`` (a pixel of the tile), ``windows`` (the
+    centre of a window a tile pixel lies in) and the positions' pixels clamped into the image."""
+    tile_c = tl.program_id(0)
+    tile_r = tl.program_id(1)
+    tile = tile_r * tl.num_programs(0) + tile_c
+    n_tiles = tl.num_programs(0) * tl.num_programs(1)
+    pos = tl.arange(0, PB_H * PB_W)
+    bi = pos // PB_W
+    bj = pos % PB_W
+    row0 = tile_r * (PB_H - 2 * HALO) - HALO
+    col0 = tile_c * (PB_W - 2 * HALO) - HALO
+    rows = row0 + bi
+    cols = col0 + bj
+    in_image = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    own = in_image & (bi >= HALO) & (bi < PB_H - HALO) & (bj >= HALO) & (bj < PB_W - HALO)
+    windows = in_image & (bi >= HALO - 1) & (bi < PB_H - HALO + 1) & (bj >= HALO - 1) & (bj < PB_W - HALO + 1)
+    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
+    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    return pos, tile, n_tiles, row0, col0, own, windows, r_in, c_in
+
+
+@triton.jit
 def photometric_tile_bwd_kernel(
     grad_ptr,  # (B, 1, H, W) gradient of the loss map
     index_ptr,  # (B, 1, H, W) int64 winner, read when USE_INDEX
@@ -350,37 +383,21 @@ def photometric_tile_bwd_kernel(
     after a barrier, at the tile's pixels, those of the windows each lies in, weighted by how often
     it lies there (reflection), and the L1 term. photometric_bwd_kernel's sums in its order, each
     window computed once per block instead of once per pixel it holds."""
-    tile_c = tl.program_id(0)
-    tile_r = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    tile = tile_r * tl.num_programs(0) + tile_c
-    n_tiles = tl.num_programs(0) * tl.num_programs(1)
     HW = H * W
-    bi = tl.arange(0, PB_H)[:, None]
-    bj = tl.arange(0, PB_W)[None, :]
-    pos = bi * PB_W + bj
-    rows = tile_r * (PB_H - 2) - 1 + bi
-    cols = tile_c * (PB_W - 2) - 1 + bj
-    own = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-    own = own & (bi >= 1) & (bi < PB_H - 1) & (bj >= 1) & (bj < PB_W - 1)
     # positions outside the image compute a window at a clamped address that no tile pixel reads
-    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
-    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    pos, tile, n_tiles, _, _, own, _, r_in, c_in = _block_position(H, W, 1, PB_H, PB_W)
     off = r_in * W + c_in
     scr = scratch_ptr + (b * n_tiles + tile) * (SCRATCH_PLANES * PB_H * PB_W)
     g_map = grad_ptr + b * HW
     alpha_c = alpha / C
     g_here = tl.load(g_map + off).to(tl.float32)
-    # as in photometric_bwd_kernel
-    first = 0 if NEED_TARGET or NEED_IDENTITY else S_ID
-    last = S_ID + S_W if NEED_TARGET or NEED_WARPED else S_ID
-    own_first = 0 if NEED_IDENTITY else S_ID
-    own_last = S_ID + S_W if NEED_WARPED else S_ID
+    first, last, own_first, own_last = _needed_candidates(S_ID, S_W, NEED_TARGET, NEED_IDENTITY, NEED_WARPED)
     # a runtime loop over the 9 neighbours (a count the compiler cannot see: S_ID is never negative)
     nine = 9 + (S_ID < 0).to(tl.int32)
     for c in range(C):
         y_ptr = target_ptr + (b * C + c) * HW
-        g_target = tl.zeros([PB_H, PB_W], tl.float32)
+        g_target = tl.zeros([PB_H * PB_W], tl.float32)
         for k in range(first, last):
             x_ptr, gx_ptr = _candidate_planes(
                 identity_ptr, warped_ptr, grad_identity_ptr, grad_warped_ptr, b, k, c, S_ID, S_W, C, HW
@@ -398,7 +415,7 @@ def photometric_tile_bwd_kernel(
             tl.store(scr + 3 * PB_H * PB_W + pos, s_cov)
             tl.debug_barrier()
             # (B) their adjoint at the tile's pixels (_candidate_grads' order), and the L1 term
-            g_mx = tl.zeros([PB_H, PB_W], tl.float32)
+            g_mx = tl.zeros([PB_H * PB_W], tl.float32)
             g_my = tl.zeros_like(g_mx)
             g_var = tl.zeros_like(g_mx)
             g_cov = tl.zeros_like(g_mx)

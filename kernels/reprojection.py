@@ -29,6 +29,7 @@ import triton.language as tl
 from fastdepth.kernels import photometric as tiles
 from fastdepth.kernels.launch import device_guard
 from fastdepth.kernels.photometric import (
+    _block_position,
     _mix_channels,
     _reflect,
     _reflect_count,
@@ -198,25 +199,9 @@ def reprojection_tile_fwd_kernel(
     warped into the program's scratch, then, after a barrier, the SSIM and L1 terms of the window
     around each tile pixel read from it. The same samples, sums and comparisons in the same order as
     reprojection_fwd_kernel, each warp computed once instead of in 9 windows and every channel."""
-    TH: tl.constexpr = PB_H - 2
-    TW: tl.constexpr = PB_W - 2
-    tile_c = tl.program_id(0)
-    tile_r = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    tile = tile_r * tl.num_programs(0) + tile_c
-    n_tiles = tl.num_programs(0) * tl.num_programs(1)
     HW = H * W
-    pos = tl.arange(0, PB_H * PB_W)
-    bi = pos // PB_W
-    bj = pos % PB_W
-    row0 = tile_r * TH - 1
-    col0 = tile_c * TW - 1
-    rows = row0 + bi
-    cols = col0 + bj
-    in_image = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-    own = in_image & (bi >= 1) & (bi < PB_H - 1) & (bj >= 1) & (bj < PB_W - 1)
-    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
-    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    pos, tile, n_tiles, row0, col0, own, _, r_in, c_in = _block_position(H, W, 1, PB_H, PB_W)
     off = r_in * W + c_in
     x_scr = scratch_ptr + (b * n_tiles + tile) * (PB_H * PB_W)
     kb = k_ptr + b * 9
@@ -346,28 +331,10 @@ def reprojection_bwd_kernel(
     term at the tile's pixels: the warped image's gradient, never stored, times the sample's
     position gradient; then the warp's geometry backward. The same sums, in the same order, as the
     photometric backward followed by the warp backward."""
-    TH: tl.constexpr = PB_H - 4
-    TW: tl.constexpr = PB_W - 4
-    tile_c = tl.program_id(0)
-    tile_r = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    n_tc = tl.num_programs(0)
-    tile = tile_r * n_tc + tile_c
-    n_tiles = n_tc * tl.num_programs(1)
     HW = H * W
-    pos = tl.arange(0, PB_H * PB_W)
-    bi = pos // PB_W
-    bj = pos % PB_W
-    row0 = tile_r * TH - 2
-    col0 = tile_c * TW - 2
-    rows = row0 + bi
-    cols = col0 + bj
-    in_image = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-    # the tile's pixels, and the positions whose windows they lie in (their neighbours)
-    own = in_image & (bi >= 2) & (bi < PB_H - 2) & (bj >= 2) & (bj < PB_W - 2)
-    windows = in_image & (bi >= 1) & (bi < PB_H - 1) & (bj >= 1) & (bj < PB_W - 1)
-    r_in = tl.minimum(tl.maximum(rows, 0), H - 1)
-    c_in = tl.minimum(tl.maximum(cols, 0), W - 1)
+    # the tile's pixels (own), and the positions whose windows they lie in (their neighbours)
+    pos, tile, n_tiles, row0, col0, own, windows, r_in, c_in = _block_position(H, W, 2, PB_H, PB_W)
     off = r_in * W + c_in
     x_scr = scratch_ptr + (b * n_tiles + tile) * (SCRATCH_PLANES * PB_H * PB_W)
     sg_scr = x_scr + PB_H * PB_W
