@@ -39,6 +39,7 @@ SCRATCH_PLANES = tl.constexpr(4)
 
 SSIM_C1 = tl.constexpr(SSIM_C1)
 SSIM_C2 = tl.constexpr(SSIM_C2)
+NINTH = tl.constexpr(1.0 / 9.0)  # a window's box weight: the means are the sums times it
 
 
 @triton.jit
@@ -82,12 +83,12 @@ def _ssim_terms(x_ptr, y_ptr, rows, cols, H, W):
 @triton.jit
 def _ssim_from_sums(sx, sy, sxx, syy, sxy):
     """The SSIM pieces from the 3x3 window sums of x, y, x², y², xy (csrc/photometric.cuh: ssim_from_sums)."""
-    mx = sx / 9.0
-    my = sy / 9.0
+    mx = sx * NINTH
+    my = sy * NINTH
     a = 2.0 * mx * my + SSIM_C1
-    b = 2.0 * (sxy / 9.0 - mx * my) + SSIM_C2
+    b = 2.0 * (sxy * NINTH - mx * my) + SSIM_C2
     c = mx * mx + my * my + SSIM_C1
-    d = (sxx / 9.0 - mx * mx) + (syy / 9.0 - my * my) + SSIM_C2
+    d = (sxx * NINTH - mx * mx) + (syy * NINTH - my * my) + SSIM_C2
     return mx, my, a, b, c, d
 
 
@@ -318,13 +319,14 @@ def _window_stat_grads(mx, my, a, b, c, d, g, alpha_c):
     pieces, times the upstream gradient g at its centre and 1/9, the reflection count left to the
     caller (csrc/photometric.cuh: stat_grads_from_terms)."""
     s = (a * b) / (c * d)
+    inv_cd = 1.0 / (c * d)  # 1 / c = d / (c d), 1 / d = c / (c d): two divisions, not six
     half = (1.0 - s) * 0.5
     # clamp(., 0, 1) passes the gradient at and inside its bounds (torch.clamp)
-    g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) / 9.0
-    g_a = g_s * b / (c * d)
-    g_b = g_s * a / (c * d)
-    g_c = -g_s * s / c
-    g_d = -g_s * s / d
+    g_s = tl.where((half >= 0.0) & (half <= 1.0), -0.5 * alpha_c * g, 0.0) * NINTH
+    g_a = g_s * b * inv_cd
+    g_b = g_s * a * inv_cd
+    g_c = -g_s * s * (d * inv_cd)
+    g_d = -g_s * s * (c * inv_cd)
     return 2.0 * (my * (g_a - g_b) + mx * (g_c - g_d)), 2.0 * (mx * (g_a - g_b) + my * (g_c - g_d)), g_d, 2.0 * g_b
 
 
