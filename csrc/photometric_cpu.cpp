@@ -18,18 +18,21 @@ void photometric_forward_cpu(const F* target, const F* identity, const F* warped
 #pragma omp parallel
   {
     photometric::RowScratch<F> scratch(sh.W);
+    photometric::TargetSums<F> target_sums(sh.C, sh.W);
     std::vector<F> ssim(sh.W), l1(sh.W), l(sh.W);
     std::vector<int64_t> best_k(sh.W);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
       for (int row = 0; row < sh.H; ++row) {
         const int64_t off = b * HW + static_cast<int64_t>(row) * sh.W;
+        const F* y = target + b * sh.C * HW;
         F* best = loss + off;
         for (int j = 0; j < sh.W; ++j) best[j] = F(INFINITY), best_k[j] = 0;
+        target_sums.sum_row(y, HW, row, sh.C, sh.H, scratch);
         for (int64_t k = 0; k < sh.S_id + sh.S_w; ++k) {
           const F* x = k < sh.S_id ? identity + (b * sh.S_id + k) * sh.C * HW
                                    : warped + (b * sh.S_w + k - sh.S_id) * sh.C * HW;
-          photometric::candidate_loss_row({x, HW, 0}, target + b * sh.C * HW, HW, row, sh.C, sh.H, sh.W, alpha, scratch,
+          photometric::candidate_loss_row({x, HW, 0}, y, HW, target_sums, row, sh.C, sh.H, sh.W, alpha, scratch,
                                           ssim.data(), l1.data(), l.data());
           photometric::take_min_row(l.data(), k, best, best_k.data(), sh.W);
         }

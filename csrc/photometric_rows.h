@@ -1,7 +1,8 @@
 // Row-at-a-time SSIM + L1 for the CPU twins (photometric_cpu.cpp, reprojection_cpu.cpp). The GPU
 // kernels sum the 9 taps of each pixel's reflected 3x3 window (photometric.cuh); on a CPU the same
 // window sums are cheaper separably: three rows added per column, then three columns, in straight
-// loops over a row that the compiler vectorises. The per-pixel formulas are photometric.cuh's own
+// loops over a row that the compiler vectorises. The forward sums the target's windows of a row
+// once for all its candidates (TargetSums). The per-pixel formulas are photometric.cuh's own
 // (ssim_from_sums, the clamp, pixel_grads); only the order of the nine additions differs. The
 // backward's adjoint of the reflected box filter is separable the same way (reflect_count). No torch.
 #pragma once
@@ -52,6 +53,35 @@ __attribute__((noinline)) void column_sums(const F* __restrict__ x0, const F* __
   }
 }
 
+// The column sums of three rows of a candidate x (x0, x1, x2) with the target's (y0, y1, y2): sums
+// of x, x², xy (column_sums without the target's own, which TargetSums holds). Not inlined, as
+// column_sums.
+template <typename F>
+__attribute__((noinline)) void candidate_column_sums(const F* __restrict__ x0, const F* __restrict__ x1,
+                                                     const F* __restrict__ x2, const F* __restrict__ y0,
+                                                     const F* __restrict__ y1, const F* __restrict__ y2, int W,
+                                                     F* __restrict__ cx, F* __restrict__ cxx, F* __restrict__ cxy) {
+  for (int j = 0; j < W; ++j) {
+    const F a = x0[j], b = x1[j], c = x2[j];
+    cx[j] = a + b + c;
+    cxx[j] = a * a + b * b + c * c;
+    cxy[j] = a * y0[j] + b * y1[j] + c * y2[j];
+  }
+}
+
+// The column sums of three target rows: sums of y, y² (column_sums' own for y). Not inlined, as
+// column_sums.
+template <typename F>
+__attribute__((noinline)) void target_column_sums(const F* __restrict__ y0, const F* __restrict__ y1,
+                                                  const F* __restrict__ y2, int W, F* __restrict__ cy,
+                                                  F* __restrict__ cyy) {
+  for (int j = 0; j < W; ++j) {
+    const F d = y0[j], e = y1[j], f = y2[j];
+    cy[j] = d + e + f;
+    cyy[j] = d * d + e * e + f * f;
+  }
+}
+
 // The three rows of a reflected 3x3 window centred on an output row: the row above, the row and the
 // row below (reflected at the image's edges), each a pointer to W values.
 template <typename F>
@@ -84,19 +114,42 @@ struct CandidateRows {
   int x_first;
 };
 
-// The candidate's loss against the target y (C planes, y_stride apart) along output row `row`,
-// averaged over the channels, into out[0..W): candidate_loss of every pixel of the row.
+// The target's window sums of y and y² along one output row, for each of its C planes: computed
+// once (sum_row) for every candidate of the row (candidate_loss_row).
 template <typename F>
-inline void candidate_loss_row(const CandidateRows<F>& cand, const F* y, int64_t y_stride, int row, int64_t C, int H,
-                               int W, F alpha, RowScratch<F>& scratch, F* __restrict__ ssim, F* __restrict__ l1,
-                               F* __restrict__ out) {
+struct TargetSums {
+  TargetSums(int64_t C, int W) : W(W), sums(2 * static_cast<size_t>(C) * W) {}
+  int W;
+  std::vector<F> sums;
+  F* sy(int64_t c) { return sums.data() + 2 * c * W; }
+  F* syy(int64_t c) { return sums.data() + (2 * c + 1) * W; }
+
+  // The sums of the target y (C planes, y_stride apart) along output row `row` (window_sums' own).
+  void sum_row(const F* y, int64_t y_stride, int row, int64_t C, int H, RowScratch<F>& scratch) {
+    for (int64_t c = 0; c < C; ++c) {
+      const WindowRows<F> yr = window_rows(y + c * y_stride, 0, row, H, W);
+      target_column_sums(yr.up, yr.mid, yr.down, W, scratch.col(1), scratch.col(3));
+      reflected_sum3(scratch.col(1), sy(c), W);
+      reflected_sum3(scratch.col(3), syy(c), W);
+    }
+  }
+};
+
+// The candidate's loss against the target y (C planes, y_stride apart, whose sums along the row
+// `ys` holds) along output row `row`, averaged over the channels, into out[0..W): candidate_loss of
+// every pixel of the row.
+template <typename F>
+inline void candidate_loss_row(const CandidateRows<F>& cand, const F* y, int64_t y_stride, TargetSums<F>& ys,
+                               int row, int64_t C, int H, int W, F alpha, RowScratch<F>& scratch,
+                               F* __restrict__ ssim, F* __restrict__ l1, F* __restrict__ out) {
   for (int j = 0; j < W; ++j) ssim[j] = l1[j] = F(0);
   for (int64_t c = 0; c < C; ++c) {
     const WindowRows<F> xr = window_rows(cand.x + c * cand.x_stride, cand.x_first, row, H, W);
     const WindowRows<F> yr = window_rows(y + c * y_stride, 0, row, H, W);
-    window_sums(xr, yr, W, scratch);
-    const F *sx = scratch.sum(0), *sy = scratch.sum(1), *sxx = scratch.sum(2), *syy = scratch.sum(3),
-            *sxy = scratch.sum(4);
+    candidate_column_sums(xr.up, xr.mid, xr.down, yr.up, yr.mid, yr.down, W, scratch.col(0), scratch.col(2),
+                          scratch.col(4));
+    for (int q : {0, 2, 4}) reflected_sum3(scratch.col(q), scratch.sum(q), W);
+    const F *sx = scratch.sum(0), *sy = ys.sy(c), *sxx = scratch.sum(2), *syy = ys.syy(c), *sxy = scratch.sum(4);
     for (int j = 0; j < W; ++j) {
       const SsimTerms<F> t = ssim_from_sums(sx[j], sy[j], sxx[j], syy[j], sxy[j]);
       ssim[j] += ssim_loss(t);

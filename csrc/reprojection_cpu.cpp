@@ -32,6 +32,7 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
     warp::CornerTaps<F> taps(band_size);
     std::vector<F> warped(sh.S * sh.C * band_size);  // source s, channel c at (s * C + c) * band_size
     photometric::RowScratch<F> scratch(W);
+    photometric::TargetSums<F> target_sums(sh.C, W);
     std::vector<F> ssim(W), l1(W), l(W);
     std::vector<int64_t> best_k(W);
 #pragma omp for collapse(2) schedule(static)
@@ -52,10 +53,11 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
           for (int64_t k = 0; k < s_id; ++k) {
             photometric::take_min_row(identity + (b * s_id + k) * HW + off, k, best, best_k.data(), W);
           }
+          target_sums.sum_row(target + b * CHW, HW, row, sh.C, sh.H, scratch);
           for (int64_t s = 0; s < sh.S; ++s) {
             photometric::candidate_loss_row({warped.data() + s * sh.C * band_size, band_size, x0}, target + b * CHW,
-                                            HW, row, sh.C, sh.H, W, alpha, scratch, ssim.data(), l1.data(),
-                                            l.data());
+                                            HW, target_sums, row, sh.C, sh.H, W, alpha, scratch, ssim.data(),
+                                            l1.data(), l.data());
             photometric::take_min_row(l.data(), s_id + s, best, best_k.data(), W);
           }
           std::copy(best_k.begin(), best_k.end(), index + b * HW + off);
