@@ -61,6 +61,8 @@ MUTATIONS = [
      HOST, NOT_TRITON),
     ("M6", "csrc/photometric.cuh", "t.b = F(2) * (sxy * ninth - t.mx * t.my) + F(kC2);",
      "t.b = F(2) * (sxy * ninth - t.mx * t.my) + F(kC1);", HOST, NOT_TRITON),
+    ("M6c", "csrc/photometric_rows.h", "reflected_sum3(scratch.col(3), syy(c), W);",
+     "reflected_sum3(scratch.col(1), syy(c), W);", HOST, NOT_TRITON),
     ("M6b", "csrc/photometric.cuh", "const F g_c = -g_s * s * (t.d * inv_cd);",
      "const F g_c = -g_s * s * (t.c * inv_cd);", HOST, NOT_TRITON),
     ("K6", "kernels/photometric.py", "g_d = -g_s * s * (c * inv_cd)", "g_d = -g_s * s * (d * inv_cd)",
