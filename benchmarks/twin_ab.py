@@ -63,15 +63,20 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def build(revision: str, side: str, workdir: Path) -> ctypes.CDLL:
+def twin_flags() -> tuple[list[str], bool]:
+    """The extension's compiler flags for its CPU twin (without its CUDA kernels), and whether they
+    link glibc's vector math."""
+    _, flags, _, vector_math = _cuda._build_config()
+    return [f for f in flags if f != "-DFASTDEPTH_WITH_CUDA"], vector_math
+
+
+def build(revision: str, side: str, workdir: Path, flags: list[str], vector_math: bool) -> ctypes.CDLL:
     """``twin_ab.cpp`` and the twin's sources of ``csrc/`` at ``revision``, as a shared library whose
     namespace is ``fastdepth_<side>``."""
     src = workdir / side
     src.mkdir()
     archive = subprocess.run(["git", "archive", revision, "csrc"], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    _, flags, _, vector_math = _cuda._build_config()
-    flags = [f for f in flags if f != "-DFASTDEPTH_WITH_CUDA"]
     library = workdir / f"{side}.so"
     sources = [str(WRAPPER), *(str(src / "csrc" / name) for name in TWIN_SOURCES)]
     command = ["g++", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", *flags, f"-Dfastdepth=fastdepth_{side}"]
@@ -104,8 +109,8 @@ class Side:
         self.lib, self.x = lib, x
         B, S, C, H, W = x["sources"].shape
         self.dims = (B, S, C, H, W)
-        sampling = (1, 0)  # Monodepth2's: border padding, align_corners=False
-        self.sampling = sampling
+        sampling = objective.MONODEPTH2_SAMPLING
+        self.sampling = (int(sampling["padding_mode"] == "border"), int(sampling["align_corners"]))
         self.out = {
             "loss": torch.empty(B, H, W),
             "index": torch.empty(B, H, W, dtype=torch.int64),
@@ -229,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     size = QUICK_SIZE if args.quick else SIZE
     revisions = {side: git("rev-parse", "--short", rev) for side, rev in (("base", args.base), ("head", args.head))}
     x = inputs(size)
+    flags, vector_math = twin_flags()
     with tempfile.TemporaryDirectory() as workdir:
         with ThreadPoolExecutor(len(revisions)) as pool:  # the compiler's processes, side by side
-            builds = {side: pool.submit(build, rev, side, Path(workdir)) for side, rev in revisions.items()}
+            builds = {
+                side: pool.submit(build, rev, side, Path(workdir), flags, vector_math)
+                for side, rev in revisions.items()
+            }
         libs = {side: future.result() for side, future in builds.items()}
         sides = {side: Side(lib, x) for side, lib in libs.items()}
         times, differences = measure(sides, x["depths"], args.rounds)
-    _, flags, _, _ = _cuda._build_config()
     compiler = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     meta = {
         "device": device_name("cpu"),
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "compiler": compiler,
-        "flags": [f for f in flags if f != "-DFASTDEPTH_WITH_CUDA"],
+        "flags": flags,
         "rounds": args.rounds,
         "size": size.label,
     }
