@@ -113,9 +113,12 @@ void photometric_backward_cpu(const F* grad, const int64_t* index, const F* targ
             }
             F* g_out = k < sh.S_id ? grad_identity : grad_warped;
             for (int row = r0; row < r1; ++row) {
-              const int64_t at = static_cast<int64_t>(row - first) * sh.W, off = static_cast<int64_t>(row) * sh.W;
-              const F* const rows[4] = {band_plane(0) + at, band_plane(1) + at, band_plane(2) + at,
-                                        band_plane(3) + at};
+              const int64_t off = static_cast<int64_t>(row) * sh.W;
+              const photometric::WindowRows<F> rows[4] = {
+                  photometric::window_rows<F>(band_plane(0), first, row, sh.H, sh.W),
+                  photometric::window_rows<F>(band_plane(1), first, row, sh.H, sh.W),
+                  photometric::window_rows<F>(band_plane(2), first, row, sh.H, sh.W),
+                  photometric::window_rows<F>(band_plane(3), first, row, sh.H, sh.W)};
               photometric::adjoint_box_row(rows, row, sh.H, sh.W, scratch);
               photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3), x + off,
                                            y + off, won_plane(k) + off, l1_c, sh.W,

@@ -204,23 +204,25 @@ inline void stat_grads_row(const WindowRows<F>& x, const WindowRows<F>& y, int W
 }
 
 // The adjoint of the reflected box filter at input row `row`: for each of the four stat planes
-// (rows of W, row-major; `rows[q]` points at row `row`, its neighbours W before and after), the
-// sum over the output pixels whose window holds each input pixel, weighted by how often it appears
-// there (reflect_count), into scratch.sum(0..3).
+// (rows[q]: its rows row - 1, row and row + 1, as window_rows gives them), the sum over the output
+// pixels whose window holds each input pixel, weighted by how often it appears there
+// (reflect_count), into scratch.sum(0..3).
 template <typename F>
-inline void adjoint_box_row(const F* const rows[4], int row, int H, int W, RowScratch<F>& scratch) {
+inline void adjoint_box_row(const WindowRows<F> rows[4], int row, int H, int W, RowScratch<F>& scratch) {
   const F w_up = F(reflect_count(row, -1, H)), w_down = F(reflect_count(row, 1, H));
   for (int q = 0; q < 4; ++q) {
-    const F* __restrict__ p = rows[q];
+    const F* __restrict__ up = rows[q].up;
+    const F* __restrict__ mid = rows[q].mid;
+    const F* __restrict__ down = rows[q].down;
     F* __restrict__ v = scratch.col(q);
     F* __restrict__ s = scratch.sum(q);
     // a row outside the image is skipped, not weighted by 0: its neighbour may hold NaN
     if (row == 0) {
-      for (int j = 0; j < W; ++j) v[j] = p[j] + w_down * p[W + j];
+      for (int j = 0; j < W; ++j) v[j] = mid[j] + w_down * down[j];
     } else if (row == H - 1) {
-      for (int j = 0; j < W; ++j) v[j] = w_up * p[j - W] + p[j];
+      for (int j = 0; j < W; ++j) v[j] = w_up * up[j] + mid[j];
     } else {
-      for (int j = 0; j < W; ++j) v[j] = w_up * p[j - W] + p[j] + w_down * p[W + j];
+      for (int j = 0; j < W; ++j) v[j] = w_up * up[j] + mid[j] + w_down * down[j];
     }
     for (int j : {0, 1, W - 2, W - 1}) {
       if (j < 0 || j >= W) continue;

@@ -3,8 +3,8 @@
 // the GPU kernels work on a pixel (forward) or a tile (backward). The forward warps the band and its
 // halo once into a buffer of the thread's (warp_rows.h), where each GPU thread recomputes the warp of
 // its 3x3 window, and computes the photometric loss a row at a time from it (photometric_rows.h);
-// the backward runs the CUDA kernel's one-pass phases over the band. The warped images and their
-// gradient are never stored. No torch.
+// the backward streams the CUDA kernel's one-pass phases through the band a row at a time. The
+// warped images and their gradient are never stored. No torch.
 #include <algorithm>
 #include <vector>
 
@@ -68,107 +68,113 @@ void reprojection_forward_cpu(const F* target, const F* sources, const F* depth,
 }
 
 // The one-pass backward of the geometry, reprojection.cuh's phases with a band of rows (twin_bands)
-// of one batch element as the tile (as wide as the image; its halo of 2 rows above and below). Per
-// source: the warp's geometry of the band and its halo, and its bilinear taps (corner_taps); per
-// channel, (A) its samples, and their slopes d sample / d (iu, iv) from the same gather
-// (sample_and_slopes), into the thread's band buffers; (B) the stat gradients of the windows
-// centred on the band's rows and the rows next to it (stat_grads_row); (C) their adjoint at the
-// band's rows (adjoint_box_row, pixel_grads_row), times the slopes, summed over the channels into
-// d loss / d (iu, iv). Then the geometry's backward of the band, kBlock pixels at a time
-// (block_geometry_backward), into grad_depth and the band's pose and intrinsics partial sums. The
-// same functions in the same order as photometric_backward_cpu
-// followed by warp_backward_cpu, so the gradients are theirs bit for bit, except the pose and
-// intrinsics sums, taken over bands rather than blocks. The halo rows are warped by both bands that
-// need them. Bands of 24 to 32 rows measured fastest of 8 to 64 (2 threads, B=2 3x192x640; the
-// forward's within 5% from 8 to 32); with random per-pixel depth, 16 to 96 rows within 10%.
+// of one batch element as the tile (as wide as the image; its halo of 2 rows above and below),
+// streamed a row at a time so that every pixel's geometry is computed once and what the phases
+// pass on stays in a ring of 3 rows per source and channel. At step t, per source: (A) row t's
+// geometry and bilinear taps (corner_taps), and per channel its samples and their slopes
+// d sample / d (iu, iv) from the same gather (sample_and_slopes); (B) per channel, the stat
+// gradients of the windows centred on row t - 1 (stat_grads_row), which need rows t - 2 .. t;
+// (C) per channel, their adjoint at row t - 2 (adjoint_box_row, pixel_grads_row), which needs the
+// windows of rows t - 3 .. t - 1, times the slopes, summed over the channels into d loss / d (iu, iv).
+// Then the geometry's backward of row t - 2 (block_geometry_backward, the row as the block) into
+// grad_depth and the band's pose and intrinsics partial sums. The same functions in the same order
+// per pixel as photometric_backward_cpu followed by warp_backward_cpu, so the gradients are theirs
+// bit for bit, except the pose and intrinsics sums, taken over bands rather than blocks. The halo
+// rows are warped by both bands that need them.
 template <typename F>
 void reprojection_backward_cpu(const F* grad, const int64_t* index, const F* target, const F* sources,
                                const F* depth, const F* pose, const F* K, int64_t s_id, F* grad_depth,
                                F* pose_partials, F* k_partials, const warp::Shape& sh, const warp::Options& opt,
                                F alpha) {
   using Span = warp::SpanGeometry<F>;
-  const int W = sh.W;
-  const int64_t HW = static_cast<int64_t>(sh.H) * W;
-  const TwinBands bands = twin_bands(sh.H, sh.B);
-  const F alpha_c = alpha / F(sh.C);
-  const F l1_c = (F(1) - alpha) / F(sh.C);
+  const int W = sh.W, H = sh.H;
+  const int64_t HW = static_cast<int64_t>(H) * W, S = sh.S, C = sh.C;
+  const TwinBands bands = twin_bands(H, sh.B);
+  const F alpha_c = alpha / F(C);
+  const F l1_c = (F(1) - alpha) / F(C);
+  const int64_t row_size = (W + warp::kLanes - 1) / warp::kLanes * warp::kLanes;  // a row as a block
   const auto geometry_backward =
       opt.normalize ? warp::block_geometry_backward<F, true> : warp::block_geometry_backward<F, false>;
 #pragma omp parallel
   {
-    // the band's rows and halo: rows [x0, x1) warped, [s0, s1) windows, [r0, r1) the band
-    const size_t x_rows = bands.rows + 4, s_rows = bands.rows + 2;
-    Span span(static_cast<int64_t>(x_rows) * W, false);
-    warp::CornerTaps<F> taps(static_cast<int64_t>(x_rows) * W);
-    std::vector<F> x(x_rows * W), d_iu(x_rows * W), d_iv(x_rows * W), won(s_rows * W);
-    std::vector<F> stats(4 * s_rows * W);  // d/d E[x], E[y], E[x²], E[xy] of the window rows
-    std::vector<F> g_iu(sh.S * bands.rows * W), g_iv(g_iu.size()), g_x(W), g_unused(W);
+    // rings of 3 rows, image row r in slot r % 3: the geometry (source s's of slot k at k * S + s),
+    // and per source and channel the samples, their slopes, the 4 stat planes; per source where it won
+    std::vector<Span> geometry(3 * S, Span(row_size, true));
+    std::vector<F> x(S * C * 3 * row_size), d_iu(x.size()), d_iv(x.size()), stats(4 * x.size());
+    std::vector<F> won(S * 3 * row_size), g_x(W), g_unused(W);
+    const auto ring = [&](std::vector<F>& buffer, int64_t plane, int r) {
+      return buffer.data() + (plane * 3 + r % 3) * row_size;
+    };
+    const auto ring_window = [&](std::vector<F>& buffer, int64_t plane, int r) {
+      return photometric::WindowRows<F>{ring(buffer, plane, photometric::reflect(r - 1, H)), ring(buffer, plane, r),
+                                        ring(buffer, plane, photometric::reflect(r + 1, H))};
+    };
+    warp::CornerTaps<F> taps(row_size);
+    warp::PixelSpan<F> pixels(row_size);
+    warp::BlockGrads<F> grads(S, row_size);
     photometric::RowScratch<F> scratch(W);
-    std::vector<Span> block_spans(sh.S, Span(warp::kBlock, true));
-    warp::PixelSpan<F> pixels(warp::kBlock);
-    warp::BlockGrads<F> grads(sh.S);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < sh.B; ++b) {
       for (int64_t band = 0; band < bands.count; ++band) {
-        const int r0 = static_cast<int>(band) * bands.rows, r1 = std::min(sh.H, r0 + bands.rows);
-        const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 2);
-        const int s0 = std::max(0, r0 - 1), s1 = std::min(sh.H, r1 + 1);
-        const auto x_row = [&](int r) { return x.data() + static_cast<int64_t>(r - x0) * W; };
-        const auto stat_row = [&](int q, int r) { return stats.data() + (q * s_rows + r - s0) * W; };
-        const int64_t band_n = static_cast<int64_t>(r1 - r0) * W, x_n = static_cast<int64_t>(x1 - x0) * W;
-        for (int64_t s = 0; s < sh.S; ++s) {
-          const int64_t bs = b * sh.S + s;
-          warp::span_geometry(depth, K, b, static_cast<int64_t>(x0) * W, x_n, pose + bs * 16, sh, opt, span, false);
-          for (int r = s0; r < s1; ++r) {
-            const int64_t off = b * HW + static_cast<int64_t>(r) * W;
-            photometric::where_won_row(grad + off, index + off, s_id + s, W, won.data() + (r - s0) * W);
-          }
-          F* gu = g_iu.data() + s * bands.rows * W;
-          F* gv = g_iv.data() + s * bands.rows * W;
-          std::fill(gu, gu + band_n, F(0));
-          std::fill(gv, gv + band_n, F(0));
-          warp::corner_taps(span, x_n, W, sh.H, taps);
-          for (int64_t c = 0; c < sh.C; ++c) {
-            const F* y = target + (b * sh.C + c) * HW;
-            // (A)
-            warp::sample_and_slopes(sources + (bs * sh.C + c) * HW, taps, x_n, x.data(), d_iu.data(), d_iv.data());
-            // (B)
-            for (int r = s0; r < s1; ++r) {
-              photometric::stat_grads_row(photometric::window_rows(x.data(), x0, r, sh.H, W),
-                                          photometric::window_rows(y, 0, r, sh.H, W), W,
-                                          won.data() + (r - s0) * W, alpha_c, scratch, stat_row(0, r),
-                                          stat_row(1, r), stat_row(2, r), stat_row(3, r));
-            }
-            // (C)
-            for (int r = r0; r < r1; ++r) {
-              const F* const rows[4] = {stat_row(0, r), stat_row(1, r), stat_row(2, r), stat_row(3, r)};
-              photometric::adjoint_box_row(rows, r, sh.H, W, scratch);
-              photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3), x_row(r),
-                                           y + static_cast<int64_t>(r) * W, won.data() + (r - s0) * W, l1_c, W,
-                                           g_x.data(), g_unused.data());
-              const int64_t at = static_cast<int64_t>(r - x0) * W, band_at = static_cast<int64_t>(r - r0) * W;
-              warp::add_position_grads(g_x.data(), d_iu.data() + at, d_iv.data() + at, span.field(Span::kKeep) + at,
-                                       W, gu + band_at, gv + band_at);
-            }
-          }
-        }
+        // rows [x0, x1) warped, [s0, s1) the windows' stat gradients, [r0, r1) the band
+        const int r0 = static_cast<int>(band) * bands.rows, r1 = std::min(H, r0 + bands.rows);
+        const int x0 = std::max(0, r0 - 2), x1 = std::min(H, r1 + 2);
+        const int s0 = std::max(0, r0 - 1), s1 = std::min(H, r1 + 1);
         grads.clear();
-        const int64_t pix_band = static_cast<int64_t>(r0) * W;
-        for (int64_t i0 = 0; i0 < band_n; i0 += warp::kBlock) {
-          const int64_t n = std::min<int64_t>(warp::kBlock, band_n - i0);
-          for (int64_t s = 0; s < sh.S; ++s) {
-            warp::span_geometry(depth, K, b, pix_band + i0, n, pose + (b * sh.S + s) * 16, sh, opt, block_spans[s],
-                                true);
-            const F* gu = g_iu.data() + s * bands.rows * W + i0;
-            const F* gv = g_iv.data() + s * bands.rows * W + i0;
-            std::copy(gu, gu + n, grads.g_iu.data() + s * warp::kBlock);
-            std::copy(gv, gv + n, grads.g_iv.data() + s * warp::kBlock);
+        for (int t = x0; t < r1 + 2; ++t) {
+          const int u = t - 1, v = t - 2;  // the rows of (B) and (C)
+          for (int64_t s = 0; s < S; ++s) {
+            const int64_t bs = b * S + s;
+            if (t < x1) {  // (A)
+              Span& span = geometry[(t % 3) * S + s];
+              warp::span_geometry(depth, K, b, static_cast<int64_t>(t) * W, W, pose + bs * 16, sh, opt, span, true);
+              warp::corner_taps(span, W, W, H, taps);
+              for (int64_t c = 0; c < C; ++c) {
+                warp::sample_and_slopes(sources + (bs * C + c) * HW, taps, W, ring(x, s * C + c, t),
+                                        ring(d_iu, s * C + c, t), ring(d_iv, s * C + c, t));
+              }
+              if (t >= s0 && t < s1) {
+                const int64_t off = b * HW + static_cast<int64_t>(t) * W;
+                photometric::where_won_row(grad + off, index + off, s_id + s, W, ring(won, s, t));
+              }
+            }
+            if (u >= s0 && u < s1) {  // (B)
+              for (int64_t c = 0; c < C; ++c) {
+                const int64_t plane = s * C + c;
+                photometric::stat_grads_row(ring_window(x, plane, u),
+                                            photometric::window_rows(target + (b * C + c) * HW, 0, u, H, W), W,
+                                            ring(won, s, u), alpha_c, scratch, ring(stats, 4 * plane, u),
+                                            ring(stats, 4 * plane + 1, u), ring(stats, 4 * plane + 2, u),
+                                            ring(stats, 4 * plane + 3, u));
+              }
+            }
+            if (v >= r0 && v < r1) {  // (C)
+              F* gu = grads.g_iu.data() + s * row_size;
+              F* gv = grads.g_iv.data() + s * row_size;
+              std::fill(gu, gu + W, F(0));
+              std::fill(gv, gv + W, F(0));
+              const F* keep = geometry[(v % 3) * S + s].field(Span::kKeep);
+              for (int64_t c = 0; c < C; ++c) {
+                const int64_t plane = s * C + c;
+                const photometric::WindowRows<F> rows[4] = {
+                    ring_window(stats, 4 * plane, v), ring_window(stats, 4 * plane + 1, v),
+                    ring_window(stats, 4 * plane + 2, v), ring_window(stats, 4 * plane + 3, v)};
+                photometric::adjoint_box_row(rows, v, H, W, scratch);
+                photometric::pixel_grads_row(scratch.sum(0), scratch.sum(1), scratch.sum(2), scratch.sum(3),
+                                             ring(x, plane, v), target + (b * C + c) * HW + static_cast<int64_t>(v) * W,
+                                             ring(won, s, v), l1_c, W, g_x.data(), g_unused.data());
+                warp::add_position_grads(g_x.data(), ring(d_iu, plane, v), ring(d_iv, plane, v), keep, W, gu, gv);
+              }
+            }
           }
-          warp::span_pixels(depth, K, b, pix_band + i0, n, sh, opt, pixels);
-          geometry_backward(pixels, block_spans.data(), sh.S, n, K + b * 9, pose + b * sh.S * 16,
-                            grad_depth != nullptr ? grad_depth + b * HW + pix_band + i0 : nullptr, grads);
+          if (v >= r0 && v < r1) {
+            const int64_t pix = static_cast<int64_t>(v) * W;
+            warp::span_pixels(depth, K, b, pix, W, sh, opt, pixels);
+            geometry_backward(pixels, geometry.data() + (v % 3) * S, S, W, K + b * 9, pose + b * S * 16,
+                              grad_depth != nullptr ? grad_depth + b * HW + pix : nullptr, grads);
+          }
         }
-        warp::store_partials(grads, sh.S, b, band, bands.count, pose_partials, k_partials);
+        warp::store_partials(grads, S, b, band, bands.count, pose_partials, k_partials);
       }
     }
   }

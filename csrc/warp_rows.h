@@ -364,15 +364,17 @@ void span_pixels(const F* depth, const F* K, int64_t b, int64_t pix0, int64_t n,
 constexpr int kLanes = 8;
 static_assert(kBlock % kLanes == 0, "a block's arrays hold whole groups of lanes");
 
-// What the geometry's backward of one block needs and accumulates: the sample-position gradients of
-// each source (g_iu, g_iv: S x kBlock) and the lane sums of the pose (S x 16 x kLanes) and
-// intrinsics (4 x kLanes) gradients.
+// What the geometry's backward of one block of up to `block` pixels (a multiple of kLanes) needs and
+// accumulates: the sample-position gradients of each source (g_iu, g_iv: S x block, source s's at
+// s * block) and the lane sums of the pose (S x 16 x kLanes) and intrinsics (4 x kLanes) gradients.
 template <typename F>
 struct BlockGrads {
-  explicit BlockGrads(int64_t S)
-      : g_iu(static_cast<size_t>(S) * kBlock),
+  explicit BlockGrads(int64_t S, int64_t block = kBlock)
+      : block(block),
+        g_iu(static_cast<size_t>(S) * block),
         g_iv(g_iu.size()),
         pose_lanes(static_cast<size_t>(S) * kPosePartials * kLanes) {}
+  int64_t block;
   std::vector<F> g_iu, g_iv, pose_lanes;
   F k_lanes[kIntrinsicsPartials][kLanes];
 
@@ -406,7 +408,7 @@ void store_partials(const BlockGrads<F>& grads, int64_t S, int64_t b, int64_t sl
   }
 }
 
-// The geometry's backward over the n <= kBlock pixels of a block, kLanes pixels at a time in
+// The geometry's backward over the n <= grads.block pixels of a block, kLanes pixels at a time in
 // vectorised loops: geometry_backward of every kept pixel and source from grads.g_iu, g_iv into
 // the lane sums, then ray_backward of every pixel into grad_depth (when not null; n entries).
 // Lanes past n read stale entries of the block's arrays and are masked.
@@ -421,8 +423,8 @@ void block_geometry_backward(const PixelSpan<F>& pixels, const SpanGeometry<F>* 
     for (int64_t s = 0; s < S; ++s) {
       const SpanGeometry<F>& span = spans[s];
       const F* T = poses_b + s * 16;
-      const F* g_iu = grads.g_iu.data() + s * kBlock;
-      const F* g_iv = grads.g_iv.data() + s * kBlock;
+      const F* g_iu = grads.g_iu.data() + s * grads.block;
+      const F* g_iv = grads.g_iv.data() + s * grads.block;
       F* pose_lanes = grads.pose_lanes.data() + s * kPosePartials * kLanes;
 #pragma GCC ivdep
       for (int64_t l = 0; l < kLanes; ++l) {

@@ -84,8 +84,13 @@ MUTATIONS = [
     ("R1", "fastdepth/reference/photometric.py", 'xp = F.pad(x, (1, 1, 1, 1), mode="reflect")',
      'xp = F.pad(x, (1, 1, 1, 1), mode="replicate")', ("tests/test_reference_photometric.py",), ""),
     # the fused objective: halos, tiles, the window's centre, the mask, the identity's gradient
-    ("M11", "csrc/reprojection_cpu.cpp", "const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 2);",
-     "const int x0 = std::max(0, r0 - 2), x1 = std::min(sh.H, r1 + 1);", HOST, NOT_TRITON),
+    ("M11", "csrc/reprojection_cpu.cpp", "const int x0 = std::max(0, r0 - 2), x1 = std::min(H, r1 + 2);",
+     "const int x0 = std::max(0, r0 - 2), x1 = std::min(H, r1 + 1);", HOST, NOT_TRITON),
+    # the twin's streamed backward: the reflected window in its rings, the geometry of the row it ends
+    ("M11b", "csrc/reprojection_cpu.cpp", "ring(buffer, plane, photometric::reflect(r + 1, H))};",
+     "ring(buffer, plane, r + 1)};", HOST, NOT_TRITON),
+    ("M11c", "csrc/reprojection_cpu.cpp", "geometry_backward(pixels, geometry.data() + (v % 3) * S,",
+     "geometry_backward(pixels, geometry.data() + (t % 3) * S,", HOST, NOT_TRITON),
     ("R6a", "csrc/photometric.cuh", "p.windows = in_image && bi >= halo - 1 &&",
      "p.windows = in_image && bi >= halo &&", HOST, NOT_TRITON),
     ("R6b", "kernels/photometric.py", "windows = in_image & (bi >= HALO - 1) &",
