@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU campaign: everything a session with a GPU runs, in one call of at most 8.5 minutes on a
+# The GPU campaign: everything a session with a GPU runs, in one call of at most 9.5 minutes on a
 # bare machine (cold Triton cache, the extension build included; the first, on an H200, took 7.5):
 #
 #   benchmarks/gpu_campaign.sh OUTDIR [--rehearse]
 #
-# Steps, in order of value, each under its own timeout (seconds; they add up to 510), plus whatever
+# Steps, in order of value, each under its own timeout (seconds; they add up to 570), plus whatever
 # the steps before it left unused (a build done in 40 s leaves 80 s more to the checks):
 #   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer, CUDA_HOME
 #   2 build     120  the CUDA extension, once (its time is logged); fails if built without its CUDA kernels
@@ -15,6 +15,8 @@
 #                    only (benchmarks/sanitize.sh)
 #   6 host       30  where the host time of the fused calls goes (benchmarks/host_profile.py: the Python
 #                    functions of repeated fwd+bwd calls at B=12, by own time), into the step's log
+#   7 kernels    60  Nsight Compute on the fused objective's forward and backward kernels, one launch
+#                    each per backend (benchmarks/kernel_profile.py): occupancy, throughput, stalls
 # Every step writes what it has as it goes; the exit status has bit N-1 set when step N failed
 # (0: all passed). OUTDIR receives at most 8 files, at most 2 folders down:
 #   summary.txt  one line per step (status, seconds), rewritten after each step
@@ -42,16 +44,18 @@ works=warp,photometric,reprojection,depth_loss,cost_volume,objective
 if [ $rehearse = 1 ]; then
   device=cpu
   export TRITON_INTERPRET=1
-  limits=(120 600 600 600 300 300)
+  limits=(120 600 600 600 300 300 300)
   checks_args=(--device cpu --quick --dtypes fp32)  # the fused backends that run here
   bench_args=(--device cpu --quick --works $works)
   host_args=(--device cpu --quick --calls 3)
+  profile_args=(--device cpu --quick)
 else
   device=cuda
-  limits=(20 120 110 170 60 30)
+  limits=(20 120 110 170 60 30 60)
   checks_args=(--device cuda --backends triton,cuda)  # named: a backend that cannot run fails its cases
   bench_args=(--device cuda --sizes kitti --dtypes fp32,bf16 --works $works)
   host_args=(--device cuda --calls 30)
+  profile_args=(--device cuda)
 fi
 
 spare=0  # seconds earlier steps left of their limits: the next step may use them
@@ -125,5 +129,14 @@ else
   step sanitizer benchmarks/sanitize.sh "$python" "${checks_args[@]}" --sanitizer
 fi
 step host "$python" -m fastdepth.benchmarks.host_profile "${host_args[@]}"
+kernels=$("$python" -c 'from fastdepth.benchmarks.kernel_profile import KERNELS; print(KERNELS)')
+if [ $rehearse = 1 ] || ! command -v ncu >/dev/null; then
+  echo "ncu not run (rehearsal or not found): the profiled calls alone"
+  step kernels "$python" -m fastdepth.benchmarks.kernel_profile "${profile_args[@]}"
+else
+  step kernels ncu --clock-control none --kernel-name "regex:$kernels" --launch-count 4 --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    "$python" -m fastdepth.benchmarks.kernel_profile "${profile_args[@]}"
+fi
 echo "campaign done (status $status); results in $out"
 exit $status
