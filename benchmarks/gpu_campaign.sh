@@ -6,7 +6,7 @@
 #
 # Steps, in order of value, each under its own timeout (seconds; they add up to 570), plus whatever
 # the steps before it left unused (a build done in 40 s leaves 80 s more to the checks):
-#   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer, CUDA_HOME
+#   1 env        20  imports, versions (torch, Triton, CUDA, driver), nvcc / ninja / compute-sanitizer / ncu, CUDA_HOME
 #   2 build     120  the CUDA extension, once (its time is logged); fails if built without its CUDA kernels
 #   3 checks    110  python -m fastdepth.checks: triton and cuda against the float64 reference on the GPU
 #   4 bench     170  the benchmark at B=12 3x192x640, fp32 and bf16, fwd+bwd, every peer (a row at a time),
@@ -96,7 +96,7 @@ if sys.argv[1] == "cuda":
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem",
                           "--format=csv,noheader"], capture_output=True, text=True)
     print("driver:", smi.stdout.strip() or smi.stderr.strip())
-for tool in ("nvcc", "ninja", "compute-sanitizer"):
+for tool in ("nvcc", "ninja", "compute-sanitizer", "ncu"):
     print(f"{tool}: {shutil.which(tool) or 'NOT FOUND'}")
 from torch.utils.cpp_extension import CUDA_HOME
 print("CUDA_HOME, as PyTorch finds it:", CUDA_HOME)
