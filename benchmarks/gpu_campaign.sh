@@ -129,11 +129,11 @@ else
   step sanitizer benchmarks/sanitize.sh "$python" "${checks_args[@]}" --sanitizer
 fi
 step host "$python" -m fastdepth.benchmarks.host_profile "${host_args[@]}"
-kernels=$("$python" -c 'from fastdepth.benchmarks.kernel_profile import KERNELS; print(KERNELS)')
 if [ $rehearse = 1 ] || ! command -v ncu >/dev/null; then
   echo "ncu not run (rehearsal or not found): the profiled calls alone"
   step kernels "$python" -m fastdepth.benchmarks.kernel_profile "${profile_args[@]}"
 else
+  kernels=$("$python" -c 'from fastdepth.benchmarks.kernel_profile import KERNELS; print(KERNELS)')
   step kernels ncu --clock-control none --kernel-name "regex:$kernels" --launch-count 4 --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     "$python" -m fastdepth.benchmarks.kernel_profile "${profile_args[@]}"
